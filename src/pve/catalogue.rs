@@ -1,0 +1,1 @@
+//! The endpoint catalogue generated from the Proxmox VE API schema.

@@ -1,0 +1,15 @@
+//! Proxmox VE API knowledge, free of HTTP framework types: how pveproxy reads a request
+//! ([`request`]), the endpoint catalogue ([`catalogue`]), guest references ([`guests`]), the
+//! action taxonomy ([`action`]) and the step that turns a parsed request into an
+//! [`Operation`] ([`inspect`]).
+
+pub mod action;
+pub mod catalogue;
+pub mod guests;
+pub mod inspect;
+pub mod request;
+
+pub use action::Action;
+pub use guests::{GuestSet, Vmid};
+pub use inspect::{inspect, InspectError, Operation, Route};
+pub use request::{ApiFormat, Params, ParamValue, Target};

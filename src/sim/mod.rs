@@ -1,0 +1,1 @@
+//! A simulated Proxmox VE API server for `pvegate demo` and the tests.
