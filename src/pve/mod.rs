@@ -12,4 +12,4 @@ pub mod request;
 pub use action::Action;
 pub use guests::{GuestSet, Vmid};
 pub use inspect::{inspect, InspectError, Operation, Route};
-pub use request::{ApiFormat, Params, ParamValue, Target};
+pub use request::{ApiFormat, ParamValue, Params, Target};

@@ -17,7 +17,10 @@ pub enum ApiFormat {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Target {
     /// `/api2/<format>/...`: decoded, non-empty path segments after the format.
-    Api { format: ApiFormat, segments: Vec<String> },
+    Api {
+        format: ApiFormat,
+        segments: Vec<String>,
+    },
     /// Anything outside `/api2` (web UI pages and static files): the decoded path.
     Other { path: String },
 }
