@@ -1,5 +1,35 @@
 //! pvegate: a policy-enforcing reverse proxy for the Proxmox VE API.
+//!
+//! ```text
+//! client ──TLS──▶ server (hyper HTTP/1.1) ──▶ inspect ──▶ authorize ──▶ forward ──TLS(pinned)──▶ pveproxy
+//!                                              │            │             └ upstream: pool, header hygiene, websocket splice
+//!                                              │            └ policy: Policy::decide on an ArcSwap snapshot, audit event
+//!                                              └ pve: target + parameters read exactly as pveproxy does,
+//!                                                     endpoint catalogue → Operation { route, action, guests }
+//! ```
+//!
+//! A request is read once, the way pveproxy reads it ([`pve::request`]): percent-decoding,
+//! slashes, formats, query-over-body precedence, `&`/`;` separators, JSON vs form bodies.
+//! Anything pveproxy could read differently is refused with 400. The inspect layer maps the
+//! request to an endpoint of the catalogue generated from the Proxmox API schema
+//! ([`pve::catalogue`]) and finds every guest it touches ([`pve::guests`]). The authorize
+//! layer decides with a pure function ([`policy::Policy::decide`]) on a snapshot of the live
+//! policy, logs one audit event ([`audit`]) and answers denials itself ([`respond`]): a refused
+//! request never reaches Proxmox. Everything else is forwarded unchanged ([`upstream`]), small
+//! bodies byte for byte, uploads and downloads streamed, websocket consoles spliced.
+//!
+//! pvegate holds no Proxmox credential: it can only take permissions away.
 #![forbid(unsafe_code)]
 
+pub mod audit;
+pub mod commands;
+pub mod config;
+pub mod demo;
+pub mod layer;
+pub mod policy;
 pub mod pve;
+pub mod respond;
+pub mod server;
 pub mod sim;
+pub mod stack;
+pub mod upstream;

@@ -1,0 +1,282 @@
+//! What each subcommand does: `serve`, `check`, `validate`, `demo`. `main.rs` only parses
+//! arguments and calls these.
+
+use std::path::Path;
+use std::time::Duration;
+
+use http::{HeaderMap, HeaderValue, Method};
+
+use crate::config::{Config, LogFormat, Trust};
+use crate::layer::inspect::{self, BodyPlan};
+use crate::policy::{Decision, Policy, PolicyStore};
+use crate::pve::{GuestSet, Route};
+use crate::server::{self, Listener};
+use crate::{audit, stack, upstream};
+
+/// Exit code: allowed.
+pub const EXIT_ALLOW: i32 = 0;
+/// Exit code: bad input (unreadable config, policy or request).
+pub const EXIT_BAD_INPUT: i32 = 2;
+/// Exit code: refused.
+pub const EXIT_DENY: i32 = 3;
+
+/// Sets up logging to stderr: JSON lines (or text), filtered by `level` unless `RUST_LOG` is set.
+pub fn init_logging(format: LogFormat, level: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let _ = match format {
+        LogFormat::Json => builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(false)
+            .try_init(),
+        LogFormat::Text => builder.try_init(),
+    };
+}
+
+/// `pvegate serve`: runs the proxy until SIGINT/SIGTERM.
+pub async fn serve(config_path: &Path) -> anyhow::Result<()> {
+    let config = Config::load(config_path)?;
+    init_logging(config.log_format, &config.log_level);
+    let store = PolicyStore::load(config.policy_files.clone())?;
+    if config.upstream.trust == Trust::Insecure {
+        tracing::warn!(
+            "upstream.insecure = true: the Proxmox certificate is NOT verified; anyone on the path can read credentials. Pin it with upstream.fingerprint instead"
+        );
+    }
+    let upstream = upstream::Upstream::new(&config.upstream)?;
+    let tls = match &config.listen.tls {
+        Some((cert, key)) => Some(server::server_tls(cert, key)?),
+        None => {
+            if !config.listen.address.ip().is_loopback() {
+                tracing::warn!(address = %config.listen.address, "serving plain HTTP on a non-loopback address: credentials cross the network in clear; set listen.tls_cert and listen.tls_key");
+            }
+            None
+        }
+    };
+    let listener = Listener::bind(config.listen.address, tls).await?;
+    tracing::info!(
+        address = %listener.local_addr()?,
+        tls = listener.is_tls(),
+        upstream = upstream.authority(),
+        rules = store.snapshot().rules().len(),
+        "pvegate listening"
+    );
+    let gate = stack::build(store.clone(), upstream);
+    if config.watch_policy {
+        tokio::spawn(store.clone().watch(Duration::from_secs(2)));
+    }
+    tokio::spawn(reload_on_sighup(store));
+    tokio::select! {
+        _ = listener.serve(gate) => {}
+        _ = shutdown_signal() => tracing::info!("shutting down"),
+    }
+    Ok(())
+}
+
+async fn reload_on_sighup(store: PolicyStore) {
+    let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) else {
+        return;
+    };
+    while hup.recv().await.is_some() {
+        let _ = store.reload();
+    }
+}
+
+async fn shutdown_signal() {
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term => {}
+    }
+}
+
+/// `pvegate validate`: loads config and policy and reports every error with file:line.
+pub fn validate(config_path: &Path) -> i32 {
+    let config = match Config::load(config_path) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return EXIT_BAD_INPUT;
+        }
+    };
+    let mut failed = false;
+    let mut rules = 0;
+    for file in &config.policy_files {
+        match Policy::load(std::slice::from_ref(file)) {
+            Ok(p) => rules += p.rules().len(),
+            Err(e) => {
+                eprintln!("error: {e}");
+                failed = true;
+            }
+        }
+    }
+    if !failed {
+        if let Err(e) = Policy::load(&config.policy_files) {
+            eprintln!("error: {e}");
+            failed = true;
+        }
+    }
+    if let Some((cert, key)) = &config.listen.tls {
+        if let Err(e) = server::server_tls(cert, key) {
+            eprintln!("error: {}: listen TLS: {e}", config.path.display());
+            failed = true;
+        }
+    }
+    if let Err(e) = upstream::tls::client_config(&config.upstream.trust) {
+        eprintln!("error: {}: upstream TLS: {e}", config.path.display());
+        failed = true;
+    }
+    if failed {
+        return EXIT_BAD_INPUT;
+    }
+    println!(
+        "ok: {} ({} policy file(s), {} guest rule(s), upstream {}://{})",
+        config.path.display(),
+        config.policy_files.len(),
+        rules,
+        config.upstream.scheme,
+        config.upstream.authority
+    );
+    EXIT_ALLOW
+}
+
+/// One request for `pvegate check`.
+pub struct CheckRequest<'a> {
+    pub method: &'a str,
+    pub target: &'a str,
+    pub data: Option<&'a str>,
+    pub content_type: Option<&'a str>,
+    pub identity: Option<&'a str>,
+}
+
+/// `pvegate check`: decides one request offline and explains it. Returns the exit code.
+pub fn check(config_path: &Path, req: &CheckRequest<'_>, out: &mut impl std::io::Write) -> i32 {
+    let policy = match Config::load(config_path).and_then(|c| Policy::load(&c.policy_files)) {
+        Ok(p) => p,
+        Err(e) => {
+            let _ = writeln!(out, "error: {e}");
+            return EXIT_BAD_INPUT;
+        }
+    };
+    check_with_policy(&policy, req, out)
+}
+
+/// [`check`] against an already loaded policy.
+pub fn check_with_policy(
+    policy: &Policy,
+    req: &CheckRequest<'_>,
+    out: &mut impl std::io::Write,
+) -> i32 {
+    let Ok(method) = Method::from_bytes(req.method.as_bytes()) else {
+        let _ = writeln!(out, "error: {:?} is not an HTTP method", req.method);
+        return EXIT_BAD_INPUT;
+    };
+    let mut target = req.target.to_string();
+    if !target.starts_with('/') && !target.contains("://") {
+        target.insert(0, '/');
+    }
+    if target.starts_with('/') && !target.starts_with("/api2") {
+        let _ = writeln!(out, "note:     read as /api2/json{target}");
+        target.insert_str(0, "/api2/json");
+    }
+    let mut headers = HeaderMap::new();
+    let body = req.data.unwrap_or("").as_bytes();
+    if !body.is_empty() {
+        headers.insert(http::header::CONTENT_LENGTH, body.len().into());
+        let ct = req
+            .content_type
+            .unwrap_or("application/x-www-form-urlencoded");
+        match HeaderValue::from_str(ct) {
+            Ok(v) => {
+                headers.insert(http::header::CONTENT_TYPE, v);
+            }
+            Err(_) => {
+                let _ = writeln!(
+                    out,
+                    "error: --content-type {ct:?} is not a valid header value"
+                );
+                return EXIT_BAD_INPUT;
+            }
+        }
+    }
+    let head = inspect::read_head(&method, &target, &headers);
+    let inspected = head.and_then(|(t, q, plan)| {
+        let body = if matches!(plan, BodyPlan::Buffer(_)) {
+            body
+        } else {
+            &[][..]
+        };
+        inspect::inspect_request(&method, t, q, &plan, body, &headers)
+    });
+    let mut info = match inspected {
+        Ok(i) => i,
+        Err(refusal) => {
+            let _ = writeln!(
+                out,
+                "decision: invalid ({} {})",
+                refusal.status.as_u16(),
+                refusal.status.canonical_reason().unwrap_or("")
+            );
+            let _ = writeln!(out, "message:  {}", refusal.message);
+            return EXIT_BAD_INPUT;
+        }
+    };
+    if let Some(id) = req.identity {
+        info.identity = Some(id.to_string());
+    }
+    let decision = policy.decide(&info.op, info.identity.as_deref());
+    let endpoint = match &info.op.route {
+        Route::Known(t) => format!("{} {t}", info.method),
+        Route::Unknown => format!(
+            "unknown: {} {} is not in pvegate's catalogue (newer Proxmox?); {}",
+            info.method,
+            info.path,
+            if info.op.action.is_read() {
+                "reads pass"
+            } else if policy.strict() {
+                "strict mode refuses unknown writes"
+            } else {
+                "judged by every guest id found in it"
+            }
+        ),
+        Route::Static => format!("static file {}", info.path),
+    };
+    let guests = match &info.op.guests {
+        GuestSet::All => "all guests".to_string(),
+        GuestSet::None => "none".to_string(),
+        g => audit::guests_text(g),
+    };
+    let _ = writeln!(
+        out,
+        "decision: {}",
+        match decision {
+            Decision::Allow(_) => "allow",
+            Decision::Deny(_) => "deny",
+        }
+    );
+    let _ = writeln!(out, "rule:     {}", policy.rule_label(&decision));
+    let _ = writeln!(out, "endpoint: {endpoint}");
+    let _ = writeln!(out, "action:   {}", info.op.action.as_str());
+    let _ = writeln!(out, "guests:   {guests}");
+    let _ = writeln!(out, "identity: {}", info.identity.as_deref().unwrap_or("-"));
+    match decision {
+        Decision::Allow(_) => EXIT_ALLOW,
+        Decision::Deny(reason) => {
+            let what = format!("{} {}", info.method, info.path);
+            let message = policy.deny_message(&reason, info.op.action, &what);
+            let _ = writeln!(out, "message:  Permission check failed ({message})");
+            EXIT_DENY
+        }
+    }
+}

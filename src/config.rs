@@ -1,0 +1,391 @@
+//! The config file (TOML) -> a validated [`Config`]: listener, upstream, policy files, logging.
+//!
+//! Relative paths are resolved against the config file's folder. Unknown keys are errors, and
+//! every error names the file and line so `pvegate validate` can point at it.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+/// A config or policy file that could not be used, with where and why.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{path}: cannot read: {source}")]
+    Read {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path}:{line}: {message}")]
+    Invalid {
+        path: String,
+        line: usize,
+        message: String,
+    },
+}
+
+impl ConfigError {
+    /// An error at a byte offset of `src` (turned into a 1-based line number).
+    pub fn at(path: &Path, src: &str, offset: Option<usize>, message: impl Into<String>) -> Self {
+        let line = offset
+            .map(|o| {
+                src[..o.min(src.len())]
+                    .bytes()
+                    .filter(|b| *b == b'\n')
+                    .count()
+                    + 1
+            })
+            .unwrap_or(1);
+        ConfigError::Invalid {
+            path: path.display().to_string(),
+            line,
+            message: message.into(),
+        }
+    }
+
+    /// A TOML parse/schema error, located.
+    pub fn toml(path: &Path, src: &str, err: &toml::de::Error) -> Self {
+        let offset = err.span().map(|s| s.start);
+        Self::at(path, src, offset, err.message().trim().to_string())
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    listen: RawListen,
+    upstream: RawUpstream,
+    policy: RawPolicy,
+    #[serde(default)]
+    log: RawLog,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawListen {
+    address: toml::Spanned<String>,
+    tls_cert: Option<toml::Spanned<String>>,
+    tls_key: Option<toml::Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawUpstream {
+    url: toml::Spanned<String>,
+    fingerprint: Option<toml::Spanned<String>>,
+    ca: Option<toml::Spanned<String>>,
+    #[serde(default)]
+    insecure: bool,
+    connect_timeout_secs: Option<u64>,
+    pool_idle_timeout_ms: Option<toml::Spanned<u64>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPolicy {
+    files: toml::Spanned<Vec<String>>,
+    #[serde(default)]
+    watch: Option<bool>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawLog {
+    format: Option<toml::Spanned<String>>,
+    level: Option<String>,
+}
+
+/// Where clients connect.
+#[derive(Clone, Debug)]
+pub struct Listen {
+    pub address: SocketAddr,
+    /// PEM certificate chain and key; `None` serves plain HTTP.
+    pub tls: Option<(PathBuf, PathBuf)>,
+}
+
+/// How the upstream's certificate is checked.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Trust {
+    /// The SHA-256 of the upstream's end-entity certificate (DER), as Proxmox shows it.
+    Fingerprint([u8; 32]),
+    /// A PEM CA bundle.
+    Ca(PathBuf),
+    /// The system's (webpki) roots.
+    SystemRoots,
+    /// No verification at all (explicit opt-out; warned about at start).
+    Insecure,
+}
+
+/// The Proxmox API endpoint pvegate forwards to.
+#[derive(Clone, Debug)]
+pub struct Upstream {
+    /// `http` or `https`.
+    pub scheme: http::uri::Scheme,
+    /// `host:port`.
+    pub authority: http::uri::Authority,
+    pub trust: Trust,
+    pub connect_timeout: std::time::Duration,
+    /// Idle pooled connections are dropped after this (pveproxy closes them after 5 s).
+    pub pool_idle_timeout: std::time::Duration,
+}
+
+/// Log output format.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LogFormat {
+    Json,
+    Text,
+}
+
+/// A loaded, validated config file.
+#[derive(Clone, Debug)]
+pub struct Config {
+    pub path: PathBuf,
+    pub listen: Listen,
+    pub upstream: Upstream,
+    pub policy_files: Vec<PathBuf>,
+    /// Reload the policy when a policy file changes (SIGHUP always reloads).
+    pub watch_policy: bool,
+    pub log_format: LogFormat,
+    pub log_level: String,
+}
+
+impl Config {
+    /// Reads and validates a config file.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let src = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.display().to_string(),
+            source,
+        })?;
+        Self::parse(path, &src)
+    }
+
+    /// Validates config text; `path` locates errors and anchors relative paths.
+    pub fn parse(path: &Path, src: &str) -> Result<Config, ConfigError> {
+        let raw: RawConfig = toml::from_str(src).map_err(|e| ConfigError::toml(path, src, &e))?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        let resolve = |p: &str| -> PathBuf {
+            let p = Path::new(p);
+            if p.is_absolute() {
+                p.to_path_buf()
+            } else {
+                base.join(p)
+            }
+        };
+        let err = |span: std::ops::Range<usize>, msg: String| {
+            ConfigError::at(path, src, Some(span.start), msg)
+        };
+
+        let address = raw
+            .listen
+            .address
+            .get_ref()
+            .parse::<SocketAddr>()
+            .map_err(|_| {
+                err(
+                    raw.listen.address.span(),
+                    format!(
+                        "listen.address {:?} is not an IP:port such as \"0.0.0.0:8006\"",
+                        raw.listen.address.get_ref()
+                    ),
+                )
+            })?;
+        let tls = match (&raw.listen.tls_cert, &raw.listen.tls_key) {
+            (Some(c), Some(k)) => Some((resolve(c.get_ref()), resolve(k.get_ref()))),
+            (None, None) => None,
+            (Some(c), None) => {
+                return Err(err(c.span(), "listen.tls_cert is set but listen.tls_key is not: set both, or neither for plain HTTP".into()))
+            }
+            (None, Some(k)) => {
+                return Err(err(k.span(), "listen.tls_key is set but listen.tls_cert is not: set both, or neither for plain HTTP".into()))
+            }
+        };
+
+        let up = &raw.upstream;
+        let uri: http::Uri = up.url.get_ref().parse().map_err(|_| {
+            err(
+                up.url.span(),
+                format!(
+                    "upstream.url {:?} is not a URL such as \"https://192.168.1.12:8006\"",
+                    up.url.get_ref()
+                ),
+            )
+        })?;
+        let scheme = uri.scheme().cloned().ok_or_else(|| {
+            err(
+                up.url.span(),
+                "upstream.url needs a scheme: https:// (or http:// for tests)".into(),
+            )
+        })?;
+        if scheme != http::uri::Scheme::HTTP && scheme != http::uri::Scheme::HTTPS {
+            return Err(err(up.url.span(), format!("upstream.url scheme {scheme} is not supported: use https:// (or http:// for tests)")));
+        }
+        let authority = uri
+            .authority()
+            .cloned()
+            .ok_or_else(|| err(up.url.span(), "upstream.url needs a host".into()))?;
+        if authority.as_str().contains('@') {
+            return Err(err(
+                up.url.span(),
+                "upstream.url must not carry credentials: pvegate never adds any".into(),
+            ));
+        }
+        if !matches!(uri.path(), "" | "/") || uri.query().is_some() {
+            return Err(err(
+                up.url.span(),
+                "upstream.url must be the server root (Proxmox serves the API at /api2)".into(),
+            ));
+        }
+        let trust = match (&up.fingerprint, &up.ca, up.insecure) {
+            (Some(f), None, false) => {
+                Trust::Fingerprint(parse_fingerprint(f.get_ref()).map_err(|m| err(f.span(), m))?)
+            }
+            (None, Some(c), false) => Trust::Ca(resolve(c.get_ref())),
+            (None, None, false) => Trust::SystemRoots,
+            (None, None, true) => Trust::Insecure,
+            (Some(f), _, _) | (None, Some(f), _) => {
+                return Err(err(
+                    f.span(),
+                    "choose one of upstream.fingerprint, upstream.ca or upstream.insecure".into(),
+                ))
+            }
+        };
+        let pool_idle_timeout = match &up.pool_idle_timeout_ms {
+            Some(v) if *v.get_ref() == 0 || *v.get_ref() >= 5000 => {
+                return Err(err(v.span(), "upstream.pool_idle_timeout_ms must be between 1 and 4999: pveproxy closes idle connections after 5 s".into()))
+            }
+            Some(v) => *v.get_ref(),
+            None => 3000,
+        };
+
+        let files = raw.policy.files.get_ref();
+        if files.is_empty() {
+            return Err(err(
+                raw.policy.files.span(),
+                "policy.files is empty: name at least one policy file".into(),
+            ));
+        }
+        let log_format = match raw.log.format.as_ref().map(|f| f.get_ref().as_str()) {
+            None | Some("json") => LogFormat::Json,
+            Some("text") => LogFormat::Text,
+            Some(other) => {
+                let span = raw.log.format.as_ref().map(|f| f.span()).unwrap_or(0..0);
+                return Err(err(
+                    span,
+                    format!("log.format {other:?} is not \"json\" or \"text\""),
+                ));
+            }
+        };
+        Ok(Config {
+            path: path.to_path_buf(),
+            listen: Listen { address, tls },
+            upstream: Upstream {
+                scheme,
+                authority,
+                trust,
+                connect_timeout: std::time::Duration::from_secs(
+                    up.connect_timeout_secs.unwrap_or(10),
+                ),
+                pool_idle_timeout: std::time::Duration::from_millis(pool_idle_timeout),
+            },
+            policy_files: files.iter().map(|f| resolve(f)).collect(),
+            watch_policy: raw.policy.watch.unwrap_or(true),
+            log_format,
+            log_level: raw.log.level.unwrap_or_else(|| "info".into()),
+        })
+    }
+}
+
+/// Parses a SHA-256 fingerprint: 32 hex pairs, with or without `:` separators, any case.
+pub fn parse_fingerprint(s: &str) -> Result<[u8; 32], String> {
+    let hex: String = s.chars().filter(|c| *c != ':').collect();
+    let bad = || {
+        format!(
+            "upstream.fingerprint {s:?} is not a SHA-256 fingerprint (64 hex digits, e.g. as shown under Datacenter > Node > Certificates)"
+        )
+    };
+    if hex.len() != 64 {
+        return Err(bad());
+    }
+    let mut out = [0u8; 32];
+    for (i, byte) in out.iter_mut().enumerate() {
+        *byte = u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).map_err(|_| bad())?;
+    }
+    Ok(out)
+}
+
+/// Formats a fingerprint the way Proxmox shows it (`AB:CD:…`).
+pub fn format_fingerprint(fp: &[u8]) -> String {
+    fp.iter()
+        .map(|b| format!("{b:02X}"))
+        .collect::<Vec<_>>()
+        .join(":")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(src: &str) -> Result<Config, ConfigError> {
+        Config::parse(Path::new("/etc/pvegate/pvegate.toml"), src)
+    }
+
+    const MIN: &str = r#"
+[listen]
+address = "127.0.0.1:8006"
+[upstream]
+url = "https://10.0.0.2:8006"
+fingerprint = "ab:cd:ab:cd:ab:cd:ab:cd:ab:cd:ab:cd:ab:cd:ab:cd:ab:cd:ab:cd:ab:cd:ab:cd:ab:cd:ab:cd:ab:cd:ab:cd"
+[policy]
+files = ["policies/homelab.toml"]
+"#;
+
+    #[test]
+    fn minimal_config_resolves_paths() {
+        let c = parse(MIN).unwrap();
+        assert_eq!(
+            c.policy_files,
+            vec![PathBuf::from("/etc/pvegate/policies/homelab.toml")]
+        );
+        assert_eq!(c.upstream.authority.as_str(), "10.0.0.2:8006");
+        assert!(matches!(c.upstream.trust, Trust::Fingerprint(f) if f[0] == 0xab));
+        assert!(c.listen.tls.is_none());
+        assert_eq!(c.upstream.pool_idle_timeout.as_millis(), 3000);
+    }
+
+    #[test]
+    fn errors_carry_file_and_line() {
+        let src = MIN.replace("[policy]", "[policy]\nbogus = 1");
+        let e = parse(&src).unwrap_err().to_string();
+        assert!(e.starts_with("/etc/pvegate/pvegate.toml:8:"), "{e}");
+        assert!(e.contains("bogus"), "{e}");
+    }
+
+    #[test]
+    fn rejects_two_trust_modes_and_bad_fingerprints() {
+        let src = MIN.replace("[policy]", "insecure = true\n[policy]");
+        assert!(parse(&src).unwrap_err().to_string().contains("choose one"));
+        let src = MIN.replace("ab:cd:ab:cd:", "zz:");
+        assert!(parse(&src)
+            .unwrap_err()
+            .to_string()
+            .contains("not a SHA-256"));
+    }
+
+    #[test]
+    fn rejects_half_tls_and_bad_address() {
+        let src = MIN.replace(
+            "address = \"127.0.0.1:8006\"",
+            "address = \"127.0.0.1:8006\"\ntls_cert = \"c.pem\"",
+        );
+        assert!(parse(&src).unwrap_err().to_string().contains("tls_key"));
+        let src = MIN.replace("127.0.0.1:8006", "localhost");
+        assert!(parse(&src).unwrap_err().to_string().contains(":3:"));
+    }
+
+    #[test]
+    fn fingerprint_round_trip() {
+        let fp = [0xABu8; 32];
+        assert_eq!(parse_fingerprint(&format_fingerprint(&fp)).unwrap(), fp);
+    }
+}

@@ -1,0 +1,3 @@
+pub async fn run(_l: Option<std::net::SocketAddr>, _t: bool) -> anyhow::Result<()> {
+    Ok(())
+}

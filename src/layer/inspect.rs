@@ -1,0 +1,407 @@
+//! The inspect layer: request -> [`Inspected`] (API format, [`Operation`], identity), with
+//! pveproxy's framing rules applied and small bodies buffered so exactly the bytes that were
+//! judged are forwarded, with a `Content-Length`.
+//!
+//! Refusals here are answered directly: 501 for methods Proxmox does not serve, 400 for
+//! anything that could be read two ways, 411/413 for bodies that cannot be judged.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use http::{header, HeaderMap, Method, Request, Response, StatusCode};
+use http_body_util::BodyExt;
+use tower::{Layer, Service};
+
+use crate::audit;
+use crate::pve::request::{self, BodyKind};
+use crate::pve::{self, auth, ApiFormat, GuestSet, Operation, Params, Route, Target};
+use crate::respond::{self, Body};
+
+/// Largest non-upload body pveproxy accepts (and so the largest pvegate buffers).
+pub const MAX_BODY: usize = 512 * 1024;
+
+/// The client's socket address, put into request extensions by the server.
+#[derive(Clone, Copy, Debug)]
+pub struct ClientAddr(pub SocketAddr);
+
+/// The typed facts about one request, for the layers after this one.
+#[derive(Clone, Debug)]
+pub struct Inspected {
+    /// `None` outside `/api2`.
+    pub format: Option<ApiFormat>,
+    pub method: Method,
+    /// The decoded path, for logs and messages (never the query).
+    pub path: String,
+    pub op: Operation,
+    /// Token id or ticket user of the credential pveproxy will use.
+    pub identity: Option<String>,
+}
+
+impl Inspected {
+    /// The endpoint for logs: the catalogue template, "unknown" or "static".
+    pub fn endpoint(&self) -> &str {
+        match &self.op.route {
+            Route::Known(t) => t,
+            Route::Unknown => "unknown",
+            Route::Static => "static",
+        }
+    }
+}
+
+/// A request refused before any policy applies.
+#[derive(Debug)]
+pub struct Refusal {
+    pub status: StatusCode,
+    pub format: Option<ApiFormat>,
+    pub message: String,
+}
+
+impl Refusal {
+    fn bad(format: Option<ApiFormat>, message: impl Into<String>) -> Self {
+        Refusal {
+            status: StatusCode::BAD_REQUEST,
+            format,
+            message: message.into(),
+        }
+    }
+
+    /// The response a client gets.
+    pub fn response(&self) -> Response<Body> {
+        if self.status == StatusCode::BAD_REQUEST {
+            respond::bad_request(self.format, &self.message)
+        } else {
+            respond::error(
+                self.format,
+                self.status,
+                &format!("pvegate: {}", self.message),
+            )
+        }
+    }
+}
+
+/// How a request's body is to be handled.
+#[derive(Debug, PartialEq, Eq)]
+pub enum BodyPlan {
+    /// No body may be sent.
+    Empty,
+    /// Parameters: buffered, parsed and forwarded byte for byte.
+    Buffer(BodyKind),
+    /// The storage upload endpoint: streamed, never buffered (its parameters are in the query).
+    Stream,
+}
+
+fn is_upload(method: &Method, segments: &[String]) -> bool {
+    method == Method::POST
+        && segments.len() == 5
+        && segments[0] == "nodes"
+        && segments[2] == "storage"
+        && segments[4] == "upload"
+}
+
+/// Step one: method, target and framing. Returns the parsed target, raw query and body plan.
+pub fn read_head<'a>(
+    method: &Method,
+    raw_target: &'a str,
+    headers: &HeaderMap,
+) -> Result<(Target, Option<&'a str>, BodyPlan), Refusal> {
+    if !matches!(
+        *method,
+        Method::GET | Method::POST | Method::PUT | Method::DELETE
+    ) {
+        return Err(Refusal {
+            status: StatusCode::NOT_IMPLEMENTED,
+            format: None,
+            message: format!(
+                "method '{method}' not available (Proxmox serves GET, POST, PUT and DELETE only)"
+            ),
+        });
+    }
+    let (target, query) =
+        request::parse_target(raw_target).map_err(|e| Refusal::bad(None, e.to_string()))?;
+    let format = match &target {
+        Target::Api { format, .. } => Some(*format),
+        Target::Other { .. } => None,
+    };
+    let te = headers.get_all(header::TRANSFER_ENCODING).iter().count() > 0;
+    if te {
+        let chunked_only = headers
+            .get_all(header::TRANSFER_ENCODING)
+            .iter()
+            .all(|v| v.as_bytes().eq_ignore_ascii_case(b"chunked"));
+        if !chunked_only || headers.contains_key(header::CONTENT_LENGTH) {
+            return Err(Refusal::bad(
+                format,
+                "Transfer-Encoding other than a single 'chunked', or together with Content-Length",
+            ));
+        }
+    }
+    let length = content_length(headers).map_err(|m| Refusal::bad(format, m))?;
+    let has_body = te || length.is_some_and(|l| l > 0);
+    let plan = match (&target, method) {
+        (_, &Method::GET | &Method::DELETE) if has_body => {
+            return Err(Refusal::bad(
+                format,
+                format!(
+                    "Proxmox refuses a body on {method}: send the parameters in the query string"
+                ),
+            ));
+        }
+        (_, &Method::GET | &Method::DELETE) => BodyPlan::Empty,
+        (Target::Other { .. }, _) => {
+            return Err(Refusal::bad(
+                None,
+                format!("Proxmox serves only GET outside /api2, not {method}"),
+            ));
+        }
+        (Target::Api { segments, .. }, _) if is_upload(method, segments) => {
+            let ct = headers
+                .get(header::CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok());
+            if !matches!(request::body_kind(ct), Ok(BodyKind::Multipart)) {
+                return Err(Refusal::bad(
+                    format,
+                    "an upload must be multipart/form-data",
+                ));
+            }
+            if length.is_none() {
+                return Err(Refusal {
+                    status: StatusCode::LENGTH_REQUIRED,
+                    format,
+                    message:
+                        "uploads need a Content-Length (Proxmox does not accept chunked bodies)"
+                            .into(),
+                });
+            }
+            BodyPlan::Stream
+        }
+        (Target::Api { .. }, _) => {
+            let ct = match headers.get_all(header::CONTENT_TYPE).iter().count() {
+                0 => None,
+                1 => Some(
+                    headers[header::CONTENT_TYPE]
+                        .to_str()
+                        .map_err(|_| Refusal::bad(format, "Content-Type is not readable text"))?,
+                ),
+                _ => return Err(Refusal::bad(format, "more than one Content-Type header")),
+            };
+            match request::body_kind(ct).map_err(|e| Refusal::bad(format, e.to_string()))? {
+                BodyKind::Multipart => {
+                    return Err(Refusal::bad(
+                        format,
+                        "multipart bodies are accepted only by the storage upload endpoint",
+                    ))
+                }
+                kind => {
+                    if length.is_some_and(|l| l > MAX_BODY as u64) {
+                        return Err(too_large(format));
+                    }
+                    BodyPlan::Buffer(kind)
+                }
+            }
+        }
+    };
+    Ok((target, query, plan))
+}
+
+fn too_large(format: Option<ApiFormat>) -> Refusal {
+    Refusal {
+        status: StatusCode::PAYLOAD_TOO_LARGE,
+        format,
+        message: format!(
+            "request body over {} KiB (Proxmox's limit for API parameters)",
+            MAX_BODY / 1024
+        ),
+    }
+}
+
+fn content_length(headers: &HeaderMap) -> Result<Option<u64>, String> {
+    let mut values = headers.get_all(header::CONTENT_LENGTH).iter();
+    let Some(first) = values.next() else {
+        return Ok(None);
+    };
+    if values.next().is_some() {
+        return Err("more than one Content-Length header".into());
+    }
+    first
+        .to_str()
+        .ok()
+        .filter(|s| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()))
+        .and_then(|s| s.parse().ok())
+        .map(Some)
+        .ok_or_else(|| "Content-Length is not a number".into())
+}
+
+/// Step two: parameters -> [`Inspected`]. `body` is the buffered body (empty for GET/DELETE and
+/// uploads, whose parameters are in the query alone).
+pub fn inspect_request(
+    method: &Method,
+    target: Target,
+    query: Option<&str>,
+    plan: &BodyPlan,
+    body: &[u8],
+    headers: &HeaderMap,
+) -> Result<Inspected, Refusal> {
+    let identity = auth::credential(headers).identity().map(str::to_owned);
+    match target {
+        Target::Other { path } => Ok(Inspected {
+            format: None,
+            method: method.clone(),
+            path,
+            op: Operation {
+                route: Route::Static,
+                action: pve::Action::Read,
+                guests: GuestSet::None,
+            },
+            identity,
+        }),
+        Target::Api { format, segments } => {
+            let bad = |m: String| Refusal::bad(Some(format), m);
+            let query = request::parse_urlencoded(query.unwrap_or("").as_bytes())
+                .map_err(|e| bad(e.to_string()))?;
+            let params = match plan {
+                BodyPlan::Buffer(kind) if !body.is_empty() => {
+                    let body_params = match kind {
+                        BodyKind::Json => request::parse_json(body),
+                        _ => request::parse_urlencoded(body),
+                    }
+                    .map_err(|e| bad(e.to_string()))?;
+                    Params::merge(body_params, query)
+                }
+                _ => query,
+            };
+            let op = pve::inspect(method, &segments, &params).map_err(|e| bad(e.to_string()))?;
+            let mut path = format!("/api2/{}", format.as_str());
+            for s in &segments {
+                path.push('/');
+                path.push_str(s);
+            }
+            Ok(Inspected {
+                format: Some(format),
+                method: method.clone(),
+                path,
+                op,
+                identity,
+            })
+        }
+    }
+}
+
+/// Layer that applies [`Inspect`].
+#[derive(Clone, Copy, Debug, Default)]
+pub struct InspectLayer;
+
+impl<S> Layer<S> for InspectLayer {
+    type Service = Inspect<S>;
+    fn layer(&self, inner: S) -> Self::Service {
+        Inspect { inner }
+    }
+}
+
+/// Reads each request as pveproxy would and attaches [`Inspected`]; refuses the unreadable.
+#[derive(Clone, Debug)]
+pub struct Inspect<S> {
+    inner: S,
+}
+
+type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
+
+impl<S, B> Service<Request<B>> for Inspect<S>
+where
+    S: Service<Request<Body>, Response = Response<Body>, Error = Infallible>
+        + Clone
+        + Send
+        + 'static,
+    S::Future: Send,
+    B: http_body::Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    type Response = Response<Body>;
+    type Error = Infallible;
+    type Future = BoxFuture<Result<Response<Body>, Infallible>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Request<B>) -> Self::Future {
+        let clone = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, clone);
+        Box::pin(async move {
+            match prepare(req).await {
+                Ok(req) => inner.call(req).await,
+                Err((refusal, client, method, path)) => {
+                    audit::record(&audit::AuditEvent {
+                        client,
+                        identity: None,
+                        method: method.as_str(),
+                        path: &path,
+                        endpoint: "-",
+                        action: "-",
+                        guests: &GuestSet::None,
+                        decision: "invalid",
+                        rule: &refusal.message,
+                    });
+                    Ok(refusal.response())
+                }
+            }
+        })
+    }
+}
+
+type Rejected = (Refusal, SocketAddr, Method, String);
+
+async fn prepare<B>(req: Request<B>) -> Result<Request<Body>, Rejected>
+where
+    B: http_body::Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let client = req
+        .extensions()
+        .get::<ClientAddr>()
+        .map_or(SocketAddr::from(([0, 0, 0, 0], 0)), |c| c.0);
+    let (mut parts, body) = req.into_parts();
+    let raw = parts.uri.to_string();
+    let logged_path = parts.uri.path().to_string();
+    let method = parts.method.clone();
+    let reject = |r: Refusal| (r, client, method.clone(), logged_path.clone());
+    let (target, query, plan) = read_head(&parts.method, &raw, &parts.headers).map_err(reject)?;
+    let (bytes, body) = match plan {
+        BodyPlan::Buffer(_) => {
+            let format = match &target {
+                Target::Api { format, .. } => Some(*format),
+                Target::Other { .. } => None,
+            };
+            let collected = http_body_util::Limited::new(body, MAX_BODY)
+                .collect()
+                .await
+                .map_err(|e| {
+                    if e.downcast_ref::<http_body_util::LengthLimitError>()
+                        .is_some()
+                    {
+                        reject(too_large(format))
+                    } else {
+                        reject(Refusal::bad(
+                            format,
+                            format!("the request body could not be read: {e}"),
+                        ))
+                    }
+                })?;
+            let bytes = collected.to_bytes();
+            parts.headers.remove(header::TRANSFER_ENCODING);
+            parts
+                .headers
+                .insert(header::CONTENT_LENGTH, bytes.len().into());
+            (bytes.clone(), Body::from(bytes))
+        }
+        BodyPlan::Empty => (Bytes::new(), Body::empty()),
+        BodyPlan::Stream => (Bytes::new(), Body::new(body)),
+    };
+    let inspected = inspect_request(&parts.method, target, query, &plan, &bytes, &parts.headers)
+        .map_err(reject)?;
+    parts.extensions.insert(inspected);
+    Ok(Request::from_parts(parts, body))
+}

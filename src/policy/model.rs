@@ -1,0 +1,54 @@
+//! The policy file format (TOML), as written by users. See `policies/README.md`.
+
+use serde::Deserialize;
+use toml::Spanned;
+
+/// One policy file.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PolicyFile {
+    #[serde(default)]
+    pub settings: Option<Settings>,
+    #[serde(default)]
+    pub guest: Vec<GuestEntry>,
+}
+
+/// `[settings]`: switches that apply to every request.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    /// Refuse writes to endpoints pvegate does not know (newer Proxmox than its catalogue).
+    pub strict: Option<Spanned<bool>>,
+    /// Access for guests no `[[guest]]` entry names: "managed" (default) or "readonly"
+    /// (default-deny: only listed guests may be changed).
+    pub default_access: Option<Spanned<String>>,
+    /// Actions refused whatever guests they touch (e.g. "node.shell", "access.write").
+    #[serde(default)]
+    pub deny_actions: Vec<Spanned<String>>,
+    /// Identities to which no rule applies (break-glass admins), e.g. "root@pam" or
+    /// "automation@pve!*" (every token of that user).
+    #[serde(default)]
+    pub exempt: Vec<Spanned<String>>,
+}
+
+/// `[[guest]]`: a rule for one guest or a range of guests.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GuestEntry {
+    /// One guest.
+    pub vmid: Option<Spanned<i64>>,
+    /// A range "9000-9099" (inclusive).
+    pub vmids: Option<Spanned<String>>,
+    pub name: Option<String>,
+    pub access: Spanned<String>,
+    pub reason: Option<String>,
+    /// Actions allowed despite `access = "readonly"` (e.g. "snapshot.create", "backup").
+    #[serde(default)]
+    pub allow: Vec<Spanned<String>>,
+    /// Actions refused despite `access = "managed"` (e.g. "destroy").
+    #[serde(default)]
+    pub deny: Vec<Spanned<String>>,
+    /// Identities this rule does not apply to.
+    #[serde(default)]
+    pub exempt: Vec<Spanned<String>>,
+}

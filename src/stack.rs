@@ -1,0 +1,19 @@
+//! The one place the request pipeline is assembled, outermost first:
+//! inspect (parse as pveproxy would) → authorize (policy) → forward (Proxmox).
+
+use tower::ServiceBuilder;
+
+use crate::layer::{AuthorizeLayer, Forward, InspectLayer};
+use crate::policy::PolicyStore;
+use crate::upstream::Upstream;
+
+/// The assembled service type.
+pub type Gate = crate::layer::Inspect<crate::layer::Authorize<Forward>>;
+
+/// Builds the pipeline in front of `upstream`, deciding with whatever `store` holds.
+pub fn build(store: PolicyStore, upstream: Upstream) -> Gate {
+    ServiceBuilder::new()
+        .layer(InspectLayer)
+        .layer(AuthorizeLayer::new(store))
+        .service(Forward::new(upstream))
+}
