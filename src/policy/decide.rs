@@ -152,3 +152,131 @@ impl Policy {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pve::Operation;
+
+    const POLICY: &str = r#"
+[settings]
+deny_actions = ["node.execute"]
+exempt = ["breakglass@pam"]
+
+[[guest]]
+vmid = 104
+name = "doc1"
+access = "readonly"
+reason = "Main services VM"
+
+[[guest]]
+vmid = 109
+name = "igp"
+access = "readonly"
+allow = ["snapshot.*", "backup"]
+exempt = ["media@pve!*"]
+
+[[guest]]
+vmids = "9000-9099"
+access = "managed"
+deny = ["destroy"]
+"#;
+
+    fn policy() -> Policy {
+        Policy::from_toml_str("t.toml", POLICY).unwrap()
+    }
+
+    fn op(action: &str, guests: GuestSet) -> Operation {
+        Operation {
+            route: Route::Known("/nodes/{node}/qemu/{vmid}/status/stop"),
+            action: action.parse().unwrap(),
+            guests,
+        }
+    }
+
+    fn some(v: &[Vmid]) -> GuestSet {
+        GuestSet::Some(v.to_vec())
+    }
+
+    #[test]
+    fn decision_table() {
+        let p = policy();
+        let cases: &[(&str, GuestSet, Option<&str>, Verdict)] = &[
+            ("read", some(&[104]), None, Verdict::Allow),
+            ("power.stop", some(&[104]), None, Verdict::Deny),
+            ("power.stop", some(&[110]), None, Verdict::Allow),
+            ("power.stop", some(&[110, 104]), None, Verdict::Deny),
+            ("console", some(&[109]), None, Verdict::Deny),
+            ("snapshot.create", some(&[109]), None, Verdict::Allow),
+            ("snapshot.rollback", some(&[109]), None, Verdict::Allow),
+            ("backup", some(&[109]), None, Verdict::Allow),
+            ("config.write", some(&[109]), Some("media@pve!jellyfin"), Verdict::Allow),
+            ("config.write", some(&[109]), Some("media@pve"), Verdict::Deny),
+            ("config.write", some(&[104]), Some("breakglass@pam"), Verdict::Allow),
+            ("destroy", some(&[9001]), None, Verdict::Deny),
+            ("power.start", some(&[9001]), None, Verdict::Allow),
+            ("destroy", some(&[9100]), None, Verdict::Allow),
+            ("power.stop", GuestSet::All, None, Verdict::Deny),
+            ("power.stop", GuestSet::None, None, Verdict::Allow),
+            ("node.execute", GuestSet::None, None, Verdict::Deny),
+            ("write", some(&[110]), None, Verdict::Allow),
+        ];
+        for (action, guests, id, want) in cases {
+            let d = p.decide(&op(action, guests.clone()), *id);
+            assert_eq!(d.verdict(), *want, "{action} {guests:?} as {id:?}: {d:?}");
+        }
+    }
+
+    #[test]
+    fn strict_mode_refuses_unknown_writes_only() {
+        let p = Policy::from_toml_str("s.toml", "[settings]\nstrict = true\n").unwrap();
+        let mut o = op("write", GuestSet::None);
+        o.route = Route::Unknown;
+        assert_eq!(p.decide(&o, None), Decision::Deny(DenyReason::Strict));
+        o.action = Action::Read;
+        assert_eq!(p.decide(&o, None).verdict(), Verdict::Allow);
+    }
+
+    #[test]
+    fn default_readonly_makes_unlisted_guests_readonly() {
+        let src = "[settings]\ndefault_access = \"readonly\"\n[[guest]]\nvmid = 110\naccess = \"managed\"\n";
+        let p = Policy::from_toml_str("d.toml", src).unwrap();
+        assert_eq!(p.decide(&op("power.stop", some(&[110])), None).verdict(), Verdict::Allow);
+        assert_eq!(p.decide(&op("power.stop", some(&[111])), None).verdict(), Verdict::Deny);
+        assert_eq!(p.decide(&op("power.stop", GuestSet::All), None).verdict(), Verdict::Deny);
+    }
+
+    #[test]
+    fn messages_name_guest_reason_and_action() {
+        let p = policy();
+        let Decision::Deny(r) = p.decide(&op("power.stop", some(&[104])), None) else { panic!() };
+        assert_eq!(
+            p.deny_message(&r, "power.stop".parse().unwrap(), "POST /x"),
+            "pvegate: VM 104 'doc1' is readonly: power.stop refused (Main services VM)"
+        );
+        let Decision::Deny(r) = p.decide(&op("power.stop", GuestSet::All), None) else { panic!() };
+        let m = p.deny_message(&r, "power.stop".parse().unwrap(), "POST /x");
+        assert!(m.contains("every guest") && m.contains("VM 104 'doc1'"), "{m}");
+        for banned in ["already running", "already exists", "does not exist", "got timeout"] {
+            assert!(!m.contains(banned));
+        }
+        assert!(p.rule_label(&Decision::Deny(r)).starts_with("guest 104 (t.toml:"));
+    }
+
+    #[test]
+    fn compile_errors_are_located() {
+        let cases = [
+            ("[[guest]]\nvmid = 104\naccess = \"readonly\"\nallow = [\"power.stp\"]\n", "t.toml:4", "unknown action"),
+            ("[[guest]]\nvmid = 99\naccess = \"readonly\"\n", "t.toml:2", "outside"),
+            ("[[guest]]\nvmid = 104\naccess = \"readonly\"\n[[guest]]\nvmid = 104\naccess = \"managed\"\n", "t.toml:6", "already has a rule"),
+            ("[[guest]]\nvmid = 104\naccess = \"ro\"\n", "t.toml:3", "readonly"),
+            ("[[guest]]\nvmid = 104\naccess = \"readonly\"\ncolour = 1\n", "t.toml:4", "colour"),
+            ("[[guest]]\nvmids = \"200-100\"\naccess = \"readonly\"\n", "t.toml:2", "range"),
+            ("[settings]\nexempt = [\"root\"]\n", "t.toml:2", "exempt identity"),
+        ];
+        for (src, at, needle) in cases {
+            let e = Policy::from_toml_str("t.toml", src).unwrap_err().to_string();
+            assert!(e.starts_with(at) && e.contains(needle), "{src:?} -> {e}");
+        }
+    }
+}

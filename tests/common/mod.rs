@@ -1,0 +1,204 @@
+//! Test harness: a simulated Proxmox and the real pvegate stack in front of it, on loopback
+//! ports chosen by the OS, plus a raw HTTP/1.1 client for requests no library would send.
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use pvegate::config::{self, Trust};
+use pvegate::policy::{Policy, PolicyStore};
+use pvegate::server::Listener;
+use pvegate::sim::{self, SimConfig, SimHandle};
+use pvegate::{stack, upstream};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// The homelab policy shipped in the repo.
+pub const HOMELAB: &str = include_str!("../../policies/homelab.toml");
+
+/// The demo token of the simulated Proxmox.
+pub const TOKEN: &str = "PVEAPIToken=root@pam!tofu=11111111-2222-3333-4444-555555555555";
+
+/// A running simulated Proxmox with pvegate in front of it.
+pub struct Gate {
+    pub sim: SimHandle,
+    pub addr: SocketAddr,
+    pub url: String,
+    pub store: PolicyStore,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Gate {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Options for [`start_with`].
+pub struct Opts {
+    pub policy: String,
+    pub sim_tls: bool,
+    pub trust: Option<Trust>,
+    pub client_tls: Option<rustls::ServerConfig>,
+}
+
+impl Default for Opts {
+    fn default() -> Self {
+        Opts { policy: HOMELAB.to_string(), sim_tls: false, trust: None, client_tls: None }
+    }
+}
+
+/// Plain HTTP on both sides with the homelab policy.
+pub async fn start() -> Gate {
+    start_with(Opts::default()).await
+}
+
+/// Upstream settings pointing at `sim`.
+pub fn upstream_for(sim: &SimHandle, trust: Trust) -> config::Upstream {
+    let uri: http::Uri = sim.url.parse().unwrap();
+    config::Upstream {
+        scheme: uri.scheme().unwrap().clone(),
+        authority: uri.authority().unwrap().clone(),
+        trust,
+        connect_timeout: Duration::from_secs(5),
+        pool_idle_timeout: Duration::from_millis(3000),
+    }
+}
+
+pub async fn start_with(opts: Opts) -> Gate {
+    let sim = sim::start(SimConfig { tls: opts.sim_tls, ..SimConfig::demo() }).await.unwrap();
+    let trust = opts.trust.unwrap_or(Trust::Insecure);
+    let up = upstream::Upstream::new(&upstream_for(&sim, trust)).unwrap();
+    let policy = Policy::from_toml_str("test-policy.toml", &opts.policy).unwrap();
+    let store = PolicyStore::new(policy, vec![]);
+    let tls = opts.client_tls.is_some();
+    let listener = Listener::bind("127.0.0.1:0".parse().unwrap(), opts.client_tls).await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let task = tokio::spawn(listener.serve(stack::build(store.clone(), up)));
+    let url = format!("{}://127.0.0.1:{}", if tls { "https" } else { "http" }, addr.port());
+    Gate { sim, addr, url, store, task }
+}
+
+/// A parsed raw HTTP response.
+#[derive(Debug)]
+pub struct RawResponse {
+    pub status: u16,
+    pub reason: String,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl RawResponse {
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body).unwrap_or_else(|e| {
+            panic!("body is not JSON ({e}): {}", String::from_utf8_lossy(&self.body))
+        })
+    }
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+    }
+    pub fn message(&self) -> String {
+        self.json()["message"].as_str().unwrap_or_default().to_string()
+    }
+}
+
+/// Sends exactly `bytes` (a whole request; `Connection: close` is added if missing) and reads
+/// the response until the server closes.
+pub async fn raw(addr: SocketAddr, request: &str) -> RawResponse {
+    raw_bytes(addr, request.as_bytes()).await
+}
+
+pub async fn raw_bytes(addr: SocketAddr, request: &[u8]) -> RawResponse {
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let text = String::from_utf8_lossy(request).to_string();
+    let req = if text.to_ascii_lowercase().contains("\r\nconnection:") {
+        request.to_vec()
+    } else {
+        let head_end = text.find("\r\n\r\n").expect("request has a blank line");
+        let mut v = request[..head_end].to_vec();
+        v.extend_from_slice(b"\r\nConnection: close");
+        v.extend_from_slice(&request[head_end..]);
+        v
+    };
+    s.write_all(&req).await.unwrap();
+    let mut buf = Vec::new();
+    tokio::time::timeout(Duration::from_secs(20), s.read_to_end(&mut buf)).await.expect("response in time").unwrap();
+    parse_response(&buf)
+}
+
+pub fn parse_response(buf: &[u8]) -> RawResponse {
+    let end = buf.windows(4).position(|w| w == b"\r\n\r\n").expect("response head");
+    let head = String::from_utf8_lossy(&buf[..end]).to_string();
+    let mut lines = head.split("\r\n");
+    let status_line = lines.next().unwrap();
+    let mut parts = status_line.splitn(3, ' ');
+    parts.next();
+    let status: u16 = parts.next().unwrap().parse().unwrap();
+    let reason = parts.next().unwrap_or("").to_string();
+    let headers: Vec<(String, String)> = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+        .collect();
+    let mut body = buf[end + 4..].to_vec();
+    if headers.iter().any(|(k, v)| k.eq_ignore_ascii_case("transfer-encoding") && v.contains("chunked")) {
+        body = dechunk(&body);
+    }
+    RawResponse { status, reason, headers, body }
+}
+
+fn dechunk(mut b: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    loop {
+        let Some(nl) = b.windows(2).position(|w| w == b"\r\n") else { break };
+        let size = usize::from_str_radix(std::str::from_utf8(&b[..nl]).unwrap().trim(), 16).unwrap();
+        if size == 0 {
+            break;
+        }
+        out.extend_from_slice(&b[nl + 2..nl + 2 + size]);
+        b = &b[nl + 2 + size + 2..];
+    }
+    out
+}
+
+/// A GET with the demo token.
+pub fn get(path: &str) -> String {
+    format!("GET {path} HTTP/1.1\r\nHost: pve\r\nAuthorization: {TOKEN}\r\n\r\n")
+}
+
+/// A form POST (or PUT) with the demo token.
+pub fn form(method: &str, path: &str, body: &str) -> String {
+    format!(
+        "{method} {path} HTTP/1.1\r\nHost: pve\r\nAuthorization: {TOKEN}\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+}
+
+/// A JSON POST/PUT with the demo token.
+pub fn json(method: &str, path: &str, body: &str) -> String {
+    format!(
+        "{method} {path} HTTP/1.1\r\nHost: pve\r\nAuthorization: {TOKEN}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+}
+
+/// Asserts a policy denial in json shape, and that the upstream recorded nothing.
+pub fn assert_denied_json(g: &Gate, r: &RawResponse, needle: &str) {
+    assert_eq!(r.status, 403, "expected 403, got {} {}: {}", r.status, r.reason, String::from_utf8_lossy(&r.body));
+    assert!(r.reason.starts_with("Permission check failed (pvegate: "), "reason: {}", r.reason);
+    assert!(r.reason.contains(needle), "reason {:?} lacks {needle:?}", r.reason);
+    let v = r.json();
+    assert_eq!(v["data"], serde_json::Value::Null);
+    assert_eq!(v["message"].as_str().unwrap(), format!("{}\n", r.reason));
+    assert_eq!(g.sim.recorder.len(), 0, "upstream saw a refused request: {:?}", g.sim.recorder.requests());
+}
+
+/// Asserts a 400 refusal that never reached the upstream.
+pub fn assert_refused(g: &Gate, r: &RawResponse) {
+    assert!(
+        r.status == 400 || r.status == 501 || r.status == 411 || r.status == 413,
+        "expected a refusal, got {} {}: {}",
+        r.status,
+        r.reason,
+        String::from_utf8_lossy(&r.body)
+    );
+    assert_eq!(g.sim.recorder.len(), 0, "upstream saw a refused request: {:?}", g.sim.recorder.requests());
+}
