@@ -1,1 +1,392 @@
 //! A simulated Proxmox VE API server for `pvegate demo` and the tests.
+//!
+//! It speaks HTTP/1.1 (plain or TLS) the way pveproxy does where clients notice: the API
+//! envelope per format, reason phrases carrying the error text, tickets with CSRF tokens and
+//! API tokens, UPIDs and task polling, guest power state and config, snapshots, console
+//! websockets (echoed), streamed multipart uploads, pveproxy's framing refusals (chunked
+//! bodies, bodies on GET/DELETE, oversized bodies) and its connection handling (5 s idle
+//! timeout, `Connection: close` after every error).
+//!
+//! Every request is recorded as received ([`Recorder`]) before it is routed, including the
+//! ones the sim refuses, so a test can check exactly what a proxy forwarded.
+//!
+//! ```no_run
+//! # async fn demo() -> std::io::Result<()> {
+//! let sim = pvegate::sim::start(pvegate::sim::SimConfig::demo()).await?;
+//! println!("Proxmox sim at {}", sim.url);
+//! // … point a client or pvegate at sim.url …
+//! for r in sim.recorder.requests() {
+//!     println!("{} {}", r.method, r.target);
+//! }
+//! # Ok(()) }
+//! ```
+//!
+//! Modules: `front` (pveproxy's request order), `api` (routes), `state` (guests,
+//! tasks, storage), `auth` (tickets, CSRF, tokens), `params`, `reply` (envelopes, reason
+//! phrases), `record`, `tls`, `ws` (console echo), `upload` (multipart), `web` (index and
+//! static files).
+
+mod api;
+mod auth;
+mod front;
+mod params;
+mod record;
+mod reply;
+mod state;
+mod tls;
+mod upload;
+mod web;
+mod ws;
+
+use std::convert::Infallible;
+use std::io;
+use std::net::SocketAddr;
+use std::sync::atomic::AtomicU32;
+use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard};
+use std::time::Duration;
+
+use bytes::Bytes;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio_rustls::TlsAcceptor;
+
+pub use record::{Recorded, Recorder};
+
+/// pveproxy closes a keep-alive connection idle for this long.
+pub const IDLE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The kind of a guest.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum GuestKind {
+    /// A QEMU virtual machine (`/nodes/{node}/qemu/{vmid}`).
+    Qemu,
+    /// An LXC container (`/nodes/{node}/lxc/{vmid}`).
+    Lxc,
+}
+
+/// A guest the sim starts with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SimGuest {
+    /// The VMID.
+    pub vmid: u32,
+    /// The guest's name (`name` for QEMU, `hostname` for LXC).
+    pub name: String,
+    /// QEMU or LXC.
+    pub kind: GuestKind,
+    /// Whether it is running.
+    pub running: bool,
+    /// Whether it is a template.
+    pub template: bool,
+}
+
+impl SimGuest {
+    /// A QEMU guest that is not a template.
+    pub fn qemu(vmid: u32, name: &str, running: bool) -> Self {
+        SimGuest {
+            vmid,
+            name: name.to_owned(),
+            kind: GuestKind::Qemu,
+            running,
+            template: false,
+        }
+    }
+
+    /// An LXC guest that is not a template.
+    pub fn lxc(vmid: u32, name: &str, running: bool) -> Self {
+        SimGuest {
+            vmid,
+            name: name.to_owned(),
+            kind: GuestKind::Lxc,
+            running,
+            template: false,
+        }
+    }
+}
+
+/// How to start a sim.
+#[derive(Debug, Clone)]
+pub struct SimConfig {
+    /// Serve HTTPS (a fresh CA and node certificate) instead of plain HTTP.
+    pub tls: bool,
+    /// The node name (`pve`).
+    pub node: String,
+    /// The guests on the node.
+    pub guests: Vec<SimGuest>,
+    /// Users that can log in: (`user@realm`, password).
+    pub users: Vec<(String, String)>,
+    /// API tokens: (`user@realm!name`, secret).
+    pub tokens: Vec<(String, String)>,
+    /// Extra static files outside `/api2`: (path such as `/pve2/js/x.js`, content type,
+    /// bytes). They replace built-in files of the same path.
+    pub static_files: Vec<(String, String, Vec<u8>)>,
+    /// How many status polls of a new task answer `running` before `stopped` (0: never).
+    pub task_running_polls: u32,
+}
+
+impl Default for SimConfig {
+    /// Plain HTTP, node `pve`, no guests, no users, tasks running for one poll.
+    fn default() -> Self {
+        SimConfig {
+            tls: false,
+            node: "pve".into(),
+            guests: Vec::new(),
+            users: Vec::new(),
+            tokens: Vec::new(),
+            static_files: Vec::new(),
+            task_running_polls: 1,
+        }
+    }
+}
+
+/// The demo user of [`SimConfig::demo`].
+pub const DEMO_USER: &str = "root@pam";
+/// The demo password of [`SimConfig::demo`].
+pub const DEMO_PASSWORD: &str = "demo-password";
+/// The demo API token id of [`SimConfig::demo`].
+pub const DEMO_TOKEN_ID: &str = "root@pam!tofu";
+/// The demo API token secret of [`SimConfig::demo`].
+pub const DEMO_TOKEN_SECRET: &str = "11111111-2222-3333-4444-555555555555";
+
+impl SimConfig {
+    /// The demo node `pve`: 104 doc1, 109 igp, 110 tofu-web (QEMU, running), 120 scratch-ct
+    /// (LXC, stopped), 9001 debian-tmpl (QEMU template, stopped); user `root@pam` /
+    /// `demo-password`; token `root@pam!tofu` / `11111111-2222-3333-4444-555555555555`.
+    /// Plain HTTP; set `tls` for HTTPS.
+    pub fn demo() -> Self {
+        SimConfig {
+            guests: vec![
+                SimGuest::qemu(104, "doc1", true),
+                SimGuest::qemu(109, "igp", true),
+                SimGuest::qemu(110, "tofu-web", true),
+                SimGuest::lxc(120, "scratch-ct", false),
+                SimGuest {
+                    template: true,
+                    ..SimGuest::qemu(9001, "debian-tmpl", false)
+                },
+            ],
+            users: vec![(DEMO_USER.into(), DEMO_PASSWORD.into())],
+            tokens: vec![(DEMO_TOKEN_ID.into(), DEMO_TOKEN_SECRET.into())],
+            ..SimConfig::default()
+        }
+    }
+}
+
+/// What every connection of one sim shares.
+pub(crate) struct Shared {
+    state: Mutex<state::State>,
+    keys: auth::Keys,
+    users: Vec<(String, String)>,
+    tokens: Vec<(String, String)>,
+    node: String,
+    /// The certificate fingerprint (a fixed stand-in when serving plain HTTP).
+    fingerprint: String,
+    /// The node certificate (PEM), empty when serving plain HTTP.
+    cert_pem: String,
+    static_files: RwLock<web::StaticFiles>,
+    recorder: Recorder,
+    shutdown: watch::Receiver<bool>,
+    vnc_port: AtomicU32,
+}
+
+impl Shared {
+    fn state(&self) -> MutexGuard<'_, state::State> {
+        // Handlers never leave the state half-updated across a panic point: recover it.
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn static_files(&self) -> RwLockReadGuard<'_, web::StaticFiles> {
+        self.static_files
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+/// A running sim. Dropping it (or [`SimHandle::shutdown`]) stops it.
+pub struct SimHandle {
+    /// The address it listens on (`127.0.0.1:PORT`).
+    pub addr: SocketAddr,
+    /// `http://127.0.0.1:PORT` or `https://127.0.0.1:PORT`.
+    pub url: String,
+    /// With TLS: SHA-256 of the node certificate's DER, `AB:CD:…`, as Proxmox shows it.
+    pub fingerprint: Option<String>,
+    /// With TLS: the PEM of the CA that signed the node certificate (`pve-root-ca.pem`).
+    pub ca_pem: Option<String>,
+    /// Every request received.
+    pub recorder: Recorder,
+    shared: Arc<Shared>,
+    shutdown: watch::Sender<bool>,
+}
+
+impl std::fmt::Debug for SimHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SimHandle")
+            .field("url", &self.url)
+            .field("fingerprint", &self.fingerprint)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SimHandle {
+    /// Stops accepting connections and closes open ones (websockets included).
+    pub fn shutdown(&self) {
+        let _ = self.shutdown.send(true);
+    }
+
+    /// Serves `body` at `path` (e.g. `/pve2/js/test.js`) from now on, replacing any file there.
+    pub fn add_static_file(&self, path: &str, content_type: &str, body: impl Into<Bytes>) {
+        self.shared
+            .static_files
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .insert(path.to_owned(), (content_type.to_owned(), body.into()));
+    }
+
+    /// The guests as they are now (power state, name, template flag).
+    pub fn guests(&self) -> Vec<SimGuest> {
+        self.shared.state().sim_guests()
+    }
+
+    /// One guest as it is now.
+    pub fn guest(&self, vmid: u32) -> Option<SimGuest> {
+        self.guests().into_iter().find(|g| g.vmid == vmid)
+    }
+
+    /// A valid ticket and CSRF prevention token for `user`, without logging in.
+    pub fn issue_ticket(&self, user: &str) -> (String, String) {
+        let now = auth::now();
+        (
+            self.shared.keys.ticket(user, now),
+            self.shared.keys.csrf(user, now),
+        )
+    }
+}
+
+impl Drop for SimHandle {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+/// Starts a sim on `127.0.0.1:0`.
+pub async fn start(cfg: SimConfig) -> io::Result<SimHandle> {
+    let listener = TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    let tls = if cfg.tls {
+        Some(tls::generate(&cfg.node)?)
+    } else {
+        None
+    };
+    let (tx, rx) = watch::channel(false);
+    let recorder = Recorder::default();
+    let mut statics = web::builtin();
+    for (path, ct, body) in &cfg.static_files {
+        statics.insert(path.clone(), (ct.clone(), Bytes::from(body.clone())));
+    }
+    let shared = Arc::new(Shared {
+        state: Mutex::new(state::State::new(&cfg)),
+        keys: auth::Keys::generate()?,
+        users: cfg.users.clone(),
+        tokens: cfg.tokens.clone(),
+        node: cfg.node.clone(),
+        fingerprint: tls.as_ref().map_or_else(
+            || tls::fingerprint_of(b"pvegate sim: plain HTTP"),
+            |t| t.fingerprint.clone(),
+        ),
+        cert_pem: tls
+            .as_ref()
+            .map_or_else(String::new, |t| t.cert_pem.clone()),
+        static_files: RwLock::new(statics),
+        recorder: recorder.clone(),
+        shutdown: rx.clone(),
+        vnc_port: AtomicU32::new(0),
+    });
+    let acceptor = tls.as_ref().map(|t| TlsAcceptor::from(t.config.clone()));
+    tokio::spawn(accept_loop(listener, acceptor, shared.clone(), rx));
+    let scheme = if cfg.tls { "https" } else { "http" };
+    Ok(SimHandle {
+        addr,
+        url: format!("{scheme}://{addr}"),
+        fingerprint: tls.as_ref().map(|t| t.fingerprint.clone()),
+        ca_pem: tls.as_ref().map(|t| t.ca_pem.clone()),
+        recorder,
+        shared,
+        shutdown: tx,
+    })
+}
+
+async fn accept_loop(
+    listener: TcpListener,
+    acceptor: Option<TlsAcceptor>,
+    shared: Arc<Shared>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    loop {
+        let accepted = tokio::select! {
+            _ = shutdown.changed() => return,
+            a = listener.accept() => a,
+        };
+        let (tcp, peer) = match accepted {
+            Ok(a) => a,
+            Err(e) => {
+                tracing::warn!("sim: accept failed: {e}");
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                continue;
+            }
+        };
+        let _ = tcp.set_nodelay(true);
+        let shared = shared.clone();
+        let acceptor = acceptor.clone();
+        let shutdown = shutdown.clone();
+        tokio::spawn(async move {
+            match acceptor {
+                None => serve_connection(tcp, peer, shared, shutdown).await,
+                Some(acceptor) => {
+                    let handshake =
+                        tokio::time::timeout(Duration::from_secs(10), acceptor.accept(tcp));
+                    match handshake.await {
+                        Ok(Ok(tls)) => serve_connection(tls, peer, shared, shutdown).await,
+                        Ok(Err(e)) => tracing::debug!("sim: TLS handshake with {peer} failed: {e}"),
+                        Err(_) => tracing::debug!("sim: TLS handshake with {peer} timed out"),
+                    }
+                }
+            }
+        });
+    }
+}
+
+async fn serve_connection<I>(
+    io: I,
+    peer: SocketAddr,
+    shared: Arc<Shared>,
+    mut shutdown: watch::Receiver<bool>,
+) where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let svc = service_fn(move |req| {
+        let shared = shared.clone();
+        async move { Ok::<_, Infallible>(front::handle(shared, peer, req).await) }
+    });
+    let conn = http1::Builder::new()
+        .timer(TokioTimer::new())
+        // The header-read timer starts when the connection waits for a request head, so it
+        // is also the keep-alive idle timeout.
+        .header_read_timeout(IDLE_TIMEOUT)
+        .keep_alive(true)
+        .serve_connection(TokioIo::new(io), svc)
+        .with_upgrades();
+    tokio::pin!(conn);
+    tokio::select! {
+        r = conn.as_mut() => {
+            if let Err(e) = r {
+                tracing::debug!("sim: connection from {peer}: {e}");
+            }
+        }
+        _ = shutdown.changed() => {}
+    }
+}
