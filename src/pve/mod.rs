@@ -1,7 +1,7 @@
 //! Proxmox VE API knowledge, free of HTTP framework types: how pveproxy reads a request
 //! ([`request`]), the endpoint catalogue ([`catalogue`]), guest references ([`guests`]), the
 //! action taxonomy ([`action`]) and the step that turns a parsed request into an
-//! [`Operation`] ([`inspect`]).
+//! [`Operation`] ([`inspect`](mod@inspect)).
 
 pub mod action;
 pub mod catalogue;
