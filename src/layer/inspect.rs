@@ -18,7 +18,7 @@ use tower::{Layer, Service};
 
 use crate::audit;
 use crate::pve::request::{self, BodyKind};
-use crate::pve::{self, auth, ApiFormat, GuestSet, Operation, Params, Route, Target};
+use crate::pve::{self, auth, ApiFormat, GuestSet, InspectError, Operation, Params, Route, Target};
 use crate::respond::{self, Body};
 
 /// Largest non-upload body pveproxy accepts (and so the largest pvegate buffers).
@@ -73,6 +73,8 @@ impl Refusal {
     pub fn response(&self) -> Response<Body> {
         if self.status == StatusCode::BAD_REQUEST {
             respond::bad_request(self.format, &self.message)
+        } else if self.status == StatusCode::FORBIDDEN {
+            respond::deny(self.format, &self.message)
         } else {
             respond::error(
                 self.format,
@@ -273,7 +275,14 @@ pub fn inspect_request(
                 }
                 _ => query,
             };
-            let op = pve::inspect(method, &segments, &params).map_err(|e| bad(e.to_string()))?;
+            let op = pve::inspect(method, &segments, &params).map_err(|e| match e {
+                InspectError::Malformed(m) => bad(m),
+                InspectError::Unjudgeable(m) => Refusal {
+                    status: StatusCode::FORBIDDEN,
+                    format: Some(format),
+                    message: format!("pvegate: cannot judge this request, so it is refused: {m}"),
+                },
+            })?;
             let mut path = format!("/api2/{}", format.as_str());
             for s in &segments {
                 path.push('/');

@@ -187,11 +187,11 @@ deny = ["destroy"]
     }
 
     fn op(action: &str, guests: GuestSet) -> Operation {
-        Operation {
-            route: Route::Known("/nodes/{node}/qemu/{vmid}/status/stop"),
-            action: action.parse().unwrap(),
+        Operation::new(
+            Route::Known("/nodes/{node}/qemu/{vmid}/status/stop"),
+            action.parse().unwrap(),
             guests,
-        }
+        )
     }
 
     fn some(v: &[Vmid]) -> GuestSet {
