@@ -4,6 +4,7 @@
 //! [`Operation`] ([`inspect`](mod@inspect)).
 
 pub mod action;
+pub mod auth;
 pub mod catalogue;
 pub mod guests;
 pub mod inspect;
@@ -12,4 +13,5 @@ pub mod request;
 pub use action::Action;
 pub use guests::{GuestSet, Vmid};
 pub use inspect::{inspect, InspectError, Operation, Route};
-pub use request::{ApiFormat, ParamValue, Params, Target};
+pub use auth::Credential;
+pub use request::{ApiFormat, BodyKind, ParamValue, Params, RequestError, Target};
