@@ -253,11 +253,7 @@ pub fn inspect_request(
             format: None,
             method: method.clone(),
             path,
-            op: Operation {
-                route: Route::Static,
-                action: pve::Action::Read,
-                guests: GuestSet::None,
-            },
+            op: Operation::new(Route::Static, pve::Action::Read, GuestSet::None),
             identity,
         }),
         Target::Api { format, segments } => {
@@ -266,11 +262,8 @@ pub fn inspect_request(
                 .map_err(|e| bad(e.to_string()))?;
             let params = match plan {
                 BodyPlan::Buffer(kind) if !body.is_empty() => {
-                    let body_params = match kind {
-                        BodyKind::Json => request::parse_json(body),
-                        _ => request::parse_urlencoded(body),
-                    }
-                    .map_err(|e| bad(e.to_string()))?;
+                    let body_params =
+                        request::parse_body(*kind, body).map_err(|e| bad(e.to_string()))?;
                     Params::merge(body_params, query)
                 }
                 _ => query,

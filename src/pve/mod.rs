@@ -11,7 +11,7 @@ pub mod inspect;
 pub mod request;
 
 pub use action::Action;
+pub use auth::Credential;
 pub use guests::{GuestSet, Vmid};
 pub use inspect::{inspect, InspectError, Operation, Route};
-pub use auth::Credential;
 pub use request::{ApiFormat, BodyKind, ParamValue, Params, RequestError, Target};
