@@ -37,10 +37,40 @@ pub fn init_logging(format: LogFormat, level: &str) {
     };
 }
 
+/// Logging for `serve`: like [`init_logging`], but JSON lines go through a
+/// [`audit::BatchWriter`] (one `write` per batch instead of one per request, nothing dropped;
+/// see [`audit`]). The returned guard writes out what is buffered when dropped.
+pub fn init_serve_logging(format: LogFormat, level: &str) -> audit::LogGuard {
+    if format != LogFormat::Json {
+        init_logging(format, level);
+        return audit::LogGuard(None);
+    }
+    let Ok(writer) = audit::BatchWriter::stderr() else {
+        init_logging(format, level);
+        return audit::LogGuard(None);
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+    let installed = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(writer.clone())
+        .json()
+        .flatten_event(true)
+        .with_current_span(false)
+        .try_init()
+        .is_ok();
+    if installed {
+        audit::init_batched_json(writer.clone());
+        audit::LogGuard(Some(writer))
+    } else {
+        audit::LogGuard(None)
+    }
+}
+
 /// `pvegate serve`: runs the proxy until SIGINT/SIGTERM.
 pub async fn serve(config_path: &Path) -> anyhow::Result<()> {
     let config = Config::load(config_path)?;
-    init_logging(config.log_format, &config.log_level);
+    let _log = init_serve_logging(config.log_format, &config.log_level);
     let store = PolicyStore::load(config.policy_files.clone())?;
     if config.upstream.trust == Trust::Insecure {
         tracing::warn!(

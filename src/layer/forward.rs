@@ -5,6 +5,7 @@ use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use http::{Request, Response};
@@ -15,15 +16,21 @@ use crate::respond::{self, Body};
 use crate::upstream::Upstream;
 
 /// Forwards to the upstream.
+///
+/// The service is cloned for every request (by the server and the inspect layer), so the
+/// upstream handle sits behind one `Arc`: a clone is one reference count, not one per part of
+/// the pooled client.
 #[derive(Clone)]
 pub struct Forward {
-    upstream: Upstream,
+    upstream: Arc<Upstream>,
 }
 
 impl Forward {
     /// A forwarder to `upstream`.
     pub fn new(upstream: Upstream) -> Self {
-        Forward { upstream }
+        Forward {
+            upstream: Arc::new(upstream),
+        }
     }
 }
 
@@ -37,15 +44,25 @@ impl Service<Request<Body>> for Forward {
     }
 
     fn call(&mut self, req: Request<Body>) -> Self::Future {
-        let upstream = self.upstream.clone();
+        let upstream = Arc::clone(&self.upstream);
         Box::pin(async move {
+            // Let the other requests that became ready in this turn of the event loop reach
+            // this point first, so their upstream writes leave back to back: the upstream then
+            // wakes once for a batch instead of once per request (a wake-up is an IPI and a
+            // context switch on its CPU, the largest cost of a proxied request on a busy
+            // host). Costs one task re-poll; measured in BENCHMARKS.md.
+            tokio::task::yield_now().await;
             let format = req.extensions().get::<Inspected>().and_then(|i| i.format);
             let client = req
                 .extensions()
                 .get::<ClientAddr>()
                 .map_or(SocketAddr::from(([0, 0, 0, 0], 0)), |c| c.0);
             match upstream.forward(req, client).await {
-                Ok(res) => Ok(res),
+                Ok(res) => {
+                    // The same for the answers: written to the clients in one burst.
+                    tokio::task::yield_now().await;
+                    Ok(res)
+                }
                 Err(e) => {
                     tracing::warn!(error = %e, "upstream request failed");
                     Ok(respond::error(format, e.status(), &format!("pvegate: {e}")))

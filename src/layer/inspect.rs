@@ -276,7 +276,10 @@ pub fn inspect_request(
                     message: format!("pvegate: cannot judge this request, so it is refused: {m}"),
                 },
             })?;
-            let mut path = format!("/api2/{}", format.as_str());
+            let len = segments.iter().map(|s| s.len() + 1).sum::<usize>();
+            let mut path = String::with_capacity("/api2/".len() + format.as_str().len() + len);
+            path.push_str("/api2/");
+            path.push_str(format.as_str());
             for s in &segments {
                 path.push('/');
                 path.push_str(s);
@@ -366,11 +369,26 @@ where
         .get::<ClientAddr>()
         .map_or(SocketAddr::from(([0, 0, 0, 0], 0)), |c| c.0);
     let (mut parts, body) = req.into_parts();
-    let raw = parts.uri.to_string();
-    let logged_path = parts.uri.path().to_string();
-    let method = parts.method.clone();
-    let reject = |r: Refusal| (r, client, method.clone(), logged_path.clone());
-    let (target, query, plan) = read_head(&parts.method, &raw, &parts.headers).map_err(reject)?;
+    // The request-target as it came: an origin-form target is the URI's path-and-query as is
+    // (no copy); anything else is rebuilt from the URI as before.
+    let rebuilt;
+    let raw: &str = match parts.uri.path_and_query() {
+        Some(pq) if parts.uri.scheme().is_none() && parts.uri.authority().is_none() => pq.as_str(),
+        _ => {
+            rebuilt = parts.uri.to_string();
+            &rebuilt
+        }
+    };
+    // What a refusal logs; built only when there is one.
+    let reject = |r: Refusal| {
+        (
+            r,
+            client,
+            parts.method.clone(),
+            parts.uri.path().to_string(),
+        )
+    };
+    let (target, query, plan) = read_head(&parts.method, raw, &parts.headers).map_err(reject)?;
     let (bytes, body) = match plan {
         BodyPlan::Buffer(_) => {
             let format = match &target {

@@ -1,5 +1,7 @@
 //! `Policy::decide`: the pure decision function. No I/O, no locks, no allocation.
 
+use std::borrow::Cow;
+
 use super::compile::{GuestRule, Policy};
 use crate::pve::{Action, GuestSet, Operation, Route, Vmid};
 
@@ -94,23 +96,24 @@ impl Policy {
         }
     }
 
-    /// The rule label behind a decision, for audit logs and `pvegate check`.
-    pub fn rule_label(&self, d: &Decision) -> String {
+    /// The rule label behind a decision, for audit logs and `pvegate check` (borrowed for the
+    /// common cases, so logging an allowed request does not allocate).
+    pub fn rule_label(&self, d: &Decision) -> Cow<'static, str> {
         match d {
-            Decision::Allow(AllowReason::Read) => "read".into(),
-            Decision::Allow(AllowReason::Exempt) => "exempt identity".into(),
-            Decision::Allow(AllowReason::Permitted) => "permitted".into(),
+            Decision::Allow(AllowReason::Read) => Cow::Borrowed("read"),
+            Decision::Allow(AllowReason::Exempt) => Cow::Borrowed("exempt identity"),
+            Decision::Allow(AllowReason::Permitted) => Cow::Borrowed("permitted"),
             Decision::Deny(DenyReason::Action(a)) => {
-                format!("settings.deny_actions {}", a.as_str())
+                Cow::Owned(format!("settings.deny_actions {}", a.as_str()))
             }
-            Decision::Deny(DenyReason::Strict) => "settings.strict".into(),
+            Decision::Deny(DenyReason::Strict) => Cow::Borrowed("settings.strict"),
             Decision::Deny(DenyReason::Guest { rule, .. } | DenyReason::AllGuests { rule }) => {
                 let r = self.rule_at(*rule);
-                if rule.is_some() {
+                Cow::Owned(if rule.is_some() {
                     r.label()
                 } else {
                     format!("settings.default_access ({})", r.origin)
-                }
+                })
             }
         }
     }

@@ -134,6 +134,11 @@ pub const VMID_MIN: Vmid = 100;
 pub const VMID_MAX: Vmid = 999_999_999;
 
 /// Perl's `$` matches before one final newline, so every PVE pattern accepts one trailing `\n`.
+/// Whether `needle` occurs in `hay` (for short values, cheaper than `str::contains`).
+fn contains_bytes(hay: &[u8], needle: &[u8]) -> bool {
+    hay.len() >= needle.len() && hay.windows(needle.len()).any(|w| w == needle)
+}
+
 fn strip_nl(s: &str) -> &str {
     s.strip_suffix('\n').unwrap_or(s)
 }
@@ -325,6 +330,9 @@ fn segment_owner(seg: &str) -> Option<Vmid> {
             }
         }
     }
+    if !contains_bytes(seg.as_bytes(), b"vzdump-") {
+        return None;
+    }
     for kind in ["vzdump-qemu-", "vzdump-lxc-", "vzdump-openvz-"] {
         if let Some(pos) = seg.find(kind) {
             let rest = &seg[pos + kind.len()..];
@@ -419,8 +427,13 @@ pub fn scan_generous(key: Option<&str>, value: &str, out: &mut GuestSet) {
             }
         }
     }
+    // The searches below need a ':' (UPIDs, HA sids) or a '/' (ACL paths); most values have
+    // neither, and a substring search costs more to set up than this byte scan.
+    let bytes = value.as_bytes();
+    let has_colon = bytes.contains(&b':');
+    let has_slash = bytes.contains(&b'/');
     // UPIDs anywhere in the value.
-    let mut rest = value;
+    let mut rest = if has_colon { value } else { "" };
     while let Some(pos) = rest.find("UPID:") {
         let fields: Vec<&str> = rest[pos..].splitn(9, ':').collect();
         if let Some(id) = fields.get(6) {
@@ -432,7 +445,12 @@ pub fn scan_generous(key: Option<&str>, value: &str, out: &mut GuestSet) {
     }
     // HA sids and ACL paths.
     for pat in ["vm:", "ct:", "/vms/"] {
-        let mut rest = value;
+        let possible = if pat.starts_with('/') {
+            has_slash
+        } else {
+            has_colon
+        };
+        let mut rest = if possible { value } else { "" };
         while let Some(pos) = rest.find(pat) {
             let tail = &rest[pos + pat.len()..];
             let end = tail

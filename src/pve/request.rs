@@ -332,8 +332,13 @@ pub fn parse_target(raw: &str) -> Result<(Target, Option<&str>), RequestError> {
         Some((p, q)) => (p, Some(q)),
         None => (path_and_query, None),
     };
-    let decoded = String::from_utf8(uri_unescape(raw_path.as_bytes()))
-        .map_err(|_| RequestError::PathNotUtf8)?;
+    let decoded = if raw_path.contains('%') {
+        String::from_utf8(uri_unescape(raw_path.as_bytes()))
+            .map_err(|_| RequestError::PathNotUtf8)?
+    } else {
+        // Nothing to decode: the path is its own decoding (and already UTF-8).
+        raw_path.to_owned()
+    };
     Ok((route(decoded)?, query))
 }
 
@@ -590,17 +595,23 @@ pub fn parse_urlencoded(data: &[u8]) -> Result<Params, RequestError> {
     if !perl_true(data) {
         return Ok(Params { map });
     }
-    let mut pairs: Vec<&[u8]> = data.split(|b| *b == b'&' || *b == b';').collect();
-    while pairs.last().is_some_and(|p| p.is_empty()) {
-        pairs.pop();
-    }
+    // Perl's split drops trailing empty fields: the same as cutting trailing separators off
+    // (when nothing else is left, there is no pair at all).
+    let end = data
+        .iter()
+        .rposition(|b| *b != b'&' && *b != b';')
+        .map_or(0, |i| i + 1);
+    let data = &data[..end];
+    let pairs = data
+        .split(|b| *b == b'&' || *b == b';')
+        .take(if data.is_empty() { 0 } else { usize::MAX });
     for pair in pairs {
         // `my ($k, $v) = split(/=/, $kv);` has an implicit LIMIT of 3.
         let mut fields = pair.splitn(3, |b| *b == b'=');
         let raw_key = fields.next().unwrap_or_default();
         let raw_value = fields.next();
 
-        let key_bytes = uri_unescape(&plus_to_space(raw_key));
+        let key_bytes = form_unescape(raw_key);
         let key = match String::from_utf8(key_bytes) {
             Ok(k) if k.is_ascii() => k,
             Ok(k) => return Err(RequestError::ParamName(shown(&k))),
@@ -614,7 +625,7 @@ pub fn parse_urlencoded(data: &[u8]) -> Result<Params, RequestError> {
             map.insert(key, ParamValue::Absent);
             continue;
         };
-        let value = String::from_utf8(uri_unescape(&plus_to_space(raw_value)))
+        let value = String::from_utf8(form_unescape(raw_value))
             .map_err(|_| RequestError::ParamValueEncoding(shown(&key)))?;
         match map.get_mut(&key) {
             Some(ParamValue::One(old)) => {
@@ -662,10 +673,29 @@ pub fn parse_body(kind: BodyKind, data: &[u8]) -> Result<Params, RequestError> {
     }
 }
 
-fn plus_to_space(s: &[u8]) -> Vec<u8> {
-    s.iter()
-        .map(|b| if *b == b'+' { b' ' } else { *b })
-        .collect()
+/// `s/\+/ /g` then [`uri_unescape`], in one pass and one allocation: a `+` is never part of a
+/// valid `%XX`, so replacing it while decoding gives the same bytes.
+fn form_unescape(s: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(s.len());
+    let mut i = 0;
+    while i < s.len() {
+        match s[i] {
+            b'%' => {
+                let hi = s.get(i + 1).and_then(|b| hex_val(*b));
+                let lo = s.get(i + 2).and_then(|b| hex_val(*b));
+                if let (Some(h), Some(l)) = (hi, lo) {
+                    out.push(h << 4 | l);
+                    i += 3;
+                    continue;
+                }
+                out.push(b'%');
+            }
+            b'+' => out.push(b' '),
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    out
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1340,6 +1370,36 @@ mod tests {
         }
         assert_eq!(ApiFormat::from_name("JSON"), None);
         assert_eq!(ApiFormat::from_name("xml"), None);
+    }
+
+    #[test]
+    fn form_unescape_is_plus_to_space_then_uri_unescape() {
+        let two_step = |s: &[u8]| {
+            let spaced: Vec<u8> = s
+                .iter()
+                .map(|b| if *b == b'+' { b' ' } else { *b })
+                .collect();
+            uri_unescape(&spaced)
+        };
+        for input in [
+            "",
+            "a+b",
+            "%2B",
+            "%2b+",
+            "%+2",
+            "%2+",
+            "%%41",
+            "+%",
+            "%4",
+            "a%zz+%41%42%c3%a9",
+            "++%20",
+        ] {
+            assert_eq!(
+                form_unescape(input.as_bytes()),
+                two_step(input.as_bytes()),
+                "{input}"
+            );
+        }
     }
 
     #[test]

@@ -1,0 +1,207 @@
+"""Memory benchmarks (called by bench.py; stdlib only).
+
+1. Peak RSS (VmHWM) while one 2 GiB multipart upload streams through the proxy to an upstream
+   that reads and discards it (POST /api2/json/nodes/pve/storage/local/upload with a
+   Content-Length; the body is generated on the fly from one 1 MiB buffer).
+2. RSS (VmRSS) with 10,000 idle keep-alive client connections, each of which has made one
+   status request (so every connection has been through a full request/response).
+
+Every measurement uses a freshly started proxy (VmHWM is a high-water mark since start), not
+pinned, with as many workers as CPUs: pvegate's default runtime, nginx worker_processes = CPUs,
+HAProxy nbthread = CPUs. For nginx the figure is the sum over master and workers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import socketserver
+import threading
+import time
+from pathlib import Path
+
+import bench
+
+DISCARD_PORT = 19399
+PORTS = {"pvegate": 19396, "nginx": 19398, "haproxy": 19397}
+UPLOAD_PATH = "/api2/json/nodes/pve/storage/local/upload"
+REPLY = b'{"data":"UPID:pve:00001234:0000ABCD:65A1B2C3:imgcopy::bench@pve!load:"}'
+
+
+class Discard(socketserver.BaseRequestHandler):
+    """HTTP/1.1 keep-alive server that reads (and drops) each request body, then answers 200."""
+
+    def handle(self) -> None:
+        sock = self.request
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        buf = bytearray(1 << 20)
+        pending = b""
+        while True:
+            while b"\r\n\r\n" not in pending:
+                chunk = sock.recv(65536)
+                if not chunk:
+                    return
+                pending += chunk
+            head, pending = pending.split(b"\r\n\r\n", 1)
+            length = 0
+            for line in head.split(b"\r\n")[1:]:
+                k, _, v = line.partition(b":")
+                if k.strip().lower() == b"content-length":
+                    length = int(v.strip())
+            left = length - len(pending)
+            pending = pending[length:] if left <= 0 else b""
+            view = memoryview(buf)
+            while left > 0:
+                n = sock.recv_into(view[: min(left, len(buf))])
+                if n == 0:
+                    return
+                left -= n
+            sock.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+                         b"Content-Length: %d\r\n\r\n%s" % (len(REPLY), REPLY))
+
+
+class Server(socketserver.ThreadingTCPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+    request_queue_size = 1024
+
+
+def upload(port: int, size: int) -> tuple[int, float]:
+    """Streams a multipart upload of `size` file bytes; returns (status, seconds)."""
+    boundary = "----pvegatebench7MA4YWxkTrZu0gW"
+    head = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"content\"\r\n\r\niso\r\n"
+            f"--{boundary}\r\nContent-Disposition: form-data; name=\"filename\"; "
+            f"filename=\"bench.iso\"\r\nContent-Type: application/octet-stream\r\n\r\n").encode()
+    tail = f"\r\n--{boundary}--\r\n".encode()
+    total = len(head) + size + len(tail)
+    s = socket.create_connection(("127.0.0.1", port))
+    t0 = time.time()
+    s.sendall((f"POST {UPLOAD_PATH} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
+               f"Authorization: {bench.AUTH}\r\n"
+               f"Content-Type: multipart/form-data; boundary={boundary}\r\n"
+               f"Content-Length: {total}\r\n\r\n").encode() + head)
+    block = bytes(1 << 20)
+    left = size
+    while left > 0:
+        n = min(left, len(block))
+        s.sendall(block[:n] if n < len(block) else block)
+        left -= n
+    s.sendall(tail)
+    resp = b""
+    while b"\r\n\r\n" not in resp:
+        chunk = s.recv(65536)
+        if not chunk:
+            break
+        resp += chunk
+    s.close()
+    status = int(resp.split(b" ", 2)[1]) if resp.startswith(b"HTTP/1.1 ") else 0
+    return status, time.time() - t0
+
+
+async def open_idle(port: int, n: int, concurrency: int = 200) -> list:
+    """Opens n connections, makes one GET on each, and keeps them open."""
+    sem = asyncio.Semaphore(concurrency)
+    req = (f"GET {bench.POLL} HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+           f"Authorization: {bench.AUTH}\r\n\r\n").encode()
+    conns: list = []
+    failures = 0
+
+    async def one() -> None:
+        nonlocal failures
+        async with sem:
+            try:
+                r, w = await asyncio.open_connection("127.0.0.1", port)
+                w.write(req)
+                head = await r.readuntil(b"\r\n\r\n")
+                length = 0
+                for line in head.split(b"\r\n"):
+                    if line.lower().startswith(b"content-length:"):
+                        length = int(line.split(b":")[1])
+                await r.readexactly(length)
+                if not head.startswith(b"HTTP/1.1 200"):
+                    failures += 1
+                conns.append((r, w))
+            except (OSError, asyncio.IncompleteReadError):
+                failures += 1
+
+    await asyncio.gather(*(one() for _ in range(n)))
+    if failures:
+        print(f"  {failures} of {n} connections failed", flush=True)
+    return conns
+
+
+def family_kib(pid: int, key: str) -> int:
+    return sum(bench.proc_status(p, key) for p in bench.family(pid))
+
+
+def fds(pid: int) -> int:
+    return sum(len(os.listdir(f"/proc/{p}/fd")) for p in bench.family(pid))
+
+
+def run(procs: bench.Procs, res: Path, certs: dict, pvegate_bin: str, quick: bool) -> str:
+    ncpu = os.cpu_count() or 1
+    size = (256 << 20) if quick else (2 << 30)
+    n_idle = 1000 if quick else 10_000
+    srv = Server(("127.0.0.1", DISCARD_PORT), Discard)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    policy = bench.ROOT / "policies" / "homelab.toml"
+    conf = bench.pvegate_conf(res, "pvegate-mem", PORTS["pvegate"],
+                              f"http://127.0.0.1:{DISCARD_PORT}", None, policy)
+    ngconf = bench.nginx_proxy_conf(res, certs, ncpu, res / "nginx-mem-access.log",
+                                    DISCARD_PORT, PORTS["nginx"])
+    haconf = bench.haproxy_conf(res, certs, ncpu, DISCARD_PORT, PORTS["haproxy"])
+    starters = {
+        "pvegate": lambda: procs.start("pvegate-mem", [pvegate_bin, "serve", "--config", str(conf)],
+                                       res / "pvegate-mem.log"),
+        "nginx": lambda: procs.start("nginx-mem", ["nginx", "-c", str(ngconf), "-p", str(res)],
+                                     res / "nginx-mem.out"),
+        "haproxy": lambda: procs.start("haproxy-mem", ["haproxy", "-db", "-f", str(haconf)],
+                                       res / "haproxy-mem.log"),
+    }
+    rows = []
+    for name, start in starters.items():
+        # 1. upload, on a fresh process
+        p = start()
+        bench.wait_port(PORTS[name], p, name)
+        time.sleep(0.5)
+        base = family_kib(p.pid, "VmRSS")
+        status, secs = upload(PORTS[name], size)
+        hwm = family_kib(p.pid, "VmHWM")
+        procs.stop(p)
+        print(f"  {name}: upload {size >> 20} MiB -> {status} in {secs:.1f} s "
+              f"({size / secs / 1e9:.2f} GB/s), VmHWM {hwm / 1024:.1f} MiB "
+              f"(idle before: {base / 1024:.1f} MiB)", flush=True)
+        # 2. idle connections, on a fresh process. HAProxy's maxconn is capped below 10,000
+        # by the container's 20,000 open-file limit.
+        n = n_idle if name != "haproxy" else min(n_idle, 9000)
+        p = start()
+        bench.wait_port(PORTS[name], p, name)
+        time.sleep(0.5)
+        before = family_kib(p.pid, "VmRSS")
+        loop = asyncio.new_event_loop()
+        conns = loop.run_until_complete(open_idle(PORTS[name], n))
+        time.sleep(2)
+        rss = family_kib(p.pid, "VmRSS")
+        hwm2 = family_kib(p.pid, "VmHWM")
+        open_fds = fds(p.pid)
+        for _, w in conns:
+            w.close()
+        loop.close()
+        procs.stop(p)
+        per_conn = (rss - before) / max(len(conns), 1)
+        print(f"  {name}: {len(conns)} idle connections: VmRSS {rss / 1024:.1f} MiB "
+              f"(before {before / 1024:.1f}; {per_conn:.1f} KiB per connection), "
+              f"VmHWM {hwm2 / 1024:.1f} MiB, {open_fds} fds open", flush=True)
+        rows.append((name, size, status, secs, base, hwm, len(conns), before, rss, hwm2,
+                     per_conn, open_fds))
+    srv.shutdown()
+    lines = [f"### Memory (fresh process per test, unpinned, {ncpu} workers each)", "",
+             f"| proxy | upload {size >> 20} MiB: status | time s | VmHWM MiB | idle conns "
+             "| VmRSS MiB (before) | KiB per idle conn | proxy fds |",
+             "|---|---|---|---|---|---|---|---|"]
+    for (name, size, status, secs, base, hwm, n, before, rss, hwm2, per_conn, open_fds) in rows:
+        lines.append(f"| {name} | {status} | {secs:.1f} | {hwm / 1024:.1f} | {n} "
+                     f"| {rss / 1024:.1f} ({before / 1024:.1f}) | {per_conn:.1f} | {open_fds} |")
+    lines.append("")
+    return "\n".join(lines)
