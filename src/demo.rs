@@ -22,8 +22,19 @@ const TOKEN: &str = "root@pam!tofu=11111111-2222-3333-4444-555555555555";
 
 /// Runs the demo. With `tour_only`, prints the tour and returns instead of serving.
 pub async fn run(listen: Option<SocketAddr>, tour_only: bool) -> anyhow::Result<()> {
-    commands::init_logging(LogFormat::Text, if tour_only { "warn" } else { "warn,pvegate::audit=info" });
-    let sim = sim::start(SimConfig { tls: true, ..SimConfig::demo() }).await?;
+    commands::init_logging(
+        LogFormat::Text,
+        if tour_only {
+            "warn"
+        } else {
+            "warn,pvegate::audit=info"
+        },
+    );
+    let sim = sim::start(SimConfig {
+        tls: true,
+        ..SimConfig::demo()
+    })
+    .await?;
     let fingerprint = sim
         .fingerprint
         .clone()
@@ -31,13 +42,21 @@ pub async fn run(listen: Option<SocketAddr>, tour_only: bool) -> anyhow::Result<
     let uri: http::Uri = sim.url.parse()?;
     let up_cfg = config::Upstream {
         scheme: http::uri::Scheme::HTTPS,
-        authority: uri.authority().cloned().ok_or_else(|| anyhow::anyhow!("sim url has no host"))?,
-        trust: Trust::Fingerprint(config::parse_fingerprint(&fingerprint).map_err(anyhow::Error::msg)?),
+        authority: uri
+            .authority()
+            .cloned()
+            .ok_or_else(|| anyhow::anyhow!("sim url has no host"))?,
+        trust: Trust::Fingerprint(
+            config::parse_fingerprint(&fingerprint).map_err(anyhow::Error::msg)?,
+        ),
         connect_timeout: Duration::from_secs(5),
         pool_idle_timeout: Duration::from_secs(3),
     };
     let upstream = upstream::Upstream::new(&up_cfg)?;
-    let store = PolicyStore::new(Policy::from_toml_str("policies/homelab.toml", HOMELAB_POLICY)?, vec![]);
+    let store = PolicyStore::new(
+        Policy::from_toml_str("policies/homelab.toml", HOMELAB_POLICY)?,
+        vec![],
+    );
     let wanted = listen.unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 8006)));
     let listener = match Listener::bind(wanted, None).await {
         Ok(l) => l,
@@ -52,7 +71,10 @@ pub async fn run(listen: Option<SocketAddr>, tour_only: bool) -> anyhow::Result<
     let base = format!("http://{addr}");
 
     println!("pvegate demo");
-    println!("  simulated Proxmox  {}  (certificate pinned: {fingerprint})", sim.url);
+    println!(
+        "  simulated Proxmox  {}  (certificate pinned: {fingerprint})",
+        sim.url
+    );
     println!("  pvegate            {base}  (policy: policies/homelab.toml)");
     println!("  guests             104 doc1 and 109 igp are readonly; 110 tofu-web, 120, 9001 are managed");
     println!();
@@ -63,9 +85,17 @@ pub async fn run(listen: Option<SocketAddr>, tour_only: bool) -> anyhow::Result<
         ("POST", "/api2/json/nodes/pve/qemu/104/status/stop", ""),
         ("POST", "/api2/json/nodes/pve/qemu/110/status/stop", ""),
         ("PUT", "/api2/json/nodes/pve/qemu/109/config", "memory=8192"),
-        ("POST", "/api2/json/nodes/pve/qemu/9001/clone", "newid=104&name=oops"),
+        (
+            "POST",
+            "/api2/json/nodes/pve/qemu/9001/clone",
+            "newid=104&name=oops",
+        ),
         ("POST", "/api2/json/nodes/pve/stopall?vms", "vms=110"),
-        ("POST", "/api2/json/nodes/pve/qemu%2F104%2Fstatus%2Fstop", ""),
+        (
+            "POST",
+            "/api2/json/nodes/pve/qemu%2F104%2Fstatus%2Fstop",
+            "",
+        ),
     ];
     for (method, path, body) in tour {
         let mut req = http::Request::builder()
@@ -91,10 +121,17 @@ pub async fn run(listen: Option<SocketAddr>, tour_only: bool) -> anyhow::Result<
         } else {
             format!("{} {}", status.as_u16(), reason)
         };
-        let body_note = if body.is_empty() { String::new() } else { format!(" [{body}]") };
+        let body_note = if body.is_empty() {
+            String::new()
+        } else {
+            format!(" [{body}]")
+        };
         println!("  {method:<6} {path}{body_note}\n         -> {shown}");
     }
-    println!("  upstream received {} request(s); the refused ones never reached it.", sim.recorder.len());
+    println!(
+        "  upstream received {} request(s); the refused ones never reached it.",
+        sim.recorder.len()
+    );
     if tour_only {
         server.abort();
         return Ok(());
@@ -105,7 +142,9 @@ pub async fn run(listen: Option<SocketAddr>, tour_only: bool) -> anyhow::Result<
     println!("  curl -s {auth} {base}/api2/json/cluster/resources");
     println!("  curl -si -X POST {auth} {base}/api2/json/nodes/pve/qemu/104/status/shutdown");
     println!("  curl -si -X POST {auth} {base}/api2/json/nodes/pve/qemu/110/status/start");
-    println!("  curl -si -X PUT {auth} --data 'cores=4' {base}/api2/extjs/nodes/pve/qemu/109/config");
+    println!(
+        "  curl -si -X PUT {auth} --data 'cores=4' {base}/api2/extjs/nodes/pve/qemu/109/config"
+    );
     println!("  pvegate check --config deploy/pvegate.example.toml POST /api2/json/nodes/pve/qemu/104/status/stop");
     println!("Audit events follow on stderr.");
     tokio::signal::ctrl_c().await?;

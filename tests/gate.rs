@@ -70,11 +70,19 @@ async fn changes_to_managed_guests_are_forwarded_byte_for_byte() {
     assert_eq!(rec[0].method, "PUT");
     assert_eq!(rec[0].target, format!("{N}/qemu/110/config"));
     assert_eq!(&rec[0].body[..], body.as_bytes());
-    let cl = rec[0].headers.iter().find(|(k, _)| k.eq_ignore_ascii_case("content-length")).map(|(_, v)| v.clone());
+    let cl = rec[0]
+        .headers
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case("content-length"))
+        .map(|(_, v)| v.clone());
     assert_eq!(cl.as_deref(), Some(body.len().to_string().as_str()));
 
     g.sim.recorder.clear();
-    let r = raw(g.addr, &form("POST", &format!("{N}/qemu/110/status/start"), "")).await;
+    let r = raw(
+        g.addr,
+        &form("POST", &format!("{N}/qemu/110/status/start"), ""),
+    )
+    .await;
     assert_eq!(r.status, 200);
     assert!(r.json()["data"].as_str().unwrap().starts_with("UPID:pve:"));
     assert_eq!(g.sim.recorder.len(), 1);
@@ -85,12 +93,26 @@ async fn extjs_and_htmljs_denials_are_http_200_with_success_0() {
     let g = start().await;
     for fmt in ["extjs", "htmljs"] {
         g.sim.recorder.clear();
-        let r = raw(g.addr, &form("POST", &format!("/api2/{fmt}/nodes/pve/qemu/104/status/stop"), "")).await;
+        let r = raw(
+            g.addr,
+            &form(
+                "POST",
+                &format!("/api2/{fmt}/nodes/pve/qemu/104/status/stop"),
+                "",
+            ),
+        )
+        .await;
         assert_eq!(r.status, 200);
         let v = r.json();
         assert_eq!(v["success"], 0);
         assert_eq!(v["status"], 403);
-        assert!(v["message"].as_str().unwrap().contains("VM 104 'doc1' is readonly: power.stop refused"), "{v}");
+        assert!(
+            v["message"]
+                .as_str()
+                .unwrap()
+                .contains("VM 104 'doc1' is readonly: power.stop refused"),
+            "{v}"
+        );
         assert_eq!(g.sim.recorder.len(), 0);
     }
 }
@@ -148,7 +170,15 @@ async fn dot_segments_are_literal_and_never_resolved() {
     let g = start().await;
     // `/qemu/110/../104/status/stop` is NOT a stop of 104 for pveproxy (no such route): it is an
     // unknown write; either way it must not be forwarded as something else.
-    let r = raw(g.addr, &form("POST", "/api2/json/nodes/pve/qemu/110/../104/status/stop", "")).await;
+    let r = raw(
+        g.addr,
+        &form(
+            "POST",
+            "/api2/json/nodes/pve/qemu/110/../104/status/stop",
+            "",
+        ),
+    )
+    .await;
     assert!(matches!(r.status, 400 | 403), "{} {}", r.status, r.reason);
     assert_eq!(g.sim.recorder.len(), 0);
 }
@@ -165,7 +195,10 @@ async fn upstream_reason_phrases_and_errors_pass_through() {
 async fn upstream_down_is_a_502_in_the_denial_shape() {
     let g = start().await;
     // Point a second gate at a port nothing listens on.
-    let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let dead = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
     let cfg = pvegate::config::Upstream {
         scheme: http::uri::Scheme::HTTP,
         authority: dead.to_string().parse().unwrap(),
@@ -174,12 +207,18 @@ async fn upstream_down_is_a_502_in_the_denial_shape() {
         pool_idle_timeout: std::time::Duration::from_secs(3),
     };
     let up = pvegate::upstream::Upstream::new(&cfg).unwrap();
-    let listener = pvegate::server::Listener::bind("127.0.0.1:0".parse().unwrap(), None).await.unwrap();
+    let listener = pvegate::server::Listener::bind("127.0.0.1:0".parse().unwrap(), None)
+        .await
+        .unwrap();
     let addr = listener.local_addr().unwrap();
     let task = tokio::spawn(listener.serve(pvegate::stack::build(g.store.clone(), up)));
     let r = raw(addr, &get("/api2/json/version")).await;
     assert_eq!(r.status, 502);
-    assert!(r.reason.contains("cannot connect to the Proxmox upstream"), "{}", r.reason);
+    assert!(
+        r.reason.contains("cannot connect to the Proxmox upstream"),
+        "{}",
+        r.reason
+    );
     assert!(r.message().contains(&dead.to_string()));
     let r = raw(addr, &get("/api2/extjs/version")).await;
     assert_eq!(r.status, 200);
@@ -196,10 +235,26 @@ async fn hop_by_hop_and_internal_headers_are_stripped() {
     let r = raw(g.addr, &req).await;
     assert_eq!(r.status, 200);
     let rec = g.sim.recorder.requests();
-    let names: Vec<String> = rec[0].headers.iter().map(|(k, _)| k.to_ascii_lowercase()).collect();
-    for bad in ["pvedisableproxy", "pveclientip", "x-hop", "proxy-authorization"] {
-        assert!(!names.contains(&bad.to_string()), "{bad} forwarded: {names:?}");
+    let names: Vec<String> = rec[0]
+        .headers
+        .iter()
+        .map(|(k, _)| k.to_ascii_lowercase())
+        .collect();
+    for bad in [
+        "pvedisableproxy",
+        "pveclientip",
+        "x-hop",
+        "proxy-authorization",
+    ] {
+        assert!(
+            !names.contains(&bad.to_string()),
+            "{bad} forwarded: {names:?}"
+        );
     }
-    let xff = rec[0].headers.iter().find(|(k, _)| k.eq_ignore_ascii_case("x-forwarded-for")).unwrap();
+    let xff = rec[0]
+        .headers
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case("x-forwarded-for"))
+        .unwrap();
     assert_eq!(xff.1, "127.0.0.1");
 }

@@ -18,7 +18,7 @@ use tower::{Layer, Service};
 
 use crate::audit;
 use crate::pve::request::{self, BodyKind};
-use crate::pve::{self, auth, ApiFormat, GuestSet, Operation, Params, Route, Target};
+use crate::pve::{self, auth, ApiFormat, GuestSet, InspectError, Operation, Params, Route, Target};
 use crate::respond::{self, Body};
 
 /// Largest non-upload body pveproxy accepts (and so the largest pvegate buffers).
@@ -73,6 +73,8 @@ impl Refusal {
     pub fn response(&self) -> Response<Body> {
         if self.status == StatusCode::BAD_REQUEST {
             respond::bad_request(self.format, &self.message)
+        } else if self.status == StatusCode::FORBIDDEN {
+            respond::deny(self.format, &self.message)
         } else {
             respond::error(
                 self.format,
@@ -251,11 +253,7 @@ pub fn inspect_request(
             format: None,
             method: method.clone(),
             path,
-            op: Operation {
-                route: Route::Static,
-                action: pve::Action::Read,
-                guests: GuestSet::None,
-            },
+            op: Operation::new(Route::Static, pve::Action::Read, GuestSet::None),
             identity,
         }),
         Target::Api { format, segments } => {
@@ -264,16 +262,20 @@ pub fn inspect_request(
                 .map_err(|e| bad(e.to_string()))?;
             let params = match plan {
                 BodyPlan::Buffer(kind) if !body.is_empty() => {
-                    let body_params = match kind {
-                        BodyKind::Json => request::parse_json(body),
-                        _ => request::parse_urlencoded(body),
-                    }
-                    .map_err(|e| bad(e.to_string()))?;
+                    let body_params =
+                        request::parse_body(*kind, body).map_err(|e| bad(e.to_string()))?;
                     Params::merge(body_params, query)
                 }
                 _ => query,
             };
-            let op = pve::inspect(method, &segments, &params).map_err(|e| bad(e.to_string()))?;
+            let op = pve::inspect(method, &segments, &params).map_err(|e| match e {
+                InspectError::Malformed(m) => bad(m),
+                InspectError::Unjudgeable(m) => Refusal {
+                    status: StatusCode::FORBIDDEN,
+                    format: Some(format),
+                    message: format!("pvegate: cannot judge this request, so it is refused: {m}"),
+                },
+            })?;
             let mut path = format!("/api2/{}", format.as_str());
             for s in &segments {
                 path.push('/');

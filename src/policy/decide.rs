@@ -143,10 +143,14 @@ impl Policy {
                 } else {
                     "unlisted guests".to_string()
                 };
-                let s = format!(
-                    "pvegate: this request acts on every guest, and {who} {} {act}: refused",
-                    if r.access == super::Access::Readonly { "is readonly, refusing" } else { "refuses" }
-                );
+                let s = match r.access {
+                    super::Access::Readonly => format!(
+                        "pvegate: this request acts on every guest, including {who}, which is readonly: {act} refused"
+                    ),
+                    super::Access::Managed => format!(
+                        "pvegate: this request acts on every guest, including {who}, whose policy refuses {act}"
+                    ),
+                };
                 with_reason(r, s)
             }
         }
@@ -187,11 +191,11 @@ deny = ["destroy"]
     }
 
     fn op(action: &str, guests: GuestSet) -> Operation {
-        Operation {
-            route: Route::Known("/nodes/{node}/qemu/{vmid}/status/stop"),
-            action: action.parse().unwrap(),
+        Operation::new(
+            Route::Known("/nodes/{node}/qemu/{vmid}/status/stop"),
+            action.parse().unwrap(),
             guests,
-        }
+        )
     }
 
     fn some(v: &[Vmid]) -> GuestSet {
@@ -210,9 +214,24 @@ deny = ["destroy"]
             ("snapshot.create", some(&[109]), None, Verdict::Allow),
             ("snapshot.rollback", some(&[109]), None, Verdict::Allow),
             ("backup", some(&[109]), None, Verdict::Allow),
-            ("config.write", some(&[109]), Some("media@pve!jellyfin"), Verdict::Allow),
-            ("config.write", some(&[109]), Some("media@pve"), Verdict::Deny),
-            ("config.write", some(&[104]), Some("breakglass@pam"), Verdict::Allow),
+            (
+                "config.write",
+                some(&[109]),
+                Some("media@pve!jellyfin"),
+                Verdict::Allow,
+            ),
+            (
+                "config.write",
+                some(&[109]),
+                Some("media@pve"),
+                Verdict::Deny,
+            ),
+            (
+                "config.write",
+                some(&[104]),
+                Some("breakglass@pam"),
+                Verdict::Allow,
+            ),
             ("destroy", some(&[9001]), None, Verdict::Deny),
             ("power.start", some(&[9001]), None, Verdict::Allow),
             ("destroy", some(&[9100]), None, Verdict::Allow),
@@ -241,26 +260,49 @@ deny = ["destroy"]
     fn default_readonly_makes_unlisted_guests_readonly() {
         let src = "[settings]\ndefault_access = \"readonly\"\n[[guest]]\nvmid = 110\naccess = \"managed\"\n";
         let p = Policy::from_toml_str("d.toml", src).unwrap();
-        assert_eq!(p.decide(&op("power.stop", some(&[110])), None).verdict(), Verdict::Allow);
-        assert_eq!(p.decide(&op("power.stop", some(&[111])), None).verdict(), Verdict::Deny);
-        assert_eq!(p.decide(&op("power.stop", GuestSet::All), None).verdict(), Verdict::Deny);
+        assert_eq!(
+            p.decide(&op("power.stop", some(&[110])), None).verdict(),
+            Verdict::Allow
+        );
+        assert_eq!(
+            p.decide(&op("power.stop", some(&[111])), None).verdict(),
+            Verdict::Deny
+        );
+        assert_eq!(
+            p.decide(&op("power.stop", GuestSet::All), None).verdict(),
+            Verdict::Deny
+        );
     }
 
     #[test]
     fn messages_name_guest_reason_and_action() {
         let p = policy();
-        let Decision::Deny(r) = p.decide(&op("power.stop", some(&[104])), None) else { panic!() };
+        let Decision::Deny(r) = p.decide(&op("power.stop", some(&[104])), None) else {
+            panic!()
+        };
         assert_eq!(
             p.deny_message(&r, "power.stop".parse().unwrap(), "POST /x"),
             "pvegate: VM 104 'doc1' is readonly: power.stop refused (Main services VM)"
         );
-        let Decision::Deny(r) = p.decide(&op("power.stop", GuestSet::All), None) else { panic!() };
+        let Decision::Deny(r) = p.decide(&op("power.stop", GuestSet::All), None) else {
+            panic!()
+        };
         let m = p.deny_message(&r, "power.stop".parse().unwrap(), "POST /x");
-        assert!(m.contains("every guest") && m.contains("VM 104 'doc1'"), "{m}");
-        for banned in ["already running", "already exists", "does not exist", "got timeout"] {
+        assert!(
+            m.contains("every guest") && m.contains("VM 104 'doc1'"),
+            "{m}"
+        );
+        for banned in [
+            "already running",
+            "already exists",
+            "does not exist",
+            "got timeout",
+        ] {
             assert!(!m.contains(banned));
         }
-        assert!(p.rule_label(&Decision::Deny(r)).starts_with("guest 104 (t.toml:"));
+        assert!(p
+            .rule_label(&Decision::Deny(r))
+            .starts_with("guest 104 (t.toml:"));
     }
 
     #[test]
@@ -275,7 +317,9 @@ deny = ["destroy"]
             ("[settings]\nexempt = [\"root\"]\n", "t.toml:2", "exempt identity"),
         ];
         for (src, at, needle) in cases {
-            let e = Policy::from_toml_str("t.toml", src).unwrap_err().to_string();
+            let e = Policy::from_toml_str("t.toml", src)
+                .unwrap_err()
+                .to_string();
             assert!(e.starts_with(at) && e.contains(needle), "{src:?} -> {e}");
         }
     }

@@ -1,13 +1,36 @@
 //! Parsed request -> [`Operation`]: the endpoint, its action and every guest it touches.
+//!
+//! Steps for a catalogue endpoint:
+//! 1. route with [`catalogue::resolve`] (pveproxy's rules);
+//! 2. refuse a path parameter repeated in query/body with a different value (pveproxy: 400
+//!    "duplicate parameter (already defined in URI) with conflicting values");
+//! 3. read every guest-bearing parameter in its format; a value that should name a guest but
+//!    cannot be read is [`InspectError::Malformed`], never "no guest";
+//! 4. apply the endpoint's "every guest" rule ([`AllGuests`]): omitted bulk lists, vzdump's
+//!    `all`/`exclude`/`pool`, node shells, stored backup jobs and HA rules...;
+//! 5. refine the action: `create` with `archive`/`restore=1` is `restore`; the raw agent call
+//!    `POST …/agent` takes the action of its `command` (`shutdown` is `power.stop`).
+//!
+//! `POST /nodes/{node}/execute` is inspected recursively: every nested `{path, method, args}`
+//! is judged as `nodes/<node>/<path>` and its guests are added.
+//!
+//! Unknown endpoints (and known paths with another method, which pveproxy answers with 501)
+//! are [`Route::Unknown`]: GET is `read`, anything else `write`, and the guests are every
+//! guest-looking value anywhere in the path or parameters (generous on purpose).
 
-use super::{Action, GuestSet};
+use std::borrow::Cow;
+
+use super::catalogue::{self, AllGuests, ApiMethod, GuestKind, Match, Param, Resolution};
+use super::guests::{self, GuestParseError};
+use super::{Action, GuestSet, ParamValue, Params};
 
 /// Which route of the API a request reached.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Route {
     /// A catalogue endpoint, by path template (e.g. `/nodes/{node}/qemu/{vmid}/status/stop`).
     Known(&'static str),
-    /// Under `/api2/` but not in the catalogue (newer Proxmox than the schema).
+    /// Under `/api2/` but not in the catalogue (newer Proxmox than the schema), or a known
+    /// path with a method it does not have; [`Operation::detail`] says which.
     Unknown,
     /// Outside `/api2/` (web UI pages, static files).
     Static,
@@ -16,9 +39,32 @@ pub enum Route {
 /// What a request does: the typed facts the policy decides on.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Operation {
+    /// The route reached.
     pub route: Route,
+    /// What the call does.
     pub action: Action,
+    /// Every guest it affects.
     pub guests: GuestSet,
+    /// A short explanation for `pvegate check` and logs, set when something is notable: why
+    /// every guest is affected, an unknown endpoint, the nested calls of `execute`.
+    pub detail: Option<Cow<'static, str>>,
+}
+
+impl Operation {
+    /// An operation without detail.
+    pub fn new(route: Route, action: Action, guests: GuestSet) -> Self {
+        Operation {
+            route,
+            action,
+            guests,
+            detail: None,
+        }
+    }
+
+    /// True for [`Route::Unknown`] (an endpoint pvegate has no facts about).
+    pub fn is_unknown(&self) -> bool {
+        self.route == Route::Unknown
+    }
 }
 
 /// A request that cannot be judged.
@@ -27,13 +73,753 @@ pub enum InspectError {
     /// pveproxy would reject it, or could read it differently: 400.
     #[error("{0}")]
     Malformed(String),
+    /// Well-formed for pveproxy, but pvegate cannot tell what it would do (e.g. a nested
+    /// `execute` command it cannot parse): refuse like a policy denial (403).
+    #[error("{0}")]
+    Unjudgeable(String),
 }
 
+impl From<GuestParseError> for InspectError {
+    fn from(e: GuestParseError) -> Self {
+        InspectError::Malformed(e.0)
+    }
+}
+
+/// How deep `execute` may nest `execute`.
+const MAX_EXECUTE_DEPTH: usize = 2;
+
 /// Turns a parsed request into an [`Operation`].
+///
+/// `segments` are the decoded path segments after `/api2/<format>`; `params` is the query
+/// merged over the body, as pveproxy merges them.
 pub fn inspect(
-    _method: &http::Method,
-    _segments: &[String],
-    _params: &super::Params,
+    method: &http::Method,
+    segments: &[String],
+    params: &Params,
 ) -> Result<Operation, InspectError> {
-    Err(InspectError::Malformed("not implemented".into()))
+    let m = ApiMethod::from_http(method).ok_or_else(|| {
+        InspectError::Malformed(format!("method '{method}' not available (pveproxy: 501)"))
+    })?;
+    inspect_at(m, segments, params, 0)
+}
+
+fn inspect_at(
+    m: ApiMethod,
+    segments: &[String],
+    params: &Params,
+    depth: usize,
+) -> Result<Operation, InspectError> {
+    match catalogue::resolve(m, segments) {
+        Resolution::Found(found) => inspect_known(&found, params, depth),
+        Resolution::OtherMethods(set) => {
+            let list: Vec<&str> = set.iter().map(ApiMethod::as_str).collect();
+            let why = format!(
+                "path exists only for {} (pveproxy answers 501 to {})",
+                list.join("/"),
+                m.as_str()
+            );
+            Ok(inspect_unknown(m, segments, params, Cow::Owned(why)))
+        }
+        Resolution::NotFound => Ok(inspect_unknown(
+            m,
+            segments,
+            params,
+            Cow::Borrowed("unknown endpoint (newer Proxmox?)"),
+        )),
+        Resolution::InvalidSegment(name) => Err(InspectError::Malformed(format!(
+            "path parameter '{name}' contains whitespace"
+        ))),
+    }
+}
+
+fn malformed(msg: String) -> InspectError {
+    InspectError::Malformed(msg)
+}
+
+fn is_defined(v: Option<&ParamValue>) -> bool {
+    matches!(v, Some(ParamValue::One(_) | ParamValue::Many(_)))
+}
+
+/// PVE's `parse_boolean`, failing towards "true" for anything it would reject.
+fn is_true(v: Option<&ParamValue>) -> bool {
+    match v {
+        None | Some(ParamValue::Absent) => false,
+        Some(ParamValue::One(s)) => {
+            let t = s.strip_suffix('\n').unwrap_or(s).to_ascii_lowercase();
+            !matches!(t.as_str(), "0" | "off" | "no" | "false")
+        }
+        Some(ParamValue::Many(_)) => true,
+    }
+}
+
+fn inspect_known(
+    found: &Match<'_>,
+    params: &Params,
+    depth: usize,
+) -> Result<Operation, InspectError> {
+    let ep = found.endpoint;
+
+    // A path parameter repeated in query/body must carry the same string (nested `execute`
+    // arguments may not repeat it at all).
+    for (name, value) in found.params.iter() {
+        match params.map.get(name) {
+            None => {}
+            Some(ParamValue::One(v)) if v == value && depth == 0 => {}
+            Some(_) => {
+                return Err(malformed(format!(
+                    "parameter '{name}' conflicts with the value in the URI"
+                )))
+            }
+        }
+    }
+
+    let mut guests = GuestSet::None;
+    let mut detail: Option<Cow<'static, str>> = None;
+    for gp in &ep.guest_params {
+        let p = &ep.params[gp.index];
+        if p.in_path {
+            if let Some(v) = found.params.get(&p.name) {
+                let nested = extract_one(gp.kind, p, v, found, depth, &mut guests)?;
+                detail = detail.or(nested);
+            }
+        } else if p.family().is_some() {
+            for (k, v) in params.map.iter().filter(|(k, _)| p.matches_key(k)) {
+                extract(gp.kind, p, k, v, found, depth, &mut guests)?;
+            }
+        } else if let Some(v) = params.map.get(&p.name) {
+            if let Some(d) = extract(gp.kind, p, &p.name, v, found, depth, &mut guests)? {
+                detail = Some(d);
+            }
+        }
+    }
+
+    let get = |k: &str| params.map.get(k);
+    match ep.all_guests {
+        AllGuests::Never => {}
+        AllGuests::Always(why) => {
+            guests.set_all();
+            detail = Some(Cow::Borrowed(why));
+        }
+        AllGuests::VmsOmitted => {
+            if !is_defined(get("vms")) {
+                guests.set_all();
+                detail = Some(Cow::Borrowed("no 'vms' list: every guest"));
+            }
+        }
+        AllGuests::VmidOmitted => {
+            if !is_defined(get("vmid")) {
+                guests.set_all();
+                detail = Some(Cow::Borrowed("no 'vmid': every guest's backups"));
+            }
+        }
+        AllGuests::Vzdump => {
+            let pool = is_defined(get("pool"));
+            if pool {
+                guests.set_all();
+                detail = Some(Cow::Borrowed(
+                    "'pool' selects its members (not known offline)",
+                ));
+            } else if is_true(get("all")) || is_defined(get("exclude")) {
+                guests.set_all();
+                detail = Some(Cow::Borrowed(
+                    "'all' (or 'exclude', which implies it): every guest",
+                ));
+            }
+        }
+    }
+
+    let mut action = ep.action_or_default();
+    if action == Action::Create {
+        let restore = match found.template {
+            "/nodes/{node}/qemu" => is_defined(get("archive")),
+            "/nodes/{node}/lxc" => is_true(get("restore")),
+            _ => false,
+        };
+        if restore {
+            action = Action::Restore;
+        }
+    }
+    if found.template == "/nodes/{node}/qemu/{vmid}/agent" {
+        if let Some(ParamValue::One(c)) = get("command") {
+            action = agent_command_action(c);
+        }
+    }
+    Ok(Operation {
+        route: Route::Known(found.template),
+        action,
+        guests,
+        detail,
+    })
+}
+
+/// The raw agent call (`POST …/agent`, `command=`) gets the action of the dedicated endpoint
+/// for that command, so `agent.write` cannot stand in for `power.stop`.
+fn agent_command_action(command: &str) -> Action {
+    match command.strip_suffix('\n').unwrap_or(command) {
+        "shutdown" | "suspend-disk" | "suspend-ram" | "suspend-hybrid" => Action::PowerStop,
+        "ping" | "fsfreeze-status" | "info" | "network-get-interfaces" => Action::Read,
+        c if c.starts_with("get-") => Action::Read,
+        _ => Action::AgentWrite,
+    }
+}
+
+/// Reads one request value of a guest-bearing parameter.
+fn extract(
+    kind: GuestKind,
+    p: &Param,
+    key: &str,
+    value: &ParamValue,
+    found: &Match<'_>,
+    depth: usize,
+    out: &mut GuestSet,
+) -> Result<Option<Cow<'static, str>>, InspectError> {
+    match value {
+        ParamValue::Absent => Ok(None),
+        ParamValue::One(s) => extract_one(kind, p, s, found, depth, out),
+        ParamValue::Many(list) => match kind {
+            // `-list` formats: pveproxy joins repeated values with `,`.
+            GuestKind::VmidList | GuestKind::HaSidList => {
+                extract_one(kind, p, &list.join(","), found, depth, out)
+            }
+            // Arrays: every element is one item.
+            GuestKind::VmidArray => {
+                for s in list {
+                    out.insert(guests::parse_vmid(s)?);
+                }
+                Ok(None)
+            }
+            _ => Err(malformed(format!("parameter '{key}' given more than once"))),
+        },
+    }
+}
+
+fn extract_one(
+    kind: GuestKind,
+    p: &Param,
+    s: &str,
+    found: &Match<'_>,
+    depth: usize,
+    out: &mut GuestSet,
+) -> Result<Option<Cow<'static, str>>, InspectError> {
+    match kind {
+        GuestKind::Vmid | GuestKind::VmidArray => out.insert(guests::parse_vmid(s)?),
+        GuestKind::VmidList => guests::parse_vmid_list(s, out)?,
+        GuestKind::HaSid => out.insert(guests::parse_ha_sid(s)?),
+        GuestKind::HaSidList => guests::parse_ha_sid_list(s, out)?,
+        GuestKind::ReplicationId => out.insert(guests::parse_replication_id(s)?),
+        GuestKind::Upid => {
+            if let Some(v) = guests::parse_upid(s)? {
+                out.insert(v);
+            }
+        }
+        GuestKind::Volume => guests::volume_owners(s, out),
+        GuestKind::PropertyString => guests::property_string_owners(s, &p.volume_keys, out),
+        GuestKind::AclPath => out.union(&guests::parse_acl_path(s)?),
+        GuestKind::Commands => {
+            let node = found.params.get("node").unwrap_or("localhost");
+            return inspect_commands(node, s, depth, out).map(Some);
+        }
+    }
+    Ok(None)
+}
+
+/// Converts a nested `args` value like Perl would see it after `decode_json`.
+fn json_to_param(v: &serde_json::Value) -> Option<ParamValue> {
+    use serde_json::Value;
+    fn scalar(v: &Value) -> Option<String> {
+        match v {
+            Value::String(s) => Some(s.clone()),
+            Value::Bool(b) => Some(if *b { "1" } else { "0" }.to_string()),
+            Value::Number(n) => Some(match (n.as_i64(), n.as_u64(), n.as_f64()) {
+                (Some(i), _, _) => i.to_string(),
+                (_, Some(u), _) => u.to_string(),
+                (_, _, Some(f)) if f.fract() == 0.0 && f.abs() < 1e15 => format!("{f:.0}"),
+                _ => n.to_string(),
+            }),
+            _ => None,
+        }
+    }
+    match v {
+        Value::Null => Some(ParamValue::Absent),
+        Value::Array(items) => items
+            .iter()
+            .map(scalar)
+            .collect::<Option<Vec<_>>>()
+            .map(ParamValue::Many),
+        other => scalar(other).map(ParamValue::One),
+    }
+}
+
+/// `POST /nodes/{node}/execute`: judges every nested call as `nodes/<node>/<path>` and adds
+/// its guests. Returns a detail text listing the nested actions.
+fn inspect_commands(
+    node: &str,
+    commands: &str,
+    depth: usize,
+    out: &mut GuestSet,
+) -> Result<Cow<'static, str>, InspectError> {
+    let unjudgeable = |why: &str| InspectError::Unjudgeable(format!("execute: {why}"));
+    if depth >= MAX_EXECUTE_DEPTH {
+        return Err(unjudgeable("execute nested too deeply"));
+    }
+    let parsed: serde_json::Value = serde_json::from_str(commands)
+        .map_err(|e| malformed(format!("execute: 'commands' is not valid JSON: {e}")))?;
+    let list = parsed
+        .as_array()
+        .ok_or_else(|| malformed("execute: 'commands' is not a JSON array".into()))?;
+    let mut summary = Vec::with_capacity(list.len());
+    for cmd in list {
+        let obj = cmd
+            .as_object()
+            .ok_or_else(|| unjudgeable("a command is not an object"))?;
+        let path = obj
+            .get("path")
+            .and_then(|p| p.as_str())
+            .filter(|p| !p.is_empty())
+            .ok_or_else(|| unjudgeable("a command has no 'path'"))?;
+        let method = obj
+            .get("method")
+            .and_then(|m| m.as_str())
+            .and_then(ApiMethod::from_name)
+            .ok_or_else(|| unjudgeable("a command has no valid 'method'"))?;
+        let mut params = Params::default();
+        match obj.get("args") {
+            None | Some(serde_json::Value::Null) => {}
+            Some(serde_json::Value::Object(args)) => {
+                for (k, v) in args {
+                    let pv = json_to_param(v).ok_or_else(|| {
+                        unjudgeable(&format!("argument '{k}' is a nested object"))
+                    })?;
+                    params.map.insert(k.clone(), pv);
+                }
+            }
+            Some(_) => return Err(unjudgeable("'args' is not an object")),
+        }
+        let mut segments = vec!["nodes".to_string(), node.to_string()];
+        segments.extend(path.split('/').filter(|s| !s.is_empty()).map(String::from));
+        let op = inspect_at(method, &segments, &params, depth + 1)?;
+        out.union(&op.guests);
+        let target = match op.route {
+            Route::Known(t) => t.to_string(),
+            _ => format!("unknown /{}", segments.join("/")),
+        };
+        summary.push(format!("{} {} {}", op.action, method.as_str(), target));
+    }
+    Ok(Cow::Owned(format!("nested calls: {}", summary.join("; "))))
+}
+
+/// An endpoint pvegate does not know: `read` for GET, `write` otherwise, and every
+/// guest-looking value in the path and parameters.
+fn inspect_unknown(
+    m: ApiMethod,
+    segments: &[String],
+    params: &Params,
+    why: Cow<'static, str>,
+) -> Operation {
+    let mut guests = GuestSet::None;
+    for (i, seg) in segments.iter().enumerate() {
+        let prev = if i > 0 { segments[i - 1].as_str() } else { "" };
+        let key = if matches!(prev, "qemu" | "lxc") {
+            Some("vmid")
+        } else {
+            None
+        };
+        // Any all-digit segment in the VMID range counts, not just `qemu/<n>` pairs.
+        let key = key.or(if seg.bytes().all(|b| b.is_ascii_digit()) {
+            Some("id")
+        } else {
+            None
+        });
+        guests::scan_generous(key, seg, &mut guests);
+    }
+    guests::scan_generous(None, &segments.join("/"), &mut guests);
+    for (k, v) in &params.map {
+        match v {
+            ParamValue::Absent => {}
+            ParamValue::One(s) => guests::scan_generous(Some(k), s, &mut guests),
+            ParamValue::Many(list) => {
+                for s in list {
+                    guests::scan_generous(Some(k), s, &mut guests);
+                }
+            }
+        }
+    }
+    let action = if m == ApiMethod::Get {
+        Action::Read
+    } else {
+        Action::Write
+    };
+    Operation {
+        route: Route::Unknown,
+        action,
+        guests,
+        detail: Some(why),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http::Method;
+
+    fn segs(path: &str) -> Vec<String> {
+        path.split('/')
+            .filter(|s| !s.is_empty())
+            .map(String::from)
+            .collect()
+    }
+
+    fn params(pairs: &[(&str, Option<&str>)]) -> Params {
+        let mut p = Params::default();
+        for (k, v) in pairs {
+            let val = match v {
+                None => ParamValue::Absent,
+                Some(s) => ParamValue::One(s.to_string()),
+            };
+            p.map.insert(k.to_string(), val);
+        }
+        p
+    }
+
+    fn op(
+        m: Method,
+        path: &str,
+        pairs: &[(&str, Option<&str>)],
+    ) -> Result<Operation, InspectError> {
+        inspect(&m, &segs(path), &params(pairs))
+    }
+
+    fn ok(m: Method, path: &str, pairs: &[(&str, Option<&str>)]) -> Operation {
+        op(m, path, pairs).unwrap_or_else(|e| panic!("{path}: {e}"))
+    }
+
+    #[test]
+    fn power_stop() {
+        let o = ok(Method::POST, "/nodes/pve/qemu/104/status/stop", &[]);
+        assert_eq!(
+            o.route,
+            Route::Known("/nodes/{node}/qemu/{vmid}/status/stop")
+        );
+        assert_eq!(o.action, Action::PowerStop);
+        assert_eq!(o.guests, GuestSet::one(104));
+        assert_eq!(o.detail, None);
+    }
+
+    #[test]
+    fn path_param_conflict() {
+        assert!(ok(
+            Method::POST,
+            "/nodes/pve/qemu/104/status/stop",
+            &[("vmid", Some("104"))]
+        )
+        .guests
+        .contains(104));
+        for v in [Some("110"), Some("0104"), None] {
+            assert!(matches!(
+                op(
+                    Method::POST,
+                    "/nodes/pve/qemu/104/status/stop",
+                    &[("vmid", v)]
+                ),
+                Err(InspectError::Malformed(_))
+            ));
+        }
+    }
+
+    #[test]
+    fn bad_guest_values_are_malformed() {
+        assert!(op(Method::POST, "/nodes/pve/qemu/abc/status/stop", &[]).is_err());
+        assert!(op(
+            Method::POST,
+            "/nodes/pve/qemu/110/clone",
+            &[("newid", Some("1e2"))]
+        )
+        .is_err());
+        assert!(op(
+            Method::POST,
+            "/nodes/pve/stopall",
+            &[("vms", Some("100,x"))]
+        )
+        .is_err());
+        assert!(op(
+            Method::POST,
+            "/cluster/ha/resources",
+            &[("sid", Some("fence:1"))]
+        )
+        .is_err());
+        assert!(op(Method::DELETE, "/nodes/pve/tasks/nonsense", &[]).is_err());
+        assert!(op(Method::PATCH, "/version", &[]).is_err());
+    }
+
+    #[test]
+    fn bulk_lists() {
+        let stop = "/nodes/pve/stopall";
+        assert!(ok(Method::POST, stop, &[]).guests.is_all());
+        assert!(ok(Method::POST, stop, &[("vms", None)]).guests.is_all());
+        assert!(ok(Method::POST, stop, &[("vms", Some(""))])
+            .guests
+            .is_empty());
+        assert_eq!(
+            ok(Method::POST, stop, &[("vms", Some("100;104"))])
+                .guests
+                .listed(),
+            &[100, 104]
+        );
+        let mut p = Params::default();
+        p.map.insert(
+            "vms".into(),
+            ParamValue::Many(vec!["100".into(), "104".into()]),
+        );
+        let o = inspect(&Method::POST, &segs("/cluster/bulk-action/guest/start"), &p).unwrap();
+        assert_eq!(o.guests.listed(), &[100, 104]);
+        assert_eq!(o.action, Action::PowerStart);
+        assert!(op(
+            Method::POST,
+            "/cluster/bulk-action/guest/start",
+            &[("vms", Some("100,104"))]
+        )
+        .is_err());
+    }
+
+    #[test]
+    fn vzdump_selection() {
+        let v = "/nodes/pve/vzdump";
+        assert_eq!(
+            ok(Method::POST, v, &[("vmid", Some("104"))]).guests,
+            GuestSet::one(104)
+        );
+        assert!(ok(Method::POST, v, &[("all", Some("1"))]).guests.is_all());
+        assert!(!ok(
+            Method::POST,
+            v,
+            &[("all", Some("0")), ("vmid", Some("110"))]
+        )
+        .guests
+        .is_all());
+        assert!(ok(Method::POST, v, &[("exclude", Some(""))])
+            .guests
+            .is_all());
+        assert!(ok(
+            Method::POST,
+            v,
+            &[("pool", Some("p")), ("exclude", Some("104"))]
+        )
+        .guests
+        .is_all());
+        assert!(ok(
+            Method::PUT,
+            "/cluster/backup/job1",
+            &[("schedule", Some("daily"))]
+        )
+        .guests
+        .is_all());
+        assert!(ok(Method::DELETE, "/cluster/backup/job1", &[])
+            .guests
+            .is_all());
+        assert!(!ok(Method::GET, "/cluster/backup/job1", &[]).guests.is_all());
+    }
+
+    #[test]
+    fn create_and_restore() {
+        let o = ok(
+            Method::POST,
+            "/nodes/pve/qemu",
+            &[("vmid", Some("200")), ("scsi0", Some("local-lvm:32"))],
+        );
+        assert_eq!((o.action, o.guests), (Action::Create, GuestSet::one(200)));
+        let o = ok(
+            Method::POST,
+            "/nodes/pve/qemu",
+            &[
+                ("vmid", Some("200")),
+                ("archive", Some("pbs:backup/vm/104/2026-01-01T00:00:00Z")),
+            ],
+        );
+        assert_eq!(o.action, Action::Restore);
+        assert_eq!(o.guests.listed(), &[104, 200]);
+        let o = ok(
+            Method::POST,
+            "/nodes/pve/lxc",
+            &[
+                ("vmid", Some("200")),
+                ("restore", Some("1")),
+                (
+                    "ostemplate",
+                    Some("local:backup/vzdump-lxc-104-2026_01_01-00_00_00.tar.zst"),
+                ),
+            ],
+        );
+        assert_eq!(o.action, Action::Restore);
+        assert_eq!(o.guests.listed(), &[104, 200]);
+    }
+
+    #[test]
+    fn disks_in_config() {
+        let o = ok(
+            Method::PUT,
+            "/nodes/pve/qemu/110/config",
+            &[
+                ("scsi3", Some("local-lvm:vm-104-disk-0,size=4G")),
+                ("net0", Some("virtio,bridge=vmbr0")),
+            ],
+        );
+        assert_eq!(o.guests.listed(), &[104, 110]);
+        assert_eq!(o.action, Action::ConfigWrite);
+        let o = ok(
+            Method::PUT,
+            "/nodes/pve/lxc/110/config",
+            &[("mp0", Some("local-zfs:subvol-104-disk-0,mp=/x"))],
+        );
+        assert_eq!(o.guests.listed(), &[104, 110]);
+    }
+
+    #[test]
+    fn other_formats() {
+        let o = ok(
+            Method::DELETE,
+            "/nodes/pve/storage/local/content/local:104/vm-200-disk-0.qcow2",
+            &[],
+        );
+        assert_eq!(
+            (o.action, o.guests.listed()),
+            (Action::StorageContentDelete, &[104, 200][..])
+        );
+        let o = ok(Method::DELETE, "/cluster/replication/0104-0", &[]);
+        assert_eq!(o.guests, GuestSet::one(104));
+        let o = ok(
+            Method::POST,
+            "/cluster/ha/resources/104/migrate",
+            &[("node", Some("b"))],
+        );
+        assert_eq!((o.action, o.guests), (Action::Migrate, GuestSet::one(104)));
+        let o = ok(
+            Method::DELETE,
+            "/nodes/pve/tasks/UPID:pve:00001234:0000ABCD:65A1B2C3:qmstart:104:root@pam:",
+            &[],
+        );
+        assert_eq!((o.action, o.guests), (Action::TaskStop, GuestSet::one(104)));
+        let o = ok(
+            Method::PUT,
+            "/access/acl",
+            &[("path", Some("/vms/104")), ("roles", Some("Admin"))],
+        );
+        assert_eq!(
+            (o.action, o.guests),
+            (Action::AccessWrite, GuestSet::one(104))
+        );
+        let o = ok(Method::PUT, "/pools/prod", &[("vms", Some("104,110"))]);
+        assert_eq!(
+            (o.action, o.guests.listed()),
+            (Action::PoolWrite, &[104, 110][..])
+        );
+        let o = ok(Method::DELETE, "/nodes/pve/storage/pbs/prunebackups", &[]);
+        assert!(o.guests.is_all());
+        let o = ok(Method::POST, "/nodes/pve/termproxy", &[]);
+        assert_eq!(o.action, Action::NodeShell);
+        assert!(o.guests.is_all() && o.detail.is_some());
+        let o = ok(
+            Method::GET,
+            "/nodes/pve/qemu/104/agent/exec-status",
+            &[("pid", Some("1"))],
+        );
+        assert_eq!(o.action, Action::AgentExec);
+    }
+
+    #[test]
+    fn execute_nested() {
+        let cmds = r#"[{"path":"qemu/104/status/stop","method":"POST"},
+                       {"path":"qemu/110/config","method":"PUT","args":{"scsi1":"local:vm-120-disk-0"}}]"#;
+        let o = ok(
+            Method::POST,
+            "/nodes/pve/execute",
+            &[("commands", Some(cmds))],
+        );
+        assert_eq!(o.action, Action::NodeExecute);
+        assert_eq!(o.guests.listed(), &[104, 110, 120]);
+        assert!(o.detail.as_deref().unwrap_or("").contains("power.stop"));
+        // A nested argument may not repeat a path parameter.
+        let cmds = r#"[{"path":"qemu/104/status/stop","method":"POST","args":{"vmid":104}}]"#;
+        assert!(matches!(
+            op(
+                Method::POST,
+                "/nodes/pve/execute",
+                &[("commands", Some(cmds))]
+            ),
+            Err(InspectError::Malformed(_))
+        ));
+        // Unknown nested writes are judged generously.
+        let cmds = r#"[{"path":"qemu/104/brand-new","method":"POST"}]"#;
+        assert!(ok(
+            Method::POST,
+            "/nodes/pve/execute",
+            &[("commands", Some(cmds))]
+        )
+        .guests
+        .contains(104));
+        for bad in [
+            r#"[1]"#,
+            r#"[{"path":"version","method":"get"}]"#,
+            r#"[{"path":"x","method":"GET","args":{"a":{"b":1}}}]"#,
+        ] {
+            assert!(
+                matches!(
+                    op(
+                        Method::POST,
+                        "/nodes/pve/execute",
+                        &[("commands", Some(bad))]
+                    ),
+                    Err(InspectError::Unjudgeable(_))
+                ),
+                "{bad}"
+            );
+        }
+        assert!(matches!(
+            op(
+                Method::POST,
+                "/nodes/pve/execute",
+                &[("commands", Some("nope"))]
+            ),
+            Err(InspectError::Malformed(_))
+        ));
+        let inner = r#"[{"path":"qemu/104/status/stop","method":"POST"}]"#;
+        let outer =
+            serde_json::json!([{"path":"execute","method":"POST","args":{"commands":inner}}])
+                .to_string();
+        assert!(ok(
+            Method::POST,
+            "/nodes/pve/execute",
+            &[("commands", Some(&outer))]
+        )
+        .guests
+        .contains(104));
+    }
+
+    #[test]
+    fn unknown_endpoints() {
+        let o = ok(Method::GET, "/cluster/qemu/custom-cpu-models", &[]);
+        assert_eq!((o.route.clone(), o.action), (Route::Unknown, Action::Read));
+        let o = ok(Method::POST, "/nodes/pve/qemu/104/brand-new", &[]);
+        assert_eq!((o.route.clone(), o.action), (Route::Unknown, Action::Write));
+        assert!(o.guests.contains(104));
+        assert!(o
+            .detail
+            .as_deref()
+            .unwrap_or("")
+            .contains("unknown endpoint"));
+        let o = ok(
+            Method::POST,
+            "/cluster/new",
+            &[
+                ("target-vmid", Some("105")),
+                ("disk", Some("local:vm-106-disk-0")),
+                ("sid", Some("ct:107")),
+            ],
+        );
+        assert_eq!(o.guests.listed(), &[105, 106, 107]);
+        // A known path with another method.
+        let o = ok(Method::DELETE, "/nodes/pve/qemu/104/status/stop", &[]);
+        assert_eq!((o.route.clone(), o.action), (Route::Unknown, Action::Write));
+        assert!(o.guests.contains(104));
+        assert!(o.detail.as_deref().unwrap_or("").contains("501"));
+    }
 }

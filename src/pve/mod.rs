@@ -1,15 +1,17 @@
 //! Proxmox VE API knowledge, free of HTTP framework types: how pveproxy reads a request
 //! ([`request`]), the endpoint catalogue ([`catalogue`]), guest references ([`guests`]), the
 //! action taxonomy ([`action`]) and the step that turns a parsed request into an
-//! [`Operation`] ([`inspect`]).
+//! [`Operation`] ([`inspect`](mod@inspect)).
 
 pub mod action;
+pub mod auth;
 pub mod catalogue;
 pub mod guests;
 pub mod inspect;
 pub mod request;
 
 pub use action::Action;
+pub use auth::Credential;
 pub use guests::{GuestSet, Vmid};
 pub use inspect::{inspect, InspectError, Operation, Route};
-pub use request::{ApiFormat, ParamValue, Params, Target};
+pub use request::{ApiFormat, BodyKind, ParamValue, Params, RequestError, Target};

@@ -37,12 +37,13 @@ pub fn provider() -> Arc<CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }
 
-/// A client config for talking to the upstream (ALPN http/1.1 only: Proxmox has no HTTP/2).
+/// A client config for talking to the upstream. ALPN is left to the connector, which offers
+/// http/1.1 only (Proxmox has no HTTP/2).
 pub fn client_config(trust: &Trust) -> Result<ClientConfig, TlsError> {
     let provider = provider();
     let builder = ClientConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()?;
-    let mut config = match trust {
+    let config = match trust {
         Trust::Fingerprint(fp) => builder
             .dangerous()
             .with_custom_certificate_verifier(Arc::new(PinnedVerifier {
@@ -80,7 +81,6 @@ pub fn client_config(trust: &Trust) -> Result<ClientConfig, TlsError> {
             builder.with_root_certificates(roots).with_no_client_auth()
         }
     };
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(config)
 }
 

@@ -45,7 +45,12 @@ pub struct Opts {
 
 impl Default for Opts {
     fn default() -> Self {
-        Opts { policy: HOMELAB.to_string(), sim_tls: false, trust: None, client_tls: None }
+        Opts {
+            policy: HOMELAB.to_string(),
+            sim_tls: false,
+            trust: None,
+            client_tls: None,
+        }
     }
 }
 
@@ -67,17 +72,34 @@ pub fn upstream_for(sim: &SimHandle, trust: Trust) -> config::Upstream {
 }
 
 pub async fn start_with(opts: Opts) -> Gate {
-    let sim = sim::start(SimConfig { tls: opts.sim_tls, ..SimConfig::demo() }).await.unwrap();
+    let sim = sim::start(SimConfig {
+        tls: opts.sim_tls,
+        ..SimConfig::demo()
+    })
+    .await
+    .unwrap();
     let trust = opts.trust.unwrap_or(Trust::Insecure);
     let up = upstream::Upstream::new(&upstream_for(&sim, trust)).unwrap();
     let policy = Policy::from_toml_str("test-policy.toml", &opts.policy).unwrap();
     let store = PolicyStore::new(policy, vec![]);
     let tls = opts.client_tls.is_some();
-    let listener = Listener::bind("127.0.0.1:0".parse().unwrap(), opts.client_tls).await.unwrap();
+    let listener = Listener::bind("127.0.0.1:0".parse().unwrap(), opts.client_tls)
+        .await
+        .unwrap();
     let addr = listener.local_addr().unwrap();
     let task = tokio::spawn(listener.serve(stack::build(store.clone(), up)));
-    let url = format!("{}://127.0.0.1:{}", if tls { "https" } else { "http" }, addr.port());
-    Gate { sim, addr, url, store, task }
+    let url = format!(
+        "{}://127.0.0.1:{}",
+        if tls { "https" } else { "http" },
+        addr.port()
+    );
+    Gate {
+        sim,
+        addr,
+        url,
+        store,
+        task,
+    }
 }
 
 /// A parsed raw HTTP response.
@@ -92,14 +114,23 @@ pub struct RawResponse {
 impl RawResponse {
     pub fn json(&self) -> serde_json::Value {
         serde_json::from_slice(&self.body).unwrap_or_else(|e| {
-            panic!("body is not JSON ({e}): {}", String::from_utf8_lossy(&self.body))
+            panic!(
+                "body is not JSON ({e}): {}",
+                String::from_utf8_lossy(&self.body)
+            )
         })
     }
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
     }
     pub fn message(&self) -> String {
-        self.json()["message"].as_str().unwrap_or_default().to_string()
+        self.json()["message"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
     }
 }
 
@@ -123,12 +154,18 @@ pub async fn raw_bytes(addr: SocketAddr, request: &[u8]) -> RawResponse {
     };
     s.write_all(&req).await.unwrap();
     let mut buf = Vec::new();
-    tokio::time::timeout(Duration::from_secs(20), s.read_to_end(&mut buf)).await.expect("response in time").unwrap();
+    tokio::time::timeout(Duration::from_secs(20), s.read_to_end(&mut buf))
+        .await
+        .expect("response in time")
+        .unwrap();
     parse_response(&buf)
 }
 
 pub fn parse_response(buf: &[u8]) -> RawResponse {
-    let end = buf.windows(4).position(|w| w == b"\r\n\r\n").expect("response head");
+    let end = buf
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("response head");
     let head = String::from_utf8_lossy(&buf[..end]).to_string();
     let mut lines = head.split("\r\n");
     let status_line = lines.next().unwrap();
@@ -141,17 +178,25 @@ pub fn parse_response(buf: &[u8]) -> RawResponse {
         .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
         .collect();
     let mut body = buf[end + 4..].to_vec();
-    if headers.iter().any(|(k, v)| k.eq_ignore_ascii_case("transfer-encoding") && v.contains("chunked")) {
+    if headers
+        .iter()
+        .any(|(k, v)| k.eq_ignore_ascii_case("transfer-encoding") && v.contains("chunked"))
+    {
         body = dechunk(&body);
     }
-    RawResponse { status, reason, headers, body }
+    RawResponse {
+        status,
+        reason,
+        headers,
+        body,
+    }
 }
 
 fn dechunk(mut b: &[u8]) -> Vec<u8> {
     let mut out = Vec::new();
-    loop {
-        let Some(nl) = b.windows(2).position(|w| w == b"\r\n") else { break };
-        let size = usize::from_str_radix(std::str::from_utf8(&b[..nl]).unwrap().trim(), 16).unwrap();
+    while let Some(nl) = b.windows(2).position(|w| w == b"\r\n") {
+        let size =
+            usize::from_str_radix(std::str::from_utf8(&b[..nl]).unwrap().trim(), 16).unwrap();
         if size == 0 {
             break;
         }
@@ -184,13 +229,33 @@ pub fn json(method: &str, path: &str, body: &str) -> String {
 
 /// Asserts a policy denial in json shape, and that the upstream recorded nothing.
 pub fn assert_denied_json(g: &Gate, r: &RawResponse, needle: &str) {
-    assert_eq!(r.status, 403, "expected 403, got {} {}: {}", r.status, r.reason, String::from_utf8_lossy(&r.body));
-    assert!(r.reason.starts_with("Permission check failed (pvegate: "), "reason: {}", r.reason);
-    assert!(r.reason.contains(needle), "reason {:?} lacks {needle:?}", r.reason);
+    assert_eq!(
+        r.status,
+        403,
+        "expected 403, got {} {}: {}",
+        r.status,
+        r.reason,
+        String::from_utf8_lossy(&r.body)
+    );
+    assert!(
+        r.reason.starts_with("Permission check failed (pvegate: "),
+        "reason: {}",
+        r.reason
+    );
+    assert!(
+        r.reason.contains(needle),
+        "reason {:?} lacks {needle:?}",
+        r.reason
+    );
     let v = r.json();
     assert_eq!(v["data"], serde_json::Value::Null);
     assert_eq!(v["message"].as_str().unwrap(), format!("{}\n", r.reason));
-    assert_eq!(g.sim.recorder.len(), 0, "upstream saw a refused request: {:?}", g.sim.recorder.requests());
+    assert_eq!(
+        g.sim.recorder.len(),
+        0,
+        "upstream saw a refused request: {:?}",
+        g.sim.recorder.requests()
+    );
 }
 
 /// Asserts a 400 refusal that never reached the upstream.
@@ -202,5 +267,10 @@ pub fn assert_refused(g: &Gate, r: &RawResponse) {
         r.reason,
         String::from_utf8_lossy(&r.body)
     );
-    assert_eq!(g.sim.recorder.len(), 0, "upstream saw a refused request: {:?}", g.sim.recorder.requests());
+    assert_eq!(
+        g.sim.recorder.len(),
+        0,
+        "upstream saw a refused request: {:?}",
+        g.sim.recorder.requests()
+    );
 }

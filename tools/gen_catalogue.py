@@ -1,0 +1,216 @@
+#!/usr/bin/env python3
+"""Generate pvegate's endpoint catalogue (src/pve/catalogue.json) from the PVE API schema.
+
+Usage:
+    python3 tools/gen_catalogue.py [SCHEMA_DIR] [-o src/pve/catalogue.json]
+
+SCHEMA_DIR (default ../shared/pve-api) holds `endpoints.json` (PVE 9.1) and
+`pve8/endpoints.json` (PVE 8.4), both produced by `convert_apidata.py` from pve-docs'
+`api-viewer/apidata.js`. The output is the union of both versions and keeps only facts that
+pvegate needs to route a request and to find the guests it names:
+
+* path template, method, the PVE versions that have the endpoint;
+* `rest_of_path_param`, `websocket`, `download_allowed`, `all_guests_when_omitted` (a flag);
+* per parameter: name, whether it is a path parameter, type, format, `-list`-ness, the
+  format of array items, the schema's `vmid_ref` hint, and for property strings the sub-keys
+  that carry a volume ID (plus the default key).
+
+No description text is copied. The output is deterministic (sorted), one endpoint per line,
+so a regeneration shows up as a readable diff.
+"""
+
+import argparse
+import json
+import os
+import sys
+
+# Formats of property-string sub-keys whose value is a volume ID (or a path standing in for one).
+VOLUME_FORMATS = {
+    "pve-volume-id",
+    "pve-volume-id-or-qm-path",
+    "pve-volume-id-or-absolute-path",
+}
+
+# Named formats that are property strings carrying volumes but whose sub-keys the schema does
+# not expand (it only gives the format name). Reviewed by hand against qemu-server.
+NAMED_VOLUME_FORMATS = {
+    # `cdrom` is an alias for ide2: `[file=]<volume>,media=cdrom`.
+    "pve-qm-ide": {"ref": "property-string:file,volume", "keys": ["file", "volume"], "default": "file"},
+    # cloud-init snippets: `user=<volume>,network=<volume>,meta=<volume>,vendor=<volume>`.
+    "pve-qm-cicustom": {
+        "ref": "property-string:meta,network,user,vendor",
+        "keys": ["meta", "network", "user", "vendor"],
+        "default": None,
+    },
+}
+
+# Parameters the schema does not hint at but which carry a volume ID (reviewed by hand).
+EXTRA_REFS = {
+    # Copy a volume: `target` is the target volume ID.
+    ("POST", "/nodes/{node}/storage/{storage}/content/{volume}", "target"): "volume-id",
+}
+
+
+def load(path):
+    with open(path, encoding="utf-8") as f:
+        return json.load(f)
+
+
+def param_facts(method, path, p):
+    """Reduce one schema parameter to the facts pvegate uses."""
+    out = {"name": p["name"]}
+    if p.get("in") == "path":
+        out["in_path"] = True
+    out["type"] = p.get("type", "string")
+    fmt = p.get("format")
+    if isinstance(fmt, str):
+        out["format"] = "property-string" if fmt == "<property-string>" else fmt
+        if fmt.endswith("-list"):
+            out["list"] = True
+    items = p.get("items")
+    if isinstance(items, dict) and isinstance(items.get("format"), str):
+        out["items_format"] = items["format"]
+    ref = p.get("vmid_ref")
+    extra = EXTRA_REFS.get((method, path, p["name"]))
+    if extra and not ref:
+        ref = extra
+    named = NAMED_VOLUME_FORMATS.get(fmt) if isinstance(fmt, str) else None
+    if named and not ref:
+        ref = named["ref"]
+    if ref:
+        out["vmid_ref"] = ref
+
+    # Property-string sub-keys that carry a volume.
+    keys, default = set(), None
+    fields = p.get("fields")
+    if isinstance(fields, dict):
+        for k, f in fields.items():
+            if not isinstance(f, dict):
+                continue
+            ffmt = f.get("format")
+            if f.get("default_key"):
+                default = k
+            if ffmt in VOLUME_FORMATS:
+                keys.add(k)
+            # LXC: `volume` and `mp` share a format; only the default key (`volume`) is a volume.
+            if ffmt == "pve-lxc-mp-string" and f.get("default_key"):
+                keys.add(k)
+        for k, f in fields.items():
+            if isinstance(f, dict) and f.get("alias") in keys:
+                keys.add(k)
+    if named:
+        keys.update(named["keys"])
+        default = default or named["default"]
+    if isinstance(ref, str) and ref.startswith("property-string:"):
+        keys.update(x for x in ref.split(":", 1)[1].split(",") if x)
+    if keys:
+        out["volume_keys"] = sorted(keys)
+        if default:
+            out["default_key"] = default
+    if not p.get("optional") and p.get("in") != "path":
+        out["required"] = True
+    return out
+
+
+def merge_params(a, b):
+    """Union of two parameter lists by name; facts from `a` win, sub-key sets are merged."""
+    by_name = {p["name"]: dict(p) for p in a}
+    for p in b:
+        q = by_name.get(p["name"])
+        if q is None:
+            by_name[p["name"]] = dict(p)
+            continue
+        if "volume_keys" in p:
+            q["volume_keys"] = sorted(set(q.get("volume_keys", [])) | set(p["volume_keys"]))
+        for k in ("vmid_ref", "default_key", "format", "items_format", "list"):
+            if k not in q and k in p:
+                q[k] = p[k]
+    return [by_name[n] for n in sorted(by_name)]
+
+
+def endpoint_facts(e, version):
+    out = {"path": e["path"], "method": e["method"], "pve": [version]}
+    if e.get("rest_of_path_param"):
+        out["rest_of_path_param"] = e["rest_of_path_param"]
+    if e.get("websocket"):
+        out["websocket"] = True
+    if e.get("download_allowed"):
+        out["download_allowed"] = True
+    if e.get("all_guests_when_omitted"):
+        out["all_guests_when_omitted"] = True
+    out["params"] = [param_facts(e["method"], e["path"], p) for p in e.get("params", [])]
+    return out
+
+
+def version_label(meta, default):
+    v = meta.get("pve_version", "")
+    for cand in ("9.2", "9.1", "9.0", "8.4", "8.3"):
+        if v.startswith("PVE " + cand):
+            return cand
+    return default
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("schema_dir", nargs="?", default="../shared/pve-api")
+    ap.add_argument("-o", "--output", default=os.path.join(os.path.dirname(__file__), "..", "src", "pve", "catalogue.json"))
+    args = ap.parse_args()
+
+    sources = [
+        (os.path.join(args.schema_dir, "endpoints.json"), "9.1"),
+        (os.path.join(args.schema_dir, "pve8", "endpoints.json"), "8.4"),
+    ]
+    merged = {}
+    metas = []
+    for path, default_label in sources:
+        if not os.path.exists(path):
+            sys.exit(f"missing schema file {path}")
+        data = load(path)
+        meta = data["meta"]
+        label = version_label(meta, default_label)
+        metas.append(
+            {
+                "pve": label,
+                "pve_version": meta.get("pve_version"),
+                "source_repo": meta.get("source_repo"),
+                "source_path": meta.get("source_path"),
+                "source_commit": meta.get("source_commit"),
+                "endpoint_count": len(data["endpoints"]),
+            }
+        )
+        for e in data["endpoints"]:
+            key = (e["path"], e["method"])
+            facts = endpoint_facts(e, label)
+            if key not in merged:
+                merged[key] = facts
+                continue
+            m = merged[key]
+            m["pve"] = sorted(set(m["pve"]) | {label})
+            for flag in ("rest_of_path_param", "websocket", "download_allowed", "all_guests_when_omitted"):
+                if flag in facts and flag not in m:
+                    m[flag] = facts[flag]
+            m["params"] = merge_params(m["params"], facts["params"])
+
+    order = {"GET": 0, "POST": 1, "PUT": 2, "DELETE": 3}
+    endpoints = sorted(merged.values(), key=lambda e: (e["path"], order.get(e["method"], 9)))
+    for e in endpoints:
+        e["params"] = sorted(e["params"], key=lambda p: p["name"])
+
+    header = {
+        "generated_by": "tools/gen_catalogue.py -- GENERATED FILE, DO NOT EDIT BY HAND",
+        "regenerate": "python3 tools/gen_catalogue.py ../shared/pve-api  (then: cargo test --test coverage)",
+        "sources": metas,
+        "endpoint_count": len(endpoints),
+    }
+    lines = ["{", '"header": ' + json.dumps(header, sort_keys=True) + ",", '"endpoints": [']
+    for i, e in enumerate(endpoints):
+        lines.append(json.dumps(e, sort_keys=False, separators=(",", ":")) + ("," if i + 1 < len(endpoints) else ""))
+    lines.append("]")
+    lines.append("}")
+    with open(args.output, "w", encoding="utf-8") as f:
+        f.write("\n".join(lines) + "\n")
+    print(f"wrote {len(endpoints)} endpoints to {args.output}", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()
