@@ -101,9 +101,14 @@ impl HttpError {
     fn does_not_exist(&self) -> bool {
         self.code == 404
             || (self.code == 500
-                && ["does not exist", "no such resource", "no such ha", "No such file or directory"]
-                    .iter()
-                    .any(|s| self.message.contains(s)))
+                && [
+                    "does not exist",
+                    "no such resource",
+                    "no such ha",
+                    "No such file or directory",
+                ]
+                .iter()
+                .any(|s| self.message.contains(s)))
     }
 }
 
@@ -113,6 +118,8 @@ struct Provider {
     endpoint: String,
     token: String,
     sent: Vec<Sent>,
+    /// Responses that came gzip-encoded (Go decodes them transparently).
+    gzipped: usize,
 }
 
 impl Provider {
@@ -133,6 +140,7 @@ impl Provider {
             endpoint: endpoint.trim_end_matches('/').to_string(),
             token: format!("{DEMO_TOKEN_ID}={DEMO_TOKEN_SECRET}"),
             sent: Vec::new(),
+            gzipped: 0,
         }
     }
 
@@ -184,6 +192,7 @@ impl Provider {
             .is_some_and(|v| v == "gzip");
         let raw = res.bytes().await.unwrap().to_vec();
         let bytes = if gzipped {
+            self.gzipped += 1;
             common::clients::gunzip(&raw)
         } else {
             raw
@@ -232,7 +241,9 @@ impl Provider {
             }
             tokio::time::sleep(POLL).await;
         }
-        Err(format!("timeout while waiting for task {upid:?} to complete"))
+        Err(format!(
+            "timeout while waiting for task {upid:?} to complete"
+        ))
     }
 
     async fn task(
@@ -253,7 +264,9 @@ impl Provider {
     /// `WaitForVMStatus`: poll `status/current` until it reads `want`.
     async fn wait_for_status(&mut self, vm: &str, want: &str) -> Result<(), HttpError> {
         loop {
-            let st = self.request("GET", &format!("{vm}/status/current"), &[]).await?;
+            let st = self
+                .request("GET", &format!("{vm}/status/current"), &[])
+                .await?;
             if st["status"] == want {
                 return Ok(());
             }
@@ -308,7 +321,9 @@ impl Provider {
             .expect("VM listed in cluster/resources");
         let vm = format!("nodes/{node}/qemu/{vmid}");
         let cfg = self.request("GET", &format!("{vm}/config"), &[]).await?;
-        let status = self.request("GET", &format!("{vm}/status/current"), &[]).await?;
+        let status = self
+            .request("GET", &format!("{vm}/status/current"), &[])
+            .await?;
         // findPoolForVM: no pool in the config, so list the pools.
         if cfg.get("pool").is_none() {
             self.request("GET", "pools", &[]).await?;
@@ -355,9 +370,8 @@ async fn tls_gate() -> TlsGate {
     let mut sim = SimConfig::demo();
     // A stopped readonly guest, so the destroy path reaches the DELETE.
     sim.guests.push(SimGuest::qemu(105, "doc2", false));
-    let policy = format!(
-        "{HOMELAB}\n[[guest]]\nvmid = 105\nname = \"doc2\"\naccess = \"readonly\"\n"
-    );
+    let policy =
+        format!("{HOMELAB}\n[[guest]]\nvmid = 105\nname = \"doc2\"\naccess = \"readonly\"\n");
     start_tls_pinned(sim, &policy).await
 }
 
@@ -407,7 +421,12 @@ fn assert_provider_denial(err: &str, guest: &str) {
     );
     assert!(err.contains(guest), "{err} lacks {guest}");
     // Strings the provider treats as success or as "retry".
-    for bad in ["already running", "already exists", "does not exist", "got timeout"] {
+    for bad in [
+        "already running",
+        "already exists",
+        "does not exist",
+        "got timeout",
+    ] {
         assert!(!err.contains(bad), "denial text contains {bad:?}: {err}");
     }
 }
@@ -432,19 +451,27 @@ async fn managed_vm_lifecycle_clone_to_destroy() {
     .await
     .unwrap();
     p.wait_for_status(&vm, "stopped").await.unwrap(); // WaitForVMConfigUnlock
-    p.request("GET", &format!("{vm}/config"), &[]).await.unwrap();
+    p.request("GET", &format!("{vm}/config"), &[])
+        .await
+        .unwrap();
     // the clone's modifications, one UpdateVM with sorted keys and Go's escaping
     p.request(
         "PUT",
         &format!("{vm}/config"),
         &[
-            ("agent", "enabled=1,fstrim_cloned_disks=0,type=virtio".into()),
+            (
+                "agent",
+                "enabled=1,fstrim_cloned_disks=0,type=virtio".into(),
+            ),
             ("cores", "2".into()),
             ("cpu", "x86-64-v2-AES".into()),
             ("description", "Managed by Terraform.".into()),
             ("memory", "4096".into()),
             ("name", "tofu-app".into()),
-            ("net0", "virtio=BC:24:11:00:82:00,bridge=vmbr0,firewall=1".into()),
+            (
+                "net0",
+                "virtio=BC:24:11:00:82:00,bridge=vmbr0,firewall=1".into(),
+            ),
             ("onboot", "1".into()),
             ("tags", "terraform;web".into()),
             ("delete", ["ide2", "serial0"].join(",")),
@@ -452,13 +479,19 @@ async fn managed_vm_lifecycle_clone_to_destroy() {
     )
     .await
     .unwrap();
-    let cfg = p.request("GET", &format!("{vm}/config"), &[]).await.unwrap();
+    let cfg = p
+        .request("GET", &format!("{vm}/config"), &[])
+        .await
+        .unwrap();
     assert_eq!(cfg["memory"], 4096);
     // disk resize (ResizeVMDisk: DiskSize is sent in bytes)
     p.task(
         "PUT",
         &format!("{vm}/resize"),
-        &[("disk", "scsi0".into()), ("size", (40u64 << 30).to_string())],
+        &[
+            ("disk", "scsi0".into()),
+            ("size", (40u64 << 30).to_string()),
+        ],
         "error moving VM disk",
     )
     .await
@@ -478,9 +511,14 @@ async fn managed_vm_lifecycle_clone_to_destroy() {
     p.read_vm(vmid).await.unwrap();
 
     // destroy (vmDelete): status, agent check, shutdown, wait, DELETE with the slash, wait gone
-    let st = p.request("GET", &format!("{vm}/status/current"), &[]).await.unwrap();
+    let st = p
+        .request("GET", &format!("{vm}/status/current"), &[])
+        .await
+        .unwrap();
     assert_eq!(st["status"], "running");
-    p.request("GET", &format!("{vm}/config"), &[]).await.unwrap();
+    p.request("GET", &format!("{vm}/config"), &[])
+        .await
+        .unwrap();
     p.task(
         "POST",
         &format!("{vm}/status/shutdown"),
@@ -506,7 +544,8 @@ async fn managed_vm_lifecycle_clone_to_destroy() {
     assert!(
         p.sent
             .iter()
-            .any(|s| s.target == "/api2/json/nodes/pve/qemu/130/?destroy-unreferenced-disks=1&purge=1"),
+            .any(|s| s.target
+                == "/api2/json/nodes/pve/qemu/130/?destroy-unreferenced-disks=1&purge=1"),
         "the trailing-slash DELETE was sent"
     );
     assert!(p
@@ -514,7 +553,14 @@ async fn managed_vm_lifecycle_clone_to_destroy() {
         .iter()
         .any(|s| s.target.contains("%21tofu:/status") && s.target.contains("/tasks/UPID:pve:")));
     assert!(p.sent.len() >= 30, "{} requests", p.sent.len());
-    eprintln!("terraform replay (managed VM 130): {} requests, all allowed", p.sent.len());
+    assert!(
+        p.gzipped > 0,
+        "pveproxy's gzip passed through to the provider"
+    );
+    eprintln!(
+        "terraform replay (managed VM 130): {} requests, all allowed",
+        p.sent.len()
+    );
     assert_recorded_exactly_allowed(&g, &p);
 }
 
@@ -538,14 +584,19 @@ async fn readonly_guests_refuse_the_first_change_and_pass_every_read() {
         )
         .await
         .unwrap_err();
-    assert!(err.starts_with("error cloning VM: received an HTTP 403"), "{err}");
+    assert!(
+        err.starts_with("error cloning VM: received an HTTP 403"),
+        "{err}"
+    );
     assert_provider_denial(&err, "VM 104 'doc1'");
     eprintln!("provider would print: error waiting for VM clone: All attempts fail:\n#1: {err}");
 
     // 2. VM 104 imported into state, then changed: refresh reads (agent polling included) pass,
     //    the config update is refused; UpdateVM retries only on "got timeout".
     p.read_vm(104).await.unwrap();
-    p.request("GET", "nodes/pve/qemu/104/config", &[]).await.unwrap();
+    p.request("GET", "nodes/pve/qemu/104/config", &[])
+        .await
+        .unwrap();
     let err = p
         .request(
             "PUT",
@@ -561,7 +612,10 @@ async fn readonly_guests_refuse_the_first_change_and_pass_every_read() {
         .request(
             "PUT",
             "nodes/pve/qemu/104/resize",
-            &[("disk", "scsi0".into()), ("size", (64u64 << 30).to_string())],
+            &[
+                ("disk", "scsi0".into()),
+                ("size", (64u64 << 30).to_string()),
+            ],
         )
         .await
         .unwrap_err()
@@ -569,9 +623,14 @@ async fn readonly_guests_refuse_the_first_change_and_pass_every_read() {
     assert_provider_denial(&err, "VM 104 'doc1'");
 
     // 3. `terraform destroy` of VM 109: status and agent check pass, the shutdown is refused.
-    let st = p.request("GET", "nodes/pve/qemu/109/status/current", &[]).await.unwrap();
+    let st = p
+        .request("GET", "nodes/pve/qemu/109/status/current", &[])
+        .await
+        .unwrap();
     assert_eq!(st["status"], "running");
-    p.request("GET", "nodes/pve/qemu/109/config", &[]).await.unwrap();
+    p.request("GET", "nodes/pve/qemu/109/config", &[])
+        .await
+        .unwrap();
     let err = p
         .task(
             "POST",
@@ -585,7 +644,10 @@ async fn readonly_guests_refuse_the_first_change_and_pass_every_read() {
 
     // 4. `terraform destroy` of the stopped readonly VM 105: DeleteVMAsync retries the DELETE
     //    three times (a 403 is not "resource does not exist"), each refused.
-    let st = p.request("GET", "nodes/pve/qemu/105/status/current", &[]).await.unwrap();
+    let st = p
+        .request("GET", "nodes/pve/qemu/105/status/current", &[])
+        .await
+        .unwrap();
     assert_eq!(st["status"], "stopped");
     let mut last = None;
     for _ in 0..3 {
@@ -611,7 +673,11 @@ async fn readonly_guests_refuse_the_first_change_and_pass_every_read() {
     let refused = p.sent.iter().filter(|s| s.refused).count();
     assert_eq!(refused, 7, "{:#?}", p.sent);
     let reads = p.sent.iter().filter(|s| s.method == "GET").count();
-    assert!(p.sent.iter().filter(|s| s.method == "GET").all(|s| !s.refused));
+    assert!(p
+        .sent
+        .iter()
+        .filter(|s| s.method == "GET")
+        .all(|s| !s.refused));
     eprintln!(
         "terraform replay (readonly 104/105/109): {} requests, {reads} reads allowed, {refused} changes refused",
         p.sent.len()

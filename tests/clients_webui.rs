@@ -61,11 +61,9 @@ impl Browser {
             child: cmd.spawn().expect("chromium starts"),
         }
     }
-}
 
-impl Drop for Browser {
-    fn drop(&mut self) {
-        // The whole group this test started (browser, zygotes, renderers), by its id.
+    /// Kills the process group this test started (browser, zygotes, renderers), by its id.
+    fn kill_group(&mut self) {
         if let Some(pid) = self.child.id() {
             let _ = std::process::Command::new("kill")
                 .args(["-KILL", "--", &format!("-{pid}")])
@@ -73,6 +71,18 @@ impl Drop for Browser {
                 .status();
         }
         let _ = self.child.start_kill();
+    }
+
+    /// Ends the browser and reaps it.
+    async fn close(mut self) {
+        self.kill_group();
+        let _ = tokio::time::timeout(Duration::from_secs(10), self.child.wait()).await;
+    }
+}
+
+impl Drop for Browser {
+    fn drop(&mut self) {
+        self.kill_group();
     }
 }
 
@@ -90,7 +100,8 @@ async fn web_ui_in_headless_chromium_through_pvegate() {
     }
     let g = start_tls_pinned(SimConfig::demo(), HOMELAB).await;
     let page = std::fs::read(repo_root().join("tests/clients/webui/pvegate-uitest.html")).unwrap();
-    g.sim.add_static_file(PAGE, "text/html; charset=utf-8", page);
+    g.sim
+        .add_static_file(PAGE, "text/html; charset=utf-8", page);
     g.sim.add_static_file(REPORT, "text/plain", "ok\n");
 
     let profile = TempDir::new("chromium");
@@ -111,14 +122,18 @@ async fn web_ui_in_headless_chromium_through_pvegate() {
         assert!(
             !left.is_zero(),
             "no report from the page within 90 s; the sim saw: {:#?}",
-            seen.iter().map(|r| format!("{} {}", r.method, r.target)).collect::<Vec<_>>()
+            seen.iter()
+                .map(|r| format!("{} {}", r.method, r.target))
+                .collect::<Vec<_>>()
         );
         g.sim.recorder.wait_for(seen.len() + 1, left).await;
     };
-    drop(browser);
+    browser.close().await;
 
     let query = report.query().unwrap().strip_prefix("r=").unwrap();
-    let text = percent_encoding::percent_decode_str(query).decode_utf8().unwrap();
+    let text = percent_encoding::percent_decode_str(query)
+        .decode_utf8()
+        .unwrap();
     let v: serde_json::Value = serde_json::from_str(&text).unwrap();
     let checks = v["checks"].as_object().unwrap();
     let failed: Vec<String> = checks
@@ -126,11 +141,22 @@ async fn web_ui_in_headless_chromium_through_pvegate() {
         .filter(|(_, c)| c["ok"] != true)
         .map(|(k, c)| format!("{k}: {}", c["detail"]))
         .collect();
-    assert!(v["errors"].as_array().unwrap().is_empty(), "page errors: {}", v["errors"]);
-    assert!(failed.is_empty(), "failed in the browser:\n{}", failed.join("\n"));
+    assert!(
+        v["errors"].as_array().unwrap().is_empty(),
+        "page errors: {}",
+        v["errors"]
+    );
+    assert!(
+        failed.is_empty(),
+        "failed in the browser:\n{}",
+        failed.join("\n")
+    );
     assert_eq!(checks.len(), 18, "{v}");
     let denial = v["denial_message"].as_str().unwrap();
-    assert!(denial.contains("pvegate: VM 104 'doc1' is readonly"), "{denial}");
+    assert!(
+        denial.contains("pvegate: VM 104 'doc1' is readonly"),
+        "{denial}"
+    );
     eprintln!(
         "web UI: {} checks passed in Chromium, {} API calls; denial shown: {}",
         checks.len(),
@@ -141,8 +167,11 @@ async fn web_ui_in_headless_chromium_through_pvegate() {
     // What reached Proxmox: the browser's requests (with its Accept-Encoding, so pveproxy's
     // gzip went through), the 110 console websocket, nothing refused.
     let rec = g.sim.recorder.requests();
-    assert!(rec.iter().any(|r| r.path().ends_with("/qemu/110/vncwebsocket")
-        && r.header("upgrade").is_some_and(|u| u.eq_ignore_ascii_case("websocket"))));
+    assert!(rec
+        .iter()
+        .any(|r| r.path().ends_with("/qemu/110/vncwebsocket")
+            && r.header("upgrade")
+                .is_some_and(|u| u.eq_ignore_ascii_case("websocket"))));
     for r in &rec {
         let p = r.path();
         let protected = p.contains("/qemu/104") || p.contains("/qemu/109");
@@ -153,12 +182,13 @@ async fn web_ui_in_headless_chromium_through_pvegate() {
             r.target
         );
     }
-    assert!(rec
-        .iter()
-        .any(|r| r.header("accept-encoding").is_some_and(|a| a.contains("gzip"))));
+    assert!(rec.iter().any(|r| r
+        .header("accept-encoding")
+        .is_some_and(|a| a.contains("gzip"))));
     assert!(rec
         .iter()
         .filter(|r| r.method != "GET" && !r.path().ends_with("/access/ticket"))
         .all(|r| r.header("csrfpreventiontoken").is_some()
-            && r.header("cookie").is_some_and(|c| c.contains("PVEAuthCookie="))));
+            && r.header("cookie")
+                .is_some_and(|c| c.contains("PVEAuthCookie="))));
 }

@@ -62,17 +62,7 @@ async fn read_request<S: tokio::io::AsyncRead + Unpin>(s: &mut S) -> Option<(Str
 
 /// Reads a response whose head says `Content-Length` (keep-alive safe).
 async fn read_response<S: tokio::io::AsyncRead + Unpin>(s: &mut S) -> RawResponse {
-    let (head, _) = read_request(s).await.expect("a response head");
-    let len: usize = head
-        .lines()
-        .find_map(|l| {
-            let (k, v) = l.split_once(':')?;
-            k.eq_ignore_ascii_case("content-length")
-                .then(|| v.trim().parse().ok())?
-        })
-        .expect("Content-Length");
-    let mut body = vec![0u8; len];
-    s.read_exact(&mut body).await.unwrap();
+    let (head, body) = read_request(s).await.expect("a response");
     let mut all = head.into_bytes();
     all.extend_from_slice(&body);
     parse_response(&all)
@@ -86,9 +76,11 @@ async fn clients_get_tls13_and_http11_by_alpn() {
         ..Opts::default()
     })
     .await;
-    for versions in [&[&rustls::version::TLS13][..], &[&rustls::version::TLS12][..]] {
-        let connector =
-            tokio_rustls::TlsConnector::from(Arc::new(pki.client_config(versions)));
+    for versions in [
+        &[&rustls::version::TLS13][..],
+        &[&rustls::version::TLS12][..],
+    ] {
+        let connector = tokio_rustls::TlsConnector::from(Arc::new(pki.client_config(versions)));
         let tcp = TcpStream::connect(g.addr).await.unwrap();
         let name = rustls::pki_types::ServerName::try_from("127.0.0.1").unwrap();
         let mut tls = connector.connect(name, tcp).await.unwrap();
@@ -243,12 +235,22 @@ async fn requests_spaced_across_pveproxys_keepalive_succeed() {
     tokio::time::sleep(Duration::from_millis(5300)).await;
     let r = raw(g.addr, &get("/api2/json/nodes/pve/qemu/110/status/current")).await;
     assert_eq!(r.status, 200, "{} {}", r.status, r.reason);
-    let r = raw(g.addr, &form("POST", "/api2/json/nodes/pve/qemu/110/config", "cores=3")).await;
+    let r = raw(
+        g.addr,
+        &form("POST", "/api2/json/nodes/pve/qemu/110/config", "cores=3"),
+    )
+    .await;
     assert_eq!(r.status, 200, "{} {}", r.status, r.reason);
     let rec = g.sim.recorder.requests();
     assert_eq!(rec.len(), 3);
-    assert_ne!(rec[0].peer, rec[1].peer, "the idle connection was not reused");
-    assert_eq!(rec[1].peer, rec[2].peer, "back-to-back requests share a pooled connection");
+    assert_ne!(
+        rec[0].peer, rec[1].peer,
+        "the idle connection was not reused"
+    );
+    assert_eq!(
+        rec[1].peer, rec[2].peer,
+        "back-to-back requests share a pooled connection"
+    );
 }
 
 #[tokio::test]
@@ -271,7 +273,9 @@ async fn a_get_on_a_stale_pooled_connection_is_retried_once_and_a_post_is_not() 
                 let Some((head, _)) = read_request(&mut tcp).await else {
                     return;
                 };
-                log.lock().unwrap().push((conn_no, head.lines().next().unwrap().to_string()));
+                log.lock()
+                    .unwrap()
+                    .push((conn_no, head.lines().next().unwrap().to_string()));
                 let body = r#"{"data":"ok"}"#;
                 let res = format!(
                     "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{body}",
@@ -279,7 +283,9 @@ async fn a_get_on_a_stale_pooled_connection_is_retried_once_and_a_post_is_not() 
                 );
                 tcp.write_all(res.as_bytes()).await.unwrap();
                 if let Some((head, _)) = read_request(&mut tcp).await {
-                    log.lock().unwrap().push((conn_no, head.lines().next().unwrap().to_string()));
+                    log.lock()
+                        .unwrap()
+                        .push((conn_no, head.lines().next().unwrap().to_string()));
                 }
                 // dropped: closed without an answer
             });
@@ -298,7 +304,11 @@ async fn a_get_on_a_stale_pooled_connection_is_retried_once_and_a_post_is_not() 
     let r = raw(gate.addr, &get("/api2/json/version")).await;
     assert_eq!(r.status, 200);
     let r = raw(gate.addr, &get("/api2/json/nodes")).await;
-    assert_eq!(r.status, 200, "GET retried on a fresh connection: {} {}", r.status, r.reason);
+    assert_eq!(
+        r.status, 200,
+        "GET retried on a fresh connection: {} {}",
+        r.status, r.reason
+    );
     {
         let seen = seen.lock().unwrap();
         let nodes: Vec<usize> = seen
@@ -307,7 +317,10 @@ async fn a_get_on_a_stale_pooled_connection_is_retried_once_and_a_post_is_not() 
             .map(|(c, _)| *c)
             .collect();
         assert_eq!(nodes.len(), 2, "sent twice: {seen:?}");
-        assert_ne!(nodes[0], nodes[1], "the retry used a new connection: {seen:?}");
+        assert_ne!(
+            nodes[0], nodes[1],
+            "the retry used a new connection: {seen:?}"
+        );
     }
     // Connection 2 is pooled and will close after reading the next request: a POST there is
     // not repeated (it may have had an effect) and the client gets a 502.
@@ -355,7 +368,13 @@ async fn gzip_and_host_pass_through_untouched() {
     let plain = raw(g.addr, &req("")).await;
     assert_eq!(plain.header("content-encoding"), None);
     assert_eq!(plain.json()["total"], 200);
-    assert!(g.sim.recorder.last().unwrap().header("accept-encoding").is_none());
+    assert!(g
+        .sim
+        .recorder
+        .last()
+        .unwrap()
+        .header("accept-encoding")
+        .is_none());
 }
 
 /// `N` bytes of multipart upload body, generated chunk by chunk, with its SHA-256.
@@ -450,8 +469,14 @@ async fn a_512_mib_upload_streams_with_its_content_length_and_flat_memory() {
     assert_eq!(rec.method, "POST");
     assert_eq!(rec.body_len, total);
     assert_eq!(rec.body_sha256, want_sha);
-    assert_eq!(rec.header("content-length"), Some(total.to_string().as_str()));
-    assert!(rec.header("transfer-encoding").is_none(), "chunked upstream");
+    assert_eq!(
+        rec.header("content-length"),
+        Some(total.to_string().as_str())
+    );
+    assert!(
+        rec.header("transfer-encoding").is_none(),
+        "chunked upstream"
+    );
     let listed = raw(
         g.addr,
         &get("/api2/json/nodes/pve/storage/local/content?content=iso"),
@@ -475,7 +500,10 @@ async fn a_512_mib_upload_streams_with_its_content_length_and_flat_memory() {
             before / 1024,
             after / 1024
         );
-        assert!(grew_mib < 128, "peak memory grew {grew_mib} MiB with a 512 MiB upload");
+        assert!(
+            grew_mib < 128,
+            "peak memory grew {grew_mib} MiB with a 512 MiB upload"
+        );
     }
 }
 
@@ -514,7 +542,7 @@ async fn downloads_stream_before_the_upstream_finishes() {
     .await;
     let mut c = TcpStream::connect(gate.addr).await.unwrap();
     c.write_all(
-        get("/api2/json/nodes/pve/tasks/UPID:pve:1:2:3:vzdump::root@pam:/log?download=1")
+        get("/api2/json/nodes/pve/tasks/UPID:pve:00001234:00005678:65000000:vzdump::root@pam:/log?download=1")
             .as_bytes(),
     )
     .await
@@ -535,7 +563,13 @@ async fn downloads_stream_before_the_upstream_finishes() {
         }
     })
     .await
-    .expect("the first half streamed through before the upstream finished");
+    .unwrap_or_else(|_| {
+        panic!(
+            "the first half did not stream through before the upstream finished; got {} bytes: {:?}",
+            got.len(),
+            String::from_utf8_lossy(&got[..got.len().min(600)])
+        )
+    });
     assert!(String::from_utf8_lossy(&got[..first_half_in]).starts_with("HTTP/1.1 200"));
     release_tx.send(()).unwrap();
     let want = first_half_in + 2 * half.len();
@@ -552,15 +586,26 @@ async fn downloads_stream_before_the_upstream_finishes() {
 
     // The sim's streamed journal (about 13 MB) and a task log download arrive whole.
     let g = start().await;
-    let via = raw(g.addr, &get("/api2/json/nodes/pve/journal?lastentries=200000")).await;
-    let direct = raw(g.sim.addr, &get("/api2/json/nodes/pve/journal?lastentries=200000")).await;
+    let via = raw(
+        g.addr,
+        &get("/api2/json/nodes/pve/journal?lastentries=200000"),
+    )
+    .await;
+    let direct = raw(
+        g.sim.addr,
+        &get("/api2/json/nodes/pve/journal?lastentries=200000"),
+    )
+    .await;
     assert_eq!(via.status, 200);
     assert!(via.body.len() > 12_000_000, "{}", via.body.len());
     assert_eq!(via.body, direct.body);
     assert_eq!(via.json()["data"].as_array().unwrap().len(), 200_000);
-    let upid = raw(g.addr, &form("POST", "/api2/json/nodes/pve/qemu/110/status/reboot", ""))
-        .await
-        .json()["data"]
+    let upid = raw(
+        g.addr,
+        &form("POST", "/api2/json/nodes/pve/qemu/110/status/reboot", ""),
+    )
+    .await
+    .json()["data"]
         .as_str()
         .unwrap()
         .to_string();
@@ -579,7 +624,11 @@ async fn console_websocket_frames_untouched_and_never_idled_out() {
     let g = start().await;
     let r = raw(
         g.addr,
-        &form("POST", "/api2/json/nodes/pve/qemu/110/vncproxy", "websocket=1"),
+        &form(
+            "POST",
+            "/api2/json/nodes/pve/qemu/110/vncproxy",
+            "websocket=1",
+        ),
     )
     .await;
     assert_eq!(r.status, 200, "{} {}", r.status, r.reason);

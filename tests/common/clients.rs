@@ -195,7 +195,11 @@ pub async fn start_tls_pinned(sim_cfg: SimConfig, policy: &str) -> TlsGate {
     .await
     .unwrap();
     let fp = config::parse_fingerprint(sim.fingerprint.as_deref().unwrap()).unwrap();
-    let up = upstream_cfg(&sim.url, Trust::Fingerprint(fp), Duration::from_millis(3000));
+    let up = upstream_cfg(
+        &sim.url,
+        Trust::Fingerprint(fp),
+        Duration::from_millis(3000),
+    );
     let pki = TestPki::new();
     let front = front(&up, policy, Some(pki.server_config())).await;
     TlsGate { sim, front, pki }
