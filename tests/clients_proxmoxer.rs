@@ -4,7 +4,8 @@
 //! client with a certificate from a throw-away CA that proxmoxer verifies (`verify_ssl=<ca.pem>`).
 //! `tests/clients/proxmoxer_suite.py` runs the same calls with API-token auth and with ticket
 //! auth (cookie + CSRF): listings, status, start/stop/shutdown/reboot, config updates, resize,
-//! snapshots, clone and delete, task polling on managed guests (all succeed); reads of the
+//! snapshots, clone and delete, an ISO upload (multipart), task polling on managed guests (all
+//! succeed); reads of the
 //! readonly guests 104/109 (succeed) and every kind of change to them (each raises
 //! `ResourceException` naming the guest and pvegate). This test then checks on the sim's
 //! recorder that none of the refused calls reached Proxmox, that the allowed ones did, and that
@@ -111,11 +112,11 @@ async fn proxmoxer_token_and_ticket_auth_through_pvegate() {
     assert_eq!(results.len(), 2, "token and ticket runs");
     for r in results {
         let mode = r["mode"].as_str().unwrap();
-        // 10 on VM 110, 4 on the clone (clone, start, stop, delete), 3 on CT 120.
-        assert_eq!(r["allowed_changes"].as_u64().unwrap(), 17, "{mode}: {r}");
+        // 10 on VM 110, 4 on the clone (clone, start, stop, delete), an ISO upload, 3 on CT 120.
+        assert_eq!(r["allowed_changes"].as_u64().unwrap(), 18, "{mode}: {r}");
         // 14 kinds of change to each of the two readonly guests.
         assert_eq!(r["refused_changes"].as_u64().unwrap(), 28, "{mode}: {r}");
-        assert_eq!(r["reads"].as_u64().unwrap(), 26, "{mode}: {r}");
+        assert_eq!(r["reads"].as_u64().unwrap(), 27, "{mode}: {r}");
     }
 
     // Nothing refused reached Proxmox; everything else did, as the client sent it.

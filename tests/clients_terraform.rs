@@ -12,7 +12,8 @@
 //! with its trailing slash, retried 3× unless the guest is gone; and the provider's error text
 //! `received an HTTP 403 response - Reason: <reason phrase> (<message lines>)`.
 //!
-//! A managed VM goes through clone → config update → resize → start → agent polling → read →
+//! An ISO upload (the file resource's multipart body with its `Content-Length`) streams
+//! through. A managed VM goes through clone → config update → resize → start → agent polling → read →
 //! refresh → shutdown → delete and every request succeeds. Aimed at readonly guests, the first
 //! change is refused with the policy message as the provider prints it, and every read before
 //! it (refresh, status and agent polling) passes. Each scenario checks that the simulated
@@ -208,6 +209,56 @@ impl Provider {
             return Err(validate_response_code(status, &reason, &bytes));
         }
         let v: Value = serde_json::from_slice(&bytes).expect("JSON answer");
+        Ok(v["data"].clone())
+    }
+
+    /// `storage.APIUpload`: the multipart body Go's `mime/multipart` writes (`content` field,
+    /// then the file part named `filename`), sent with its size as `Content-Length`.
+    async fn upload(
+        &mut self,
+        storage: &str,
+        content: &str,
+        file_name: &str,
+        data: &[u8],
+    ) -> Result<Value, HttpError> {
+        let boundary = "6f1d0c8e2b4a9f3e7d5c1b0a8e6f4d2c9b7a5e3d1c0f8e6d4b2a0c9e7f5d";
+        let mut body = format!(
+            "--{boundary}\r\nContent-Disposition: form-data; name=\"content\"\r\n\r\n{content}\r\n\
+             --{boundary}\r\nContent-Disposition: form-data; name=\"filename\"; filename=\"{file_name}\"\r\n\
+             Content-Type: application/octet-stream\r\n\r\n"
+        )
+        .into_bytes();
+        body.extend_from_slice(data);
+        body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
+        let path = format!("nodes/pve/storage/{storage}/upload");
+        let res = self
+            .http
+            .post(format!("{}/api2/json/{path}", self.endpoint))
+            .header("User-Agent", "Go-http-client/1.1")
+            .header("Accept", "application/json")
+            .header("Authorization", format!("PVEAPIToken={}", self.token))
+            .header("Accept-Encoding", "gzip")
+            .header(
+                "Content-Type",
+                format!("multipart/form-data; boundary={boundary}"),
+            )
+            .header("Content-Length", body.len().to_string())
+            .body(body)
+            .send()
+            .await
+            .expect("pvegate answered");
+        let status = res.status().as_u16();
+        self.sent.push(Sent {
+            method: "POST".into(),
+            target: format!("/api2/json/{path}"),
+            body: String::new(),
+            refused: status == 403,
+        });
+        let bytes = res.bytes().await.unwrap();
+        if status != 200 {
+            return Err(validate_response_code(status, "", &bytes));
+        }
+        let v: Value = serde_json::from_slice(&bytes).unwrap();
         Ok(v["data"].clone())
     }
 
@@ -683,6 +734,54 @@ async fn readonly_guests_refuse_the_first_change_and_pass_every_read() {
         p.sent.len()
     );
     assert_recorded_exactly_allowed(&g, &p);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn iso_upload_as_the_file_resource_sends_it() {
+    // `proxmox_virtual_environment_file` with `content_type = "iso"` uploads through the API
+    // (snippets go over SSH, outside any API proxy).
+    let g = tls_gate().await;
+    let mut p = Provider::new(&g);
+    let data: Vec<u8> = (0..(8u32 << 20) + 5).map(|i| (i % 253) as u8).collect();
+    let upid = p
+        .upload("local", "iso", "debian-13-netinst.iso", &data)
+        .await
+        .unwrap();
+    p.wait_for_task(upid.as_str().unwrap()).await.unwrap();
+    let list = p
+        .request(
+            "GET",
+            "nodes/pve/storage/local/content",
+            &[("content", "iso".into())],
+        )
+        .await
+        .unwrap();
+    let iso = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|v| v["volid"] == "local:iso/debian-13-netinst.iso")
+        .cloned()
+        .expect("the ISO is listed");
+    assert_eq!(iso["size"], data.len());
+    let rec = g.sim.recorder.requests();
+    let got: Vec<(String, String)> = rec
+        .iter()
+        .map(|r| (r.method.clone(), r.target.clone()))
+        .collect();
+    let want: Vec<(String, String)> = p
+        .sent
+        .iter()
+        .map(|s| (s.method.clone(), s.target.clone()))
+        .collect();
+    assert_eq!(got, want);
+    let up = &rec[0];
+    assert!(up.body_len > data.len() as u64);
+    assert_eq!(
+        up.header("content-length"),
+        Some(up.body_len.to_string().as_str())
+    );
+    assert!(up.header("transfer-encoding").is_none());
 }
 
 #[test]

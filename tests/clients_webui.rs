@@ -22,7 +22,7 @@ use std::path::Path;
 use std::process::Stdio;
 use std::time::Duration;
 
-use common::clients::{repo_root, start_tls_pinned, TempDir};
+use common::clients::{repo_root, start_tls_pinned};
 use common::HOMELAB;
 use pvegate::sim::{SimConfig, DEMO_PASSWORD};
 
@@ -104,12 +104,15 @@ async fn web_ui_in_headless_chromium_through_pvegate() {
         .add_static_file(PAGE, "text/html; charset=utf-8", page);
     g.sim.add_static_file(REPORT, "text/plain", "ok\n");
 
-    let profile = TempDir::new("chromium");
+    let profile = tempfile::Builder::new()
+        .prefix("pvegate-chromium-")
+        .tempdir()
+        .unwrap();
     let url = format!(
         "https://localhost:{}{PAGE}?user=root&realm=pam&pass={DEMO_PASSWORD}&node=pve",
         g.front.addr.port()
     );
-    let browser = Browser::launch(&url, &profile.path);
+    let browser = Browser::launch(&url, profile.path());
 
     // Wait for the page's report to reach the sim (through pvegate).
     let deadline = tokio::time::Instant::now() + Duration::from_secs(90);

@@ -11,11 +11,13 @@
 //!   compressed bytes down), and `Host` arrives as the client sent it.
 //! - A 512 MiB upload generated on the fly streams through with the client's `Content-Length`
 //!   (never chunked), arrives with the right length and SHA-256, and the process's peak memory
-//!   does not grow with it.
-//! - Downloads stream: the client reads the first bytes before the upstream has sent the rest;
-//!   a 13 MB journal and a task log download arrive whole.
-//! - Websocket consoles: frames are untouched (every byte value, text, 1 MiB) and a tunnel idle
-//!   for longer than any timeout in pvegate's server still echoes.
+//!   does not grow with it; `Expect: 100-continue` (curl) gets its interim answer.
+//! - Downloads stream, with a `Content-Length` or close-delimited as pveproxy's streamed
+//!   downloads are: the client reads the first half before the upstream has sent the rest; a
+//!   13 MB journal and a task log download arrive whole.
+//! - Websocket consoles (Chromium's and Firefox's `Connection` header): frames are untouched
+//!   (every byte value, text, 1 MiB) and a tunnel idle for longer than any timeout in
+//!   pvegate's server still echoes.
 
 mod common;
 
@@ -508,27 +510,105 @@ async fn a_512_mib_upload_streams_with_its_content_length_and_flat_memory() {
 }
 
 #[tokio::test]
-async fn downloads_stream_before_the_upstream_finishes() {
-    // An upstream that sends a download's first half, then waits for the test.
+async fn expect_100_continue_as_curl_sends_it() {
+    // curl sends `Expect: 100-continue` before a large upload and waits for `100 Continue`.
+    let g = start().await;
+    let up = Upload::new(4 << 20);
+    let total = up.total();
+    let mut c = TcpStream::connect(g.addr).await.unwrap();
+    let head = format!(
+        "POST /api2/json/nodes/pve/storage/local/upload HTTP/1.1\r\nHost: pve\r\nAuthorization: {TOKEN}\r\n\
+         Content-Type: multipart/form-data; boundary=pvegateXYZ\r\nContent-Length: {total}\r\n\
+         Expect: 100-continue\r\nConnection: close\r\n\r\n"
+    );
+    c.write_all(head.as_bytes()).await.unwrap();
+    let (interim, _) = tokio::time::timeout(Duration::from_secs(5), read_request(&mut c))
+        .await
+        .expect("an interim answer before the body")
+        .unwrap();
+    assert!(interim.starts_with("HTTP/1.1 100 Continue"), "{interim}");
+    for part in up.parts() {
+        c.write_all(&part).await.unwrap();
+    }
+    let mut rest = Vec::new();
+    tokio::time::timeout(Duration::from_secs(20), c.read_to_end(&mut rest))
+        .await
+        .unwrap()
+        .unwrap();
+    let r = parse_response(&rest);
+    assert_eq!(r.status, 200, "{} {}", r.status, r.reason);
+    let rec = g.sim.recorder.last().unwrap();
+    assert_eq!(rec.body_len, total);
+    assert_eq!(rec.body_sha256, up.sha256());
+    assert!(
+        rec.header("expect").is_none(),
+        "Expect is hop-by-hop for pvegate"
+    );
+
+    // A small change is read whole first (its parameters may name guests), then refused.
+    g.sim.recorder.clear();
+    let mut c = TcpStream::connect(g.addr).await.unwrap();
+    let head = format!(
+        "POST /api2/json/nodes/pve/qemu/104/config HTTP/1.1\r\nHost: pve\r\nAuthorization: {TOKEN}\r\n\
+         Content-Type: application/x-www-form-urlencoded\r\nContent-Length: 11\r\n\
+         Expect: 100-continue\r\nConnection: close\r\n\r\n"
+    );
+    c.write_all(head.as_bytes()).await.unwrap();
+    let (interim, _) = tokio::time::timeout(Duration::from_secs(5), read_request(&mut c))
+        .await
+        .expect("an interim answer before the body")
+        .unwrap();
+    assert!(interim.starts_with("HTTP/1.1 100 Continue"), "{interim}");
+    c.write_all(b"memory=4096").await.unwrap();
+    let mut rest = Vec::new();
+    tokio::time::timeout(Duration::from_secs(5), c.read_to_end(&mut rest))
+        .await
+        .unwrap()
+        .unwrap();
+    let r = parse_response(&rest);
+    assert_eq!(r.status, 403, "{} {}", r.status, r.reason);
+    assert!(r.reason.contains("VM 104 'doc1'"), "{}", r.reason);
+    assert!(g.sim.recorder.is_empty());
+}
+
+/// How an upstream frames a download.
+#[derive(Clone, Copy, Debug)]
+enum Framing {
+    /// `Content-Length` (pveproxy's static files and small downloads).
+    Length,
+    /// No length, the body ends when the upstream shuts the connection, although the head
+    /// says `Connection: Keep-Alive` (pveproxy's `response_stream` for `stream => 1`
+    /// downloads).
+    CloseDelimited,
+}
+
+/// Serves one download in two halves (zero bytes, then one bytes) and sends the second half
+/// only when `release` fires; then checks that pvegate's client got the first half before.
+async fn gated_download(framing: Framing) {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let (release_tx, release_rx) = tokio::sync::oneshot::channel::<()>();
-    let half = vec![b'a'; 256 * 1024];
-    let upstream_half = half.clone();
+    const HALF: usize = 256 * 1024;
     tokio::spawn(async move {
         let (mut tcp, _) = listener.accept().await.unwrap();
         read_request(&mut tcp).await.unwrap();
-        let head = format!(
-            "HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\nContent-Length: {}\r\n\r\n",
-            2 * upstream_half.len()
-        );
+        let head = match framing {
+            Framing::Length => format!(
+                "HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\nContent-Length: {}\r\n\r\n",
+                2 * HALF
+            ),
+            Framing::CloseDelimited => "HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\nConnection: Keep-Alive\r\n\r\n".to_string(),
+        };
         tcp.write_all(head.as_bytes()).await.unwrap();
-        tcp.write_all(&upstream_half).await.unwrap();
+        tcp.write_all(&[0u8; HALF]).await.unwrap();
         release_rx.await.unwrap();
-        tcp.write_all(&vec![b'b'; upstream_half.len()])
-            .await
-            .unwrap();
-        let _ = read_request(&mut tcp).await;
+        tcp.write_all(&[1u8; HALF]).await.unwrap();
+        match framing {
+            Framing::Length => {
+                let _ = read_request(&mut tcp).await;
+            }
+            Framing::CloseDelimited => tcp.shutdown().await.unwrap(),
+        }
     });
     let gate = front(
         &upstream_cfg(
@@ -541,48 +621,47 @@ async fn downloads_stream_before_the_upstream_finishes() {
     )
     .await;
     let mut c = TcpStream::connect(gate.addr).await.unwrap();
-    c.write_all(
-        get("/api2/json/nodes/pve/tasks/UPID:pve:00001234:00005678:65000000:vzdump::root@pam:/log?download=1")
-            .as_bytes(),
-    )
-    .await
-    .unwrap();
-    // The head and the whole first half arrive while the upstream still holds the rest.
+    let target = "/api2/json/nodes/pve/tasks/UPID:pve:00001234:00005678:65000000:vzdump::root@pam:/log?download=1";
+    let request = format!(
+        "GET {target} HTTP/1.1\r\nHost: pve\r\nAuthorization: {TOKEN}\r\nConnection: close\r\n\r\n"
+    );
+    c.write_all(request.as_bytes()).await.unwrap();
+    // The head and the whole first half arrive while the upstream still holds the rest (the
+    // body bytes are 0, which no framing by pvegate, chunk sizes included, can contain).
     let mut got = Vec::new();
     let mut buf = vec![0u8; 64 * 1024];
-    let first_half_in = tokio::time::timeout(Duration::from_secs(10), async {
+    let streamed = tokio::time::timeout(Duration::from_secs(10), async {
         loop {
             let n = c.read(&mut buf).await.unwrap();
             assert!(n > 0, "closed early");
             got.extend_from_slice(&buf[..n]);
-            if let Some(end) = got.windows(4).position(|w| w == b"\r\n\r\n") {
-                if got.len() - (end + 4) >= half.len() {
-                    return end + 4;
-                }
+            if got.iter().filter(|&&b| b == 0).count() >= HALF {
+                return;
             }
         }
     })
-    .await
-    .unwrap_or_else(|_| {
-        panic!(
-            "the first half did not stream through before the upstream finished; got {} bytes: {:?}",
-            got.len(),
-            String::from_utf8_lossy(&got[..got.len().min(600)])
-        )
-    });
-    assert!(String::from_utf8_lossy(&got[..first_half_in]).starts_with("HTTP/1.1 200"));
+    .await;
+    assert!(
+        streamed.is_ok(),
+        "{framing:?}: the first half did not stream through before the upstream finished; got {} bytes: {:?}",
+        got.len(),
+        String::from_utf8_lossy(&got[..got.len().min(600)])
+    );
     release_tx.send(()).unwrap();
-    let want = first_half_in + 2 * half.len();
-    while got.len() < want {
-        let n = tokio::time::timeout(Duration::from_secs(10), c.read(&mut buf))
-            .await
-            .unwrap()
-            .unwrap();
-        assert!(n > 0, "closed early");
-        got.extend_from_slice(&buf[..n]);
-    }
-    assert_eq!(&got[first_half_in..first_half_in + half.len()], &half[..]);
-    assert!(got[first_half_in + half.len()..].iter().all(|&b| b == b'b'));
+    tokio::time::timeout(Duration::from_secs(10), c.read_to_end(&mut got))
+        .await
+        .expect("the rest in time")
+        .unwrap();
+    let r = parse_response(&got);
+    assert_eq!(r.status, 200, "{framing:?}");
+    assert_eq!(r.body.len(), 2 * HALF, "{framing:?}");
+    assert!(r.body[..HALF].iter().all(|&b| b == 0) && r.body[HALF..].iter().all(|&b| b == 1));
+}
+
+#[tokio::test]
+async fn downloads_stream_before_the_upstream_finishes() {
+    gated_download(Framing::Length).await;
+    gated_download(Framing::CloseDelimited).await;
 
     // The sim's streamed journal (about 13 MB) and a task log download arrive whole.
     let g = start().await;
@@ -645,6 +724,9 @@ async fn console_websocket_frames_untouched_and_never_idled_out() {
         .insert("authorization", TOKEN.parse().unwrap());
     req.headers_mut()
         .insert("sec-websocket-protocol", "binary".parse().unwrap());
+    // As Firefox sends it (Chromium: `Upgrade` alone).
+    req.headers_mut()
+        .insert("connection", "keep-alive, Upgrade".parse().unwrap());
     let (mut ws, resp) = tokio_tungstenite::connect_async(req).await.unwrap();
     assert_eq!(resp.status(), 101);
     assert_eq!(

@@ -21,6 +21,7 @@ Rust side can check that none of them reached the (simulated) Proxmox.
 import json
 import os
 import sys
+import tempfile
 import traceback
 
 from proxmoxer import ProxmoxAPI, ResourceException
@@ -164,6 +165,20 @@ class Suite:
             self.check(e.status_code == 500 and "does not exist" in str(e),
                        f"{new} after delete: {e}")
 
+    def upload(self):
+        # proxmoxer sends files as multipart (requests builds it with a Content-Length).
+        size = 3 * 1024 * 1024 + 17
+        storage = self.node.storage("local")
+        with tempfile.TemporaryDirectory() as d:
+            path = os.path.join(d, f"pm-{self.mode}.iso")
+            with open(path, "wb") as f:
+                f.write(os.urandom(size))
+            with open(path, "rb") as f:
+                self.change("iso upload", lambda: storage.upload.post(content="iso", filename=f))
+        isos = self.read("iso list", lambda: storage.content.get(content="iso")) or []
+        mine = [i for i in isos if i.get("volid", "").endswith(f"pm-{self.mode}.iso")]
+        self.check(len(mine) == 1 and int(mine[0].get("size", 0)) == size, f"uploaded iso: {isos}")
+
     def managed_ct(self):
         ct = self.node.lxc(120)
         self.change("120 start", lambda: ct.status.start.post())
@@ -207,7 +222,7 @@ class Suite:
 
     def run(self):
         for step in (self.listing, self.managed_vm, self.managed_clone_and_delete,
-                     self.managed_ct, lambda: self.readonly(104), lambda: self.readonly(109)):
+                     self.upload, self.managed_ct, lambda: self.readonly(104), lambda: self.readonly(109)):
             try:
                 step()
             except Exception:  # noqa: BLE001

@@ -1,10 +1,9 @@
 //! Helpers for the client suites and the forwarding tests: a throw-away PKI for pvegate's
 //! client-side TLS, pvegate in front of any upstream (the sim pinned by fingerprint, or a
-//! purpose-built test server), temporary directories, gzip decoding and memory readings.
+//! purpose-built test server), gzip decoding and memory readings.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use pvegate::config::{self, Trust};
@@ -13,41 +12,10 @@ use pvegate::server::Listener;
 use pvegate::sim::{self, SimConfig, SimHandle};
 use pvegate::{stack, upstream};
 
-/// A directory under the system's temp dir, removed with everything in it on drop.
-pub struct TempDir {
-    pub path: PathBuf,
-}
-
-impl TempDir {
-    pub fn new(tag: &str) -> TempDir {
-        static N: AtomicU32 = AtomicU32::new(0);
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.subsec_nanos());
-        let path = std::env::temp_dir().join(format!(
-            "pvegate-{tag}-{}-{}-{nanos}",
-            std::process::id(),
-            N.fetch_add(1, Ordering::Relaxed)
-        ));
-        std::fs::create_dir_all(&path).unwrap();
-        TempDir { path }
-    }
-
-    pub fn join(&self, name: &str) -> PathBuf {
-        self.path.join(name)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.path);
-    }
-}
-
 /// A CA and a server certificate it signed for `127.0.0.1`, `::1` and `localhost`, as PEM
 /// files (what an operator gives pvegate's `[listen]` and its clients).
 pub struct TestPki {
-    pub dir: TempDir,
+    pub dir: tempfile::TempDir,
     pub ca_pem: PathBuf,
     pub cert_pem: PathBuf,
     pub key_pem: PathBuf,
@@ -61,7 +29,10 @@ impl TestPki {
             BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair,
             KeyUsagePurpose,
         };
-        let dir = TempDir::new("pki");
+        let dir = tempfile::Builder::new()
+            .prefix("pvegate-pki-")
+            .tempdir()
+            .unwrap();
         let ca_key = KeyPair::generate().unwrap();
         let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
         ca.distinguished_name
@@ -89,9 +60,9 @@ impl TestPki {
         ];
         leaf.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
         let cert = leaf.signed_by(&key, &ca_cert, &ca_key).unwrap();
-        let ca_pem = dir.join("ca.pem");
-        let cert_pem = dir.join("cert.pem");
-        let key_pem = dir.join("key.pem");
+        let ca_pem = dir.path().join("ca.pem");
+        let cert_pem = dir.path().join("cert.pem");
+        let key_pem = dir.path().join("key.pem");
         std::fs::write(&ca_pem, ca_cert.pem()).unwrap();
         std::fs::write(&cert_pem, cert.pem()).unwrap();
         std::fs::write(&key_pem, key.serialize_pem()).unwrap();
