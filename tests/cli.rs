@@ -44,45 +44,121 @@ fn run(args: &[&str]) -> (i32, String, String) {
 fn check_explains_and_exits_by_decision() {
     let (_dir, cfg) = offline_config();
     let cfg = cfg.to_str().unwrap();
-    let (code, out, _) = run(&["check", "--config", cfg, "POST", "/api2/json/nodes/pve/qemu/104/status/stop"]);
+    let (code, out, _) = run(&[
+        "check",
+        "--config",
+        cfg,
+        "POST",
+        "/api2/json/nodes/pve/qemu/104/status/stop",
+    ]);
     assert_eq!(code, 3, "{out}");
     assert!(out.contains("decision: deny"), "{out}");
     assert!(out.contains("rule:     guest 104 ("), "{out}");
-    assert!(out.contains("endpoint: POST /nodes/{node}/qemu/{vmid}/status/stop"), "{out}");
+    assert!(
+        out.contains("endpoint: POST /nodes/{node}/qemu/{vmid}/status/stop"),
+        "{out}"
+    );
     assert!(out.contains("action:   power.stop"), "{out}");
     assert!(out.contains("guests:   104"), "{out}");
     assert!(out.contains("VM 104 'doc1' is readonly"), "{out}");
 
-    let (code, out, _) = run(&["check", "--config", cfg, "GET", "/api2/json/nodes/pve/qemu/104/status/current"]);
+    let (code, out, _) = run(&[
+        "check",
+        "--config",
+        cfg,
+        "GET",
+        "/api2/json/nodes/pve/qemu/104/status/current",
+    ]);
     assert_eq!(code, 0, "{out}");
-    assert!(out.contains("decision: allow") && out.contains("action:   read"), "{out}");
-
-    let (code, out, _) = run(&["check", "--config", cfg, "POST", "/nodes/pve/qemu/9001/clone", "--data", "newid=109"]);
-    assert_eq!(code, 3, "{out}");
-    assert!(out.contains("read as /api2/json/nodes/pve/qemu/9001/clone") && out.contains("109"), "{out}");
+    assert!(
+        out.contains("decision: allow") && out.contains("action:   read"),
+        "{out}"
+    );
 
     let (code, out, _) = run(&[
-        "check", "--config", cfg, "PUT", "/api2/json/nodes/pve/qemu/110/config",
-        "--data", r#"{"scsi1":"local-lvm:vm-104-disk-0"}"#, "--content-type", "application/json",
+        "check",
+        "--config",
+        cfg,
+        "POST",
+        "/nodes/pve/qemu/9001/clone",
+        "--data",
+        "newid=109",
+    ]);
+    assert_eq!(code, 3, "{out}");
+    assert!(
+        out.contains("read as /api2/json/nodes/pve/qemu/9001/clone") && out.contains("109"),
+        "{out}"
+    );
+
+    let (code, out, _) = run(&[
+        "check",
+        "--config",
+        cfg,
+        "PUT",
+        "/api2/json/nodes/pve/qemu/110/config",
+        "--data",
+        r#"{"scsi1":"local-lvm:vm-104-disk-0"}"#,
+        "--content-type",
+        "application/json",
     ]);
     assert_eq!(code, 3, "a disk of 104 attached to 110 touches 104: {out}");
 
-    let (code, out, _) = run(&["check", "--config", cfg, "POST", "/api2/json/nodes/pve/qemu/110/status/start", "--as", "tofu@pve!ci"]);
+    let (code, out, _) = run(&[
+        "check",
+        "--config",
+        cfg,
+        "POST",
+        "/api2/json/nodes/pve/qemu/110/status/start",
+        "--as",
+        "tofu@pve!ci",
+    ]);
     assert_eq!(code, 0, "{out}");
     assert!(out.contains("identity: tofu@pve!ci"), "{out}");
 
-    let (code, out, _) = run(&["check", "--config", cfg, "POST", "/api2/json/nodes/pve/qemu/110/newthing"]);
+    let (code, out, _) = run(&[
+        "check",
+        "--config",
+        cfg,
+        "POST",
+        "/api2/json/nodes/pve/qemu/110/newthing",
+    ]);
     assert_eq!(code, 0, "{out}");
-    assert!(out.contains("unknown:") && out.contains("judged by every guest id"), "{out}");
+    assert!(
+        out.contains("unknown:") && out.contains("judged by every guest id"),
+        "{out}"
+    );
 
-    let (code, out, _) = run(&["check", "--config", cfg, "POST", "/api2/json/nodes/pve/qemu/104/newthing"]);
-    assert_eq!(code, 3, "an unknown write naming 104 is judged by it: {out}");
+    let (code, out, _) = run(&[
+        "check",
+        "--config",
+        cfg,
+        "POST",
+        "/api2/json/nodes/pve/qemu/104/newthing",
+    ]);
+    assert_eq!(
+        code, 3,
+        "an unknown write naming 104 is judged by it: {out}"
+    );
 
-    let (code, out, _) = run(&["check", "--config", cfg, "POST", "/api2/json/nodes/pve/qemu/9001/clone", "--data", "newid=110&newid=104"]);
+    let (code, out, _) = run(&[
+        "check",
+        "--config",
+        cfg,
+        "POST",
+        "/api2/json/nodes/pve/qemu/9001/clone",
+        "--data",
+        "newid=110&newid=104",
+    ]);
     assert_eq!(code, 2, "{out}");
     assert!(out.contains("decision: invalid (400"), "{out}");
 
-    let (code, _, _) = run(&["check", "--config", "/nonexistent.toml", "GET", "/api2/json/version"]);
+    let (code, _, _) = run(&[
+        "check",
+        "--config",
+        "/nonexistent.toml",
+        "GET",
+        "/api2/json/version",
+    ]);
     assert_eq!(code, 2);
 }
 
@@ -91,24 +167,42 @@ fn validate_reports_file_and_line() {
     let (dir, cfg) = offline_config();
     let (code, out, err) = run(&["validate", "--config", cfg.to_str().unwrap()]);
     assert_eq!(code, 0, "{out}{err}");
-    assert!(out.starts_with("ok:") && out.contains("2 guest rule(s)"), "{out}");
+    assert!(
+        out.starts_with("ok:") && out.contains("2 guest rule(s)"),
+        "{out}"
+    );
 
-    write(dir.path(), "homelab.toml", "[[guest]]\nvmid = 104\naccess = \"readonly\"\nallow = [\"power.stp\"]\n");
+    write(
+        dir.path(),
+        "homelab.toml",
+        "[[guest]]\nvmid = 104\naccess = \"readonly\"\nallow = [\"power.stp\"]\n",
+    );
     let (code, _, err) = run(&["validate", "--config", cfg.to_str().unwrap()]);
     assert_eq!(code, 2);
-    assert!(err.contains("homelab.toml:4:") && err.contains("unknown action \"power.stp\""), "{err}");
+    assert!(
+        err.contains("homelab.toml:4:") && err.contains("unknown action \"power.stp\""),
+        "{err}"
+    );
 
     write(dir.path(), "pvegate.toml", "[listen]\naddress = \"127.0.0.1:0\"\n[upstream]\nurl = \"http://127.0.0.1:9\"\nfingerprint = \"nope\"\n[policy]\nfiles = [\"homelab.toml\"]\n");
     let (code, _, err) = run(&["validate", "--config", cfg.to_str().unwrap()]);
     assert_eq!(code, 2);
-    assert!(err.contains("pvegate.toml:5:") && err.contains("fingerprint"), "{err}");
+    assert!(
+        err.contains("pvegate.toml:5:") && err.contains("fingerprint"),
+        "{err}"
+    );
 }
 
 #[test]
 fn demo_tour_runs_with_nothing_else() {
     let (code, out, err) = run(&["demo", "--tour-only", "--listen", "127.0.0.1:0"]);
     assert_eq!(code, 0, "{out}{err}");
-    assert!(out.contains("403 Permission check failed (pvegate: VM 104 'doc1' is readonly: power.stop refused"), "{out}");
+    assert!(
+        out.contains(
+            "403 Permission check failed (pvegate: VM 104 'doc1' is readonly: power.stop refused"
+        ),
+        "{out}"
+    );
     assert!(out.contains("upstream received 2 request(s)"), "{out}");
 }
 
@@ -156,7 +250,11 @@ fn serve(cfg: &Path) -> Served {
             }
         }
     });
-    let mut served = Served { child, addr: "127.0.0.1:0".parse().unwrap(), log: rx };
+    let mut served = Served {
+        child,
+        addr: "127.0.0.1:0".parse().unwrap(),
+        log: rx,
+    };
     let line = served.wait_log("pvegate listening");
     let v: serde_json::Value = serde_json::from_str(&line).unwrap();
     served.addr = v["address"].as_str().unwrap().parse().unwrap();
@@ -165,7 +263,12 @@ fn serve(cfg: &Path) -> Served {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn serve_pins_the_upstream_and_reloads_the_policy() {
-    let sim = pvegate::sim::start(pvegate::sim::SimConfig { tls: true, ..pvegate::sim::SimConfig::demo() }).await.unwrap();
+    let sim = pvegate::sim::start(pvegate::sim::SimConfig {
+        tls: true,
+        ..pvegate::sim::SimConfig::demo()
+    })
+    .await
+    .unwrap();
     let dir = tempfile::tempdir().unwrap();
     let policy = write(dir.path(), "homelab.toml", HOMELAB);
     let cfg = write(
@@ -180,10 +283,18 @@ async fn serve_pins_the_upstream_and_reloads_the_policy() {
     let served = serve(&cfg);
 
     // Allowed: reaches the pinned TLS upstream. Denied: never does. Both audited, no secrets.
-    let r = raw(served.addr, &get("/api2/json/nodes/pve/qemu/104/status/current")).await;
+    let r = raw(
+        served.addr,
+        &get("/api2/json/nodes/pve/qemu/104/status/current"),
+    )
+    .await;
     assert_eq!(r.status, 200, "{} {}", r.status, r.reason);
     let allow = served.wait_log("\"decision\":\"allow\"");
-    let r = raw(served.addr, &form("POST", "/api2/json/nodes/pve/qemu/104/status/stop", "")).await;
+    let r = raw(
+        served.addr,
+        &form("POST", "/api2/json/nodes/pve/qemu/104/status/stop", ""),
+    )
+    .await;
     assert_eq!(r.status, 403);
     let deny = served.wait_log("\"decision\":\"deny\"");
     assert_eq!(sim.recorder.len(), 1);
@@ -191,7 +302,10 @@ async fn serve_pins_the_upstream_and_reloads_the_policy() {
         let v: serde_json::Value = serde_json::from_str(line).unwrap();
         assert_eq!(v["identity"], "root@pam!tofu");
         assert!(v["timestamp"].is_string() && v["client"].is_string());
-        assert!(!line.contains("11111111-2222"), "token secret in the audit log: {line}");
+        assert!(
+            !line.contains("11111111-2222"),
+            "token secret in the audit log: {line}"
+        );
     }
     let v: serde_json::Value = serde_json::from_str(&deny).unwrap();
     assert_eq!(v["endpoint"], "/nodes/{node}/qemu/{vmid}/status/stop");
@@ -200,24 +314,41 @@ async fn serve_pins_the_upstream_and_reloads_the_policy() {
 
     // A broken policy leaves the last good one in force.
     std::fs::write(&policy, "[[guest]]\nvmid = 104\naccess = \"sometimes\"\n").unwrap();
-    let _ = Command::new("kill").args(["-HUP", &served.child.id().to_string()]).status();
+    let _ = Command::new("kill")
+        .args(["-HUP", &served.child.id().to_string()])
+        .status();
     served.wait_log("policy reload failed");
-    let r = raw(served.addr, &form("POST", "/api2/json/nodes/pve/qemu/104/status/stop", "")).await;
+    let r = raw(
+        served.addr,
+        &form("POST", "/api2/json/nodes/pve/qemu/104/status/stop", ""),
+    )
+    .await;
     assert_eq!(r.status, 403);
 
     // Releasing 104 takes effect on SIGHUP.
     std::fs::write(&policy, "[[guest]]\nvmid = 109\naccess = \"readonly\"\n").unwrap();
-    let _ = Command::new("kill").args(["-HUP", &served.child.id().to_string()]).status();
+    let _ = Command::new("kill")
+        .args(["-HUP", &served.child.id().to_string()])
+        .status();
     served.wait_log("policy reloaded");
     sim.recorder.clear();
-    let r = raw(served.addr, &form("POST", "/api2/json/nodes/pve/qemu/104/status/stop", "")).await;
+    let r = raw(
+        served.addr,
+        &form("POST", "/api2/json/nodes/pve/qemu/104/status/stop", ""),
+    )
+    .await;
     assert_eq!(r.status, 200, "{} {}", r.status, r.reason);
     assert_eq!(sim.recorder.len(), 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn serve_refuses_a_wrong_pin_with_502() {
-    let sim = pvegate::sim::start(pvegate::sim::SimConfig { tls: true, ..pvegate::sim::SimConfig::demo() }).await.unwrap();
+    let sim = pvegate::sim::start(pvegate::sim::SimConfig {
+        tls: true,
+        ..pvegate::sim::SimConfig::demo()
+    })
+    .await
+    .unwrap();
     let dir = tempfile::tempdir().unwrap();
     write(dir.path(), "homelab.toml", HOMELAB);
     let wrong = vec!["AA"; 32].join(":");

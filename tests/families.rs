@@ -15,6 +15,7 @@ fn delete(path: &str) -> String {
 }
 
 /// (family, refused request, allowed request) — the allowed one must reach the upstream.
+#[rustfmt::skip]
 fn cases() -> Vec<(&'static str, String, String)> {
     let n = "/api2/json/nodes/pve";
     let c = "/api2/json/cluster";
@@ -65,15 +66,35 @@ async fn every_family_finds_its_guest() {
     for (family, refused, allowed) in cases() {
         g.sim.recorder.clear();
         let r = raw(g.addr, &refused).await;
-        assert_eq!(r.status, 403, "{family}: refused request got {} {}\n{refused}", r.status, r.reason);
+        assert_eq!(
+            r.status, 403,
+            "{family}: refused request got {} {}\n{refused}",
+            r.status, r.reason
+        );
         assert!(r.reason.contains("pvegate: "), "{family}: {}", r.reason);
-        assert_eq!(g.sim.recorder.len(), 0, "{family}: refused request reached upstream");
+        assert_eq!(
+            g.sim.recorder.len(),
+            0,
+            "{family}: refused request reached upstream"
+        );
 
         let r = raw(g.addr, &allowed).await;
-        assert_ne!(r.status, 403, "{family}: allowed request refused: {}\n{allowed}", r.reason);
-        assert!(r.status != 400, "{family}: allowed request unreadable: {}", r.reason);
+        assert_ne!(
+            r.status, 403,
+            "{family}: allowed request refused: {}\n{allowed}",
+            r.reason
+        );
+        assert!(
+            r.status != 400,
+            "{family}: allowed request unreadable: {}",
+            r.reason
+        );
         let rec = g.sim.recorder.requests();
-        assert_eq!(rec.len(), 1, "{family}: allowed request did not reach upstream");
+        assert_eq!(
+            rec.len(),
+            1,
+            "{family}: allowed request did not reach upstream"
+        );
         let target = allowed.split(' ').nth(1).unwrap();
         assert_eq!(rec[0].target, target, "{family}");
         let body = allowed.split("\r\n\r\n").nth(1).unwrap_or("");
@@ -87,7 +108,11 @@ async fn node_wide_actions_count_as_every_guest() {
     for req in [
         form("POST", "/api2/json/nodes/pve/status", "command=reboot"),
         form("POST", "/api2/json/nodes/pve/termproxy", ""),
-        form("POST", "/api2/json/cluster/ha/status/disarm-ha", "resource-mode=freeze"),
+        form(
+            "POST",
+            "/api2/json/cluster/ha/status/disarm-ha",
+            "resource-mode=freeze",
+        ),
         get("/api2/json/nodes/pve/vncwebsocket?port=5900&vncticket=x"),
     ] {
         let r = raw(g.addr, &req).await;
