@@ -366,3 +366,41 @@ async fn serve_refuses_a_wrong_pin_with_502() {
     assert!(r.message().contains("fingerprint"), "{}", r.message());
     assert_eq!(sim.recorder.len(), 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_verifies_the_upstream_by_ca_bundle() {
+    let sim = pvegate::sim::start(pvegate::sim::SimConfig {
+        tls: true,
+        ..pvegate::sim::SimConfig::demo()
+    })
+    .await
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "homelab.toml", HOMELAB);
+    write(
+        dir.path(),
+        "pve-root-ca.pem",
+        sim.ca_pem.as_deref().unwrap(),
+    );
+    let trusted = write(
+        dir.path(),
+        "ca.toml",
+        &format!("[listen]\naddress = \"127.0.0.1:0\"\n[upstream]\nurl = \"{}\"\nca = \"pve-root-ca.pem\"\n[policy]\nfiles = [\"homelab.toml\"]\n", sim.url),
+    );
+    let served = serve(&trusted);
+    let r = raw(served.addr, &get("/api2/json/version")).await;
+    assert_eq!(r.status, 200, "{} {}", r.status, r.reason);
+    drop(served);
+
+    // Without the CA (system roots only) the simulated node's certificate is not trusted.
+    let untrusted = write(
+        dir.path(),
+        "roots.toml",
+        &format!("[listen]\naddress = \"127.0.0.1:0\"\n[upstream]\nurl = \"{}\"\n[policy]\nfiles = [\"homelab.toml\"]\n", sim.url),
+    );
+    let served = serve(&untrusted);
+    sim.recorder.clear();
+    let r = raw(served.addr, &get("/api2/json/version")).await;
+    assert_eq!(r.status, 502, "{} {}", r.status, r.reason);
+    assert_eq!(sim.recorder.len(), 0);
+}
