@@ -251,8 +251,8 @@ impl Config {
             }
         };
         let pool_idle_timeout = match &up.pool_idle_timeout_ms {
-            Some(v) if *v.get_ref() == 0 || *v.get_ref() >= 5000 => {
-                return Err(err(v.span(), "upstream.pool_idle_timeout_ms must be between 1 and 4999: pveproxy closes idle connections after 5 s".into()))
+            Some(v) if *v.get_ref() == 0 || *v.get_ref() >= 4000 => {
+                return Err(err(v.span(), "upstream.pool_idle_timeout_ms must be between 1 and 3999: pveproxy closes idle connections after 5 s, and a pooled connection must be dropped well before that".into()))
             }
             Some(v) => *v.get_ref(),
             None => 3000,

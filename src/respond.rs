@@ -37,7 +37,7 @@ pub fn error(format: Option<ApiFormat>, status: StatusCode, message: &str) -> Re
     res
 }
 
-/// A policy denial: 403 "Permission check failed (<message>)".
+/// A policy denial: 403 `Permission check failed (<message>)`.
 pub fn deny(format: Option<ApiFormat>, message: &str) -> Response<Body> {
     error(
         format,

@@ -10,8 +10,12 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use http_body_util::BodyExt;
+use hyper::body::Body as _;
 use hyper::body::Incoming;
-use hyper::header::{HeaderMap, HeaderValue, CACHE_CONTROL, CONNECTION, CONTENT_LENGTH};
+use hyper::header::{
+    HeaderMap, HeaderValue, CACHE_CONTROL, CONNECTION, CONTENT_ENCODING, CONTENT_LENGTH,
+    CONTENT_TYPE,
+};
 use hyper::upgrade::OnUpgrade;
 use hyper::{Request, Response};
 use percent_encoding::percent_decode_str;
@@ -20,8 +24,8 @@ use super::api::{self, Call};
 use super::auth::{credential, now, verify_token, Credential, Identity};
 use super::params::{self, parse_content_type};
 use super::record::{BodyCapture, CapturedBody, Recorded};
-use super::reply::{auth_error, raw_error, render, Body, Format};
-use super::{upload, web, ws, Shared};
+use super::reply::{auth_error, full, raw_error, render, Body, Format};
+use super::{gzip, upload, web, ws, Shared};
 
 /// pveproxy's `$limit_max_post`.
 pub(crate) const LIMIT_MAX_POST: u64 = 512 * 1024;
@@ -75,6 +79,7 @@ pub(crate) async fn handle(
         })
         .collect();
     let on_upgrade = ws::wants_upgrade(req.headers()).then(|| hyper::upgrade::on(&mut req));
+    let accept_gzip = gzip::accepted(joined(req.headers(), "accept-encoding").as_deref());
     let (parts, body) = req.into_parts();
     let (captured, failed) = read_body(body).await;
     shared.recorder.push(Recorded {
@@ -92,7 +97,41 @@ pub(crate) async fn handle(
         respond(&shared, &method, &parts, captured, on_upgrade).await
     };
     finish(&mut resp);
+    if accept_gzip {
+        resp = compress(resp).await;
+    }
     resp
+}
+
+/// pveproxy's response compression: content known up front, longer than 1 KiB, not an
+/// informational/no-content answer, not already encoded.
+async fn compress(resp: Response<Body>) -> Response<Body> {
+    let status = resp.status().as_u16();
+    let ct = resp
+        .headers()
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok());
+    let eligible = !matches!(status, 100..=199 | 204 | 304)
+        && !resp.headers().contains_key(CONTENT_ENCODING)
+        && gzip::compressible(ct)
+        && resp
+            .body()
+            .size_hint()
+            .exact()
+            .is_some_and(|n| n > gzip::MIN_LEN as u64);
+    if !eligible {
+        return resp;
+    }
+    let (mut parts, body) = resp.into_parts();
+    let Ok(collected) = body.collect().await else {
+        return Response::from_parts(parts, full(bytes::Bytes::new()));
+    };
+    let packed = gzip::encode(&collected.to_bytes());
+    parts
+        .headers
+        .insert(CONTENT_ENCODING, HeaderValue::from_static("gzip"));
+    parts.headers.remove(CONTENT_LENGTH);
+    Response::from_parts(parts, full(packed))
 }
 
 /// Headers pveproxy puts on every response; `Connection: close` from status 400 up.

@@ -4,7 +4,8 @@
 //! envelope per format, reason phrases carrying the error text, tickets with CSRF tokens and
 //! API tokens, UPIDs and task polling, guest power state and config, snapshots, console
 //! websockets (echoed), streamed multipart uploads, pveproxy's framing refusals (chunked
-//! bodies, bodies on GET/DELETE, oversized bodies) and its connection handling (5 s idle
+//! bodies, bodies on GET/DELETE, oversized bodies), its response compression (gzip for
+//! content over 1 KiB when the client accepts it) and its connection handling (5 s idle
 //! timeout, `Connection: close` after every error).
 //!
 //! Every request is recorded as received ([`Recorder`]) before it is routed, including the
@@ -24,11 +25,12 @@
 //! Modules: `front` (pveproxy's request order), `api` (routes), `state` (guests,
 //! tasks, storage), `auth` (tickets, CSRF, tokens), `params`, `reply` (envelopes, reason
 //! phrases), `record`, `tls`, `ws` (console echo), `upload` (multipart), `web` (index and
-//! static files).
+//! static files), `gzip` (pveproxy's response compression).
 
 mod api;
 mod auth;
 mod front;
+mod gzip;
 mod params;
 mod record;
 mod reply;

@@ -2,6 +2,8 @@
 //! ports chosen by the OS, plus a raw HTTP/1.1 client for requests no library would send.
 #![allow(dead_code)]
 
+pub mod clients;
+
 use std::net::SocketAddr;
 use std::time::Duration;
 
