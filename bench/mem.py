@@ -17,7 +17,7 @@ import asyncio
 import os
 import socket
 import socketserver
-import threading
+import sys
 import time
 from pathlib import Path
 
@@ -143,8 +143,11 @@ def run(procs: bench.Procs, res: Path, certs: dict, pvegate_bin: str, quick: boo
     ncpu = os.cpu_count() or 1
     size = (256 << 20) if quick else (2 << 30)
     n_idle = 1000 if quick else 10_000
-    srv = Server(("127.0.0.1", DISCARD_PORT), Discard)
-    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    # The discard upstream runs in its own process: its sockets must not count against this
+    # process's open-file limit (20,000 here), which the 10,000 client connections need.
+    srv = procs.start("discard", [sys.executable, str(Path(__file__)), "--discard-server"],
+                      res / "discard.out")
+    bench.wait_port(DISCARD_PORT, srv, "discard upstream")
     policy = bench.ROOT / "policies" / "homelab.toml"
     conf = bench.pvegate_conf(res, "pvegate-mem", PORTS["pvegate"],
                               f"http://127.0.0.1:{DISCARD_PORT}", None, policy)
@@ -185,17 +188,21 @@ def run(procs: bench.Procs, res: Path, certs: dict, pvegate_bin: str, quick: boo
         rss = family_kib(p.pid, "VmRSS")
         hwm2 = family_kib(p.pid, "VmHWM")
         open_fds = fds(p.pid)
+        n_open = len(conns)
         for _, w in conns:
             w.close()
+        # Let the loop run the closes (a closed loop would leave the sockets open).
+        loop.run_until_complete(asyncio.sleep(0.5))
+        conns.clear()
         loop.close()
         procs.stop(p)
-        per_conn = (rss - before) / max(len(conns), 1)
-        print(f"  {name}: {len(conns)} idle connections: VmRSS {rss / 1024:.1f} MiB "
+        per_conn = (rss - before) / max(n_open, 1)
+        print(f"  {name}: {n_open} idle connections: VmRSS {rss / 1024:.1f} MiB "
               f"(before {before / 1024:.1f}; {per_conn:.1f} KiB per connection), "
               f"VmHWM {hwm2 / 1024:.1f} MiB, {open_fds} fds open", flush=True)
-        rows.append((name, size, status, secs, base, hwm, len(conns), before, rss, hwm2,
+        rows.append((name, size, status, secs, base, hwm, n_open, before, rss, hwm2,
                      per_conn, open_fds))
-    srv.shutdown()
+    procs.stop(srv)
     lines = [f"### Memory (fresh process per test, unpinned, {ncpu} workers each)", "",
              f"| proxy | upload {size >> 20} MiB: status | time s | VmHWM MiB | idle conns "
              "| VmRSS MiB (before) | KiB per idle conn | proxy fds |",
@@ -205,3 +212,7 @@ def run(procs: bench.Procs, res: Path, certs: dict, pvegate_bin: str, quick: boo
                      f"| {rss / 1024:.1f} ({before / 1024:.1f}) | {per_conn:.1f} | {open_fds} |")
     lines.append("")
     return "\n".join(lines)
+
+
+if __name__ == "__main__" and sys.argv[1:] == ["--discard-server"]:
+    Server(("127.0.0.1", DISCARD_PORT), Discard).serve_forever()
