@@ -10,7 +10,7 @@
 //! re-reads the recorded wire request as pveproxy would, independently of `src/`.
 //!
 //! The corpus is generated from a fixed seed (xorshift), so it is the same on every run.
-//! Known bypasses live in `#[ignore = "BYPASS: ..."]` tests at the end.
+//! Bypasses found here and fixed stay as regression tests at the end.
 
 mod common;
 
@@ -1854,7 +1854,7 @@ async fn the_same_tricks_on_managed_guests_are_not_over_refused() {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Known bypasses
+// Bypasses found by this corpus, fixed (regression tests)
 // ---------------------------------------------------------------------------------------------
 
 /// HTTP::Headers (which pveproxy reads every header line into) turns `_` into `-` in header
@@ -1862,8 +1862,6 @@ async fn the_same_tricks_on_managed_guests_are_not_over_refused() {
 /// no Content-Type and reads the body as a form. A JSON body whose only `=` sits inside a
 /// string reads as one junk form parameter to pvegate, and as real parameters to pveproxy.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "BYPASS: `Content_Type: application/json` is Content-Type to pveproxy (HTTP::Headers \
-            maps '_' to '-') but not to pvegate, which reads the JSON body as a form"]
 async fn bypass_content_type_with_underscore() {
     let g = start().await;
     let before = protected_state(&g);
@@ -1924,9 +1922,6 @@ async fn bypass_content_type_with_underscore() {
 /// numifies that to 3, reads three bytes of body and parses the rest of the body as the next
 /// request on pvegate's pooled upstream connection: a smuggled, never-judged request.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "BYPASS: `Content_Length: N` is forwarded and pveproxy reads it as Content-Length, \
-            so the rest of the body is parsed as a second, unjudged request on the upstream \
-            connection"]
 async fn bypass_content_length_with_underscore_smuggles_a_request() {
     let g = start().await;
     let smuggled = format!(
