@@ -128,6 +128,16 @@ pub fn read_head<'a>(
         Target::Api { format, .. } => Some(*format),
         Target::Other { .. } => None,
     };
+    // Perl's HTTP::Headers (pveproxy) reads `_` as `-` in header names: `Content_Type` is its
+    // Content-Type and `Content_Length` its Content-Length. No real client sends such names.
+    if let Some(name) = headers.keys().find(|n| n.as_str().contains('_')) {
+        return Err(Refusal::bad(
+            format,
+            format!(
+                "header name '{name}' contains '_', which Proxmox reads as '-': rename or drop it"
+            ),
+        ));
+    }
     let te = headers.get_all(header::TRANSFER_ENCODING).iter().count() > 0;
     if te {
         let chunked_only = headers

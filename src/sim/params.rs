@@ -50,7 +50,7 @@ pub(crate) fn decode_urlencoded(data: &[u8], into: &mut Params) {
         }
         let mut fields = kv.split(|&b| b == b'=');
         let k = fields.next().unwrap_or(&[]);
-        let v = fields.next().filter(|v| !v.is_empty());
+        let v = fields.next();
         let key = String::from_utf8_lossy(&unescape(k)).into_owned();
         let value = v.map(|v| String::from_utf8_lossy(&unescape(v)).into_owned());
         match (into.get_mut(&key), value) {
@@ -155,7 +155,7 @@ mod tests {
         assert_eq!(p.str("a"), Some("b"));
         assert_eq!(p.str("vms"), Some("100,104"));
         assert_eq!(p.get("x"), Some(&None));
-        assert_eq!(p.get("e"), Some(&None));
+        assert_eq!(p.str("e"), Some(""), "`e=` is the empty string, not undef");
         assert_eq!(p.str("s"), Some("a b!"));
     }
 
