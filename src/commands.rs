@@ -5,6 +5,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use http::{HeaderMap, HeaderValue, Method};
+use tracing_appender::non_blocking::WorkerGuard;
 
 use crate::config::{Config, LogFormat, Trust};
 use crate::layer::inspect::{self, BodyPlan};
@@ -37,34 +38,32 @@ pub fn init_logging(format: LogFormat, level: &str) {
     };
 }
 
-/// Logging for `serve`: like [`init_logging`], but JSON lines go through a
-/// [`audit::BatchWriter`] (one `write` per batch instead of one per request, nothing dropped;
-/// see [`audit`]). The returned guard writes out what is buffered when dropped.
-pub fn init_serve_logging(format: LogFormat, level: &str) -> audit::LogGuard {
-    if format != LogFormat::Json {
-        init_logging(format, level);
-        return audit::LogGuard(None);
-    }
-    let Ok(writer) = audit::BatchWriter::stderr() else {
-        init_logging(format, level);
-        return audit::LogGuard(None);
-    };
+/// Logging for `serve`: like [`init_logging`], but through a lossless non-blocking writer
+/// (`tracing-appender`) into a buffered stderr, so a busy proxy writes its audit lines in
+/// batches. Keep the guard alive: dropping it flushes what is queued.
+pub fn init_serve_logging(format: LogFormat, level: &str) -> WorkerGuard {
+    let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
+        .lossy(false)
+        .buffered_lines_limit(64 * 1024)
+        .thread_name("pvegate-log")
+        .finish(std::io::BufWriter::with_capacity(
+            64 * 1024,
+            std::io::stderr(),
+        ));
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
-    let installed = tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(writer.clone())
-        .json()
-        .flatten_event(true)
-        .with_current_span(false)
-        .try_init()
-        .is_ok();
-    if installed {
-        audit::init_batched_json(writer.clone());
-        audit::LogGuard(Some(writer))
-    } else {
-        audit::LogGuard(None)
-    }
+        .with_writer(writer);
+    let _ = match format {
+        LogFormat::Json => builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(false)
+            .try_init(),
+        LogFormat::Text => builder.try_init(),
+    };
+    guard
 }
 
 /// `pvegate serve`: runs the proxy until SIGINT/SIGTERM.
