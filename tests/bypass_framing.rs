@@ -20,7 +20,7 @@
 //! - over-refusal: what real clients send (bpg/Go net/http, proxmoxer/python-requests, curl,
 //!   the web UI) reaches the upstream unchanged.
 //!
-//! Bypasses found are kept as `#[ignore = "BYPASS: ..."]` tests at the end.
+//! Bypasses found here and fixed stay as regression tests at the end.
 
 mod common;
 
@@ -1120,7 +1120,6 @@ async fn a_non_exempt_credential_is_never_read_as_the_exempt_one() {
 /// identity from the headers as received, then strips the headers `Connection` names before
 /// forwarding, so pveproxy authenticates with what is left.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "BYPASS: Connection-named Cookie/Authorization are read for the identity, then stripped before forwarding"]
 async fn bypass_identity_corpus_with_connection_named_credentials() {
     let s = stack(EXEMPT_POLICY).await;
     let (violations, sent, forwarded) = identity_corpus(&s, &CONNECTION_SPELLINGS[2..]).await;
@@ -1136,7 +1135,6 @@ async fn bypass_identity_corpus_with_connection_named_credentials() {
 /// The minimal form: a forged exempt ticket in a `Cookie` that `Connection` names, and the
 /// attacker's own (valid, non-exempt) API token.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "BYPASS: `Connection: Cookie` + forged exempt cookie + own token: pvegate exempts, pveproxy runs it as the token"]
 async fn bypass_connection_named_cookie_makes_a_token_exempt() {
     let s = stack(EXEMPT_POLICY).await;
     let req = format!(
@@ -1158,7 +1156,6 @@ async fn bypass_connection_named_cookie_makes_a_token_exempt() {
 /// left) reads it as a form. PVE's schema check then refuses the `{"...` key, so no guest
 /// change is known to follow, but the two readings differ.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "DIVERGENCE: Connection-named Content-Type is judged, then stripped (JSON judged, form executed)"]
 async fn divergence_connection_named_content_type() {
     let s = stack(READONLY_104).await;
     let body = r#"{"vms":"110","x":"&vms=104&"}"#;

@@ -258,3 +258,16 @@ async fn hop_by_hop_and_internal_headers_are_stripped() {
         .unwrap();
     assert_eq!(xff.1, "127.0.0.1");
 }
+
+#[tokio::test]
+async fn more_headers_than_pveproxy_accepts_are_refused() {
+    let g = start().await;
+    let extra: String = (0..70).map(|i| format!("X-Filler-{i}: 1\r\n")).collect();
+    let req = format!(
+        "GET /api2/json/version HTTP/1.1\r\nHost: pve\r\nAuthorization: {TOKEN}\r\n{extra}\r\n"
+    );
+    let r = raw(g.addr, &req).await;
+    assert_eq!(r.status, 400, "{} {}", r.status, r.reason);
+    assert!(r.reason.contains("64 lines"), "{}", r.reason);
+    assert_eq!(g.sim.recorder.len(), 0);
+}

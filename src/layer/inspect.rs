@@ -21,6 +21,11 @@ use crate::pve::request::{self, BodyKind};
 use crate::pve::{self, auth, ApiFormat, GuestSet, InspectError, Operation, Params, Route, Target};
 use crate::respond::{self, Body};
 
+/// Most header lines pvegate passes on (pveproxy's limit is 64; pvegate adds one).
+pub const MAX_HEADERS: usize = 62;
+/// Most header bytes pvegate passes on (pveproxy's limit is 8 KiB; pvegate adds one header).
+pub const MAX_HEADER_BYTES: usize = 8192 - 128;
+
 /// Largest non-upload body pveproxy accepts (and so the largest pvegate buffers).
 pub const MAX_BODY: usize = 512 * 1024;
 
@@ -128,6 +133,21 @@ pub fn read_head<'a>(
         Target::Api { format, .. } => Some(*format),
         Target::Other { .. } => None,
     };
+    // pveproxy drops a request with more than 64 header lines or 8 KiB of headers without an
+    // answer; leave room for the X-Forwarded-For pvegate adds, and refuse clearly instead.
+    let header_bytes: usize = headers
+        .iter()
+        .map(|(n, v)| n.as_str().len() + v.len() + 4)
+        .sum();
+    if headers.len() > MAX_HEADERS || header_bytes > MAX_HEADER_BYTES {
+        return Err(Refusal::bad(
+            format,
+            format!(
+                "{} header lines / {header_bytes} bytes of headers: Proxmox accepts at most 64 lines and 8 KiB",
+                headers.len()
+            ),
+        ));
+    }
     // Perl's HTTP::Headers (pveproxy) reads `_` as `-` in header names: `Content_Type` is its
     // Content-Type and `Content_Length` its Content-Length. No real client sends such names.
     if let Some(name) = headers.keys().find(|n| n.as_str().contains('_')) {
@@ -379,6 +399,11 @@ where
         .get::<ClientAddr>()
         .map_or(SocketAddr::from(([0, 0, 0, 0], 0)), |c| c.0);
     let (mut parts, body) = req.into_parts();
+    // Judge exactly the headers that will be forwarded: hop-by-hop headers, and any header the
+    // `Connection` header names, never reach Proxmox (a `Connection: Cookie` must not let a
+    // cookie that pveproxy will never see choose the identity).
+    let websocket = crate::upstream::client::is_websocket_upgrade(&parts.headers);
+    crate::upstream::client::strip_hop_by_hop(&mut parts.headers, websocket);
     // The request-target as it came: an origin-form target is the URI's path-and-query as is
     // (no copy); anything else is rebuilt from the URI as before.
     let rebuilt;
