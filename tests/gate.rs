@@ -230,7 +230,7 @@ async fn upstream_down_is_a_502_in_the_denial_shape() {
 async fn hop_by_hop_and_internal_headers_are_stripped() {
     let g = start().await;
     let req = format!(
-        "GET /api2/json/version HTTP/1.1\r\nHost: pve\r\nAuthorization: {TOKEN}\r\nPVEDisableProxy: 1\r\nPVEClientIP: 6.6.6.6\r\nX-Forwarded-For: 6.6.6.6\r\nConnection: close, X-Hop\r\nX-Hop: 1\r\nProxy-Authorization: Basic eA==\r\n\r\n"
+        "GET /api2/json/version HTTP/1.1\r\nHost: pve\r\nAuthorization: {TOKEN}\r\nPVEDisableProxy: 1\r\nPVEClientIP: 6.6.6.6\r\nX-Forwarded-For: 6.6.6.6\r\nConnection: close\r\nKeep-Alive: timeout=5\r\nProxy-Authorization: Basic eA==\r\n\r\n"
     );
     let r = raw(g.addr, &req).await;
     assert_eq!(r.status, 200);
@@ -270,4 +270,17 @@ async fn more_headers_than_pveproxy_accepts_are_refused() {
     assert_eq!(r.status, 400, "{} {}", r.status, r.reason);
     assert!(r.reason.contains("64 lines"), "{}", r.reason);
     assert_eq!(g.sim.recorder.len(), 0);
+}
+
+#[tokio::test]
+async fn headers_named_in_connection_are_refused_not_silently_dropped() {
+    let g = start().await;
+    for named in ["X-Hop", "Cookie", "Content-Type", "Authorization"] {
+        let req = format!(
+            "GET /api2/json/version HTTP/1.1\r\nHost: pve\r\nAuthorization: {TOKEN}\r\nConnection: close, {named}\r\n\r\n"
+        );
+        let r = raw(g.addr, &req).await;
+        assert_refused(&g, &r);
+        assert!(r.reason.contains("Connection names"), "{}", r.reason);
+    }
 }

@@ -148,6 +148,25 @@ pub fn read_head<'a>(
             ),
         ));
     }
+    // Headers named in `Connection` are stripped before forwarding, so Proxmox would never see
+    // them while pvegate judged them (`Connection: Cookie` would let a cookie Proxmox never
+    // sees choose the identity). Only the connection options real clients send are accepted.
+    for v in headers.get_all(header::CONNECTION) {
+        let text = v
+            .to_str()
+            .map_err(|_| Refusal::bad(format, "Connection header is not readable text"))?;
+        for token in text.split(',').map(str::trim).filter(|t| !t.is_empty()) {
+            if !["close", "keep-alive", "upgrade", "te"]
+                .iter()
+                .any(|ok| token.eq_ignore_ascii_case(ok))
+            {
+                return Err(Refusal::bad(
+                    format,
+                    format!("Connection names '{token}': only close, keep-alive, upgrade and te are accepted (a header named there would be judged but never reach Proxmox)"),
+                ));
+            }
+        }
+    }
     // Perl's HTTP::Headers (pveproxy) reads `_` as `-` in header names: `Content_Type` is its
     // Content-Type and `Content_Length` its Content-Length. No real client sends such names.
     if let Some(name) = headers.keys().find(|n| n.as_str().contains('_')) {
@@ -399,11 +418,6 @@ where
         .get::<ClientAddr>()
         .map_or(SocketAddr::from(([0, 0, 0, 0], 0)), |c| c.0);
     let (mut parts, body) = req.into_parts();
-    // Judge exactly the headers that will be forwarded: hop-by-hop headers, and any header the
-    // `Connection` header names, never reach Proxmox (a `Connection: Cookie` must not let a
-    // cookie that pveproxy will never see choose the identity).
-    let websocket = crate::upstream::client::is_websocket_upgrade(&parts.headers);
-    crate::upstream::client::strip_hop_by_hop(&mut parts.headers, websocket);
     // The request-target as it came: an origin-form target is the URI's path-and-query as is
     // (no copy); anything else is rebuilt from the URI as before.
     let rebuilt;
