@@ -16,6 +16,7 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 
 use super::tls;
+use super::upgrade::UpgradeSlot;
 use crate::config;
 use crate::respond::Body;
 
@@ -118,7 +119,13 @@ impl Upstream {
         *req.version_mut() = http::Version::HTTP_11;
         clean_request_headers(req.headers_mut(), websocket, client);
 
-        let client_upgrade = websocket.then(|| hyper::upgrade::on(&mut req));
+        // The server's slot for the upstream side of a websocket (plain-TCP clients), else
+        // hyper's own client-side upgrade (TLS clients).
+        let slot = req.extensions_mut().remove::<UpgradeSlot>();
+        let client_upgrade = match slot {
+            Some(slot) => websocket.then_some(ClientUpgrade::Slot(slot)),
+            None => websocket.then(|| ClientUpgrade::Hyper(hyper::upgrade::on(&mut req))),
+        };
         let retry = (req.method() == http::Method::GET && !websocket).then(|| clone_bodyless(&req));
         let res = match self.client.request(req).await {
             Ok(res) => res,
@@ -136,7 +143,12 @@ impl Upstream {
         if res.status() == StatusCode::SWITCHING_PROTOCOLS {
             if let Some(client_upgrade) = client_upgrade {
                 let upstream_upgrade = hyper::upgrade::on(&mut res);
-                super::upgrade::splice(client_upgrade, upstream_upgrade);
+                match client_upgrade {
+                    ClientUpgrade::Slot(slot) => slot.fill(upstream_upgrade),
+                    ClientUpgrade::Hyper(client) => {
+                        super::upgrade::splice(client, upstream_upgrade)
+                    }
+                }
                 let (mut parts, _body) = res.into_parts();
                 strip_hop_by_hop(&mut parts.headers, true);
                 return Ok(Response::from_parts(parts, Body::empty()));
@@ -194,6 +206,14 @@ fn clone_bodyless(req: &Request<Body>) -> Request<Body> {
     *r.version_mut() = req.version();
     *r.headers_mut() = req.headers().clone();
     r
+}
+
+/// Where the client side of a websocket comes from.
+enum ClientUpgrade {
+    /// The server splices it after hyper hands the connection back.
+    Slot(UpgradeSlot),
+    /// hyper's upgrade of the client request (connections served `with_upgrades`).
+    Hyper(hyper::upgrade::OnUpgrade),
 }
 
 /// `Upgrade: websocket` on a GET, as pveproxy requires for its websocket endpoints.
