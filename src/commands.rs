@@ -23,19 +23,7 @@ pub const EXIT_DENY: i32 = 3;
 
 /// Sets up logging to stderr: JSON lines (or text), filtered by `level` unless `RUST_LOG` is set.
 pub fn init_logging(format: LogFormat, level: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    let _ = match format {
-        LogFormat::Json => builder
-            .json()
-            .flatten_event(true)
-            .with_current_span(false)
-            .try_init(),
-        LogFormat::Text => builder.try_init(),
-    };
+    install_subscriber(format, level, std::io::stderr);
 }
 
 /// Logging for `serve`: like [`init_logging`], but through a lossless non-blocking writer
@@ -50,11 +38,20 @@ pub fn init_serve_logging(format: LogFormat, level: &str) -> WorkerGuard {
             64 * 1024,
             std::io::stderr(),
         ));
+    install_subscriber(format, level, writer);
+    guard
+}
+
+fn install_subscriber<W>(format: LogFormat, level: &str, writer: W)
+where
+    W: for<'w> tracing_subscriber::fmt::MakeWriter<'w> + Send + Sync + 'static,
+{
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(writer);
+    // A second install (tests, the demo inside a process that already logs) keeps the first.
     let _ = match format {
         LogFormat::Json => builder
             .json()
@@ -63,7 +60,6 @@ pub fn init_serve_logging(format: LogFormat, level: &str) -> WorkerGuard {
             .try_init(),
         LogFormat::Text => builder.try_init(),
     };
-    guard
 }
 
 /// `pvegate serve`: runs the proxy until SIGINT/SIGTERM.
