@@ -8,12 +8,12 @@
 //! use:
 //!
 //! - A parked connection is the socket and a small task waiting for it to become readable.
-//!   Nothing readable for 30 s ([`IDLE_TIMEOUT`], the keep-alive limit; it was hyper's header
+//!   Nothing readable for 30 s (`IDLE_TIMEOUT`, the keep-alive limit; it was hyper's header
 //!   read timeout before) closes it.
 //! - Once readable, the socket goes to a fresh `http1::Builder::serve_connection` (without
 //!   hyper's upgrade support), driven with `poll_without_shutdown`.
 //! - Requests are counted from the service call until hyper drops the response body. When
-//!   nothing is in flight and no request started or finished for one tick of [`PARK_AFTER`]
+//!   nothing is in flight and no request started or finished for one tick of `PARK_AFTER`
 //!   (100 ms; so a connection parks 100 to 200 ms after its last answer, and connections in
 //!   steady use never do), and the round has answered at least one request, the connection is
 //!   parked:
@@ -414,7 +414,7 @@ fn join(a: Bytes, b: Bytes) -> Bytes {
 }
 
 /// Serves `io` with hyper until hyper ends the connection or has been idle (nothing in
-/// flight, no request started or finished) for between [`PARK_AFTER`] and twice that.
+/// flight, no request started or finished) for between `PARK_AFTER` and twice that.
 async fn serve_round(
     io: Replay,
     header_read_timeout: Duration,
