@@ -114,6 +114,10 @@ async fn node_wide_actions_count_as_every_guest() {
             "resource-mode=freeze",
         ),
         get("/api2/json/nodes/pve/vncwebsocket?port=5900&vncticket=x"),
+        // stopping a backup of several guests (its UPID names none of them)
+        delete("/api2/json/nodes/pve/tasks/UPID:pve:0000A1B2:0001C3D4:6B000000:vzdump::root@pam:"),
+        // a backup without a selection
+        form("POST", "/api2/json/nodes/pve/vzdump", "stdexcludes=1"),
     ] {
         let r = raw(g.addr, &req).await;
         assert_eq!(r.status, 403, "{req}: {} {}", r.status, r.reason);

@@ -264,7 +264,7 @@ fn upid_id_guest(id: &str) -> Option<Vmid> {
 
 /// A task id `UPID:node:pid:pstart:start:type:id:user:`; the guest is the id field when it is
 /// a VMID (or `VMID@storage`). A value that is not a UPID is an error.
-pub fn parse_upid(s: &str) -> Result<Option<Vmid>, GuestParseError> {
+pub fn parse_upid(s: &str) -> Result<GuestSet, GuestParseError> {
     let t = strip_nl(s);
     let mut f = [""; 9];
     let mut n = 0;
@@ -289,7 +289,20 @@ pub fn parse_upid(s: &str) -> Result<Option<Vmid>, GuestParseError> {
     if !ok {
         return Err(err(format!("invalid task id (UPID) {s:?}")));
     }
-    Ok(upid_id_guest(f[6]))
+    if f[6].is_empty() && multi_guest_task(f[5]) {
+        // A backup or bulk task over several guests carries no id: stopping it can interrupt
+        // (or leave suspended/locked) any guest it covers, which is not known offline.
+        return Ok(GuestSet::All);
+    }
+    Ok(upid_id_guest(f[6]).map_or(GuestSet::None, |v| GuestSet::Some(vec![v])))
+}
+
+/// Task types that act on several guests under one UPID with an empty id field.
+fn multi_guest_task(task_type: &str) -> bool {
+    matches!(
+        task_type,
+        "vzdump" | "startall" | "stopall" | "suspendall" | "migrateall"
+    ) || task_type.starts_with("bulk")
 }
 
 /// ACL path (`PUT /access/acl`, `GET /access/permissions`): `/vms/104` names 104; `/`, `/vms`
@@ -604,7 +617,7 @@ mod tests {
 
     #[test]
     fn upid_table() {
-        let ok = |s: &str| parse_upid(s).unwrap();
+        let ok = |s: &str| parse_upid(s).unwrap().listed().first().copied();
         assert_eq!(
             ok("UPID:pve:00001234:0000ABCD:65A1B2C3:qmstart:104:root@pam:"),
             Some(104)
@@ -614,7 +627,12 @@ mod tests {
             Some(104)
         );
         assert_eq!(
-            ok("UPID:pve:00001234:0000ABCD:65A1B2C3:vzdump::root@pam:"),
+            parse_upid("UPID:pve:00001234:0000ABCD:65A1B2C3:vzdump::root@pam:").unwrap(),
+            GuestSet::All,
+            "a backup of several guests may cover any of them"
+        );
+        assert_eq!(
+            ok("UPID:pve:00001234:0000ABCD:65A1B2C3:aptupdate::root@pam:"),
             None
         );
         assert_eq!(

@@ -224,6 +224,13 @@ fn inspect_known(
                 detail = Some(Cow::Borrowed(
                     "'all' (or 'exclude', which implies it): every guest",
                 ));
+            } else if !is_defined(get("vmid")) {
+                // Proxmox refuses a backup without a selection; if some version did not, it
+                // would not be a backup of no guest. Fail closed.
+                guests.set_all();
+                detail = Some(Cow::Borrowed(
+                    "no 'vmid', 'all' or 'pool': treated as every guest",
+                ));
             }
         }
     }
@@ -308,9 +315,7 @@ fn extract_one(
         GuestKind::HaSidList => guests::parse_ha_sid_list(s, out)?,
         GuestKind::ReplicationId => out.insert(guests::parse_replication_id(s)?),
         GuestKind::Upid => {
-            if let Some(v) = guests::parse_upid(s)? {
-                out.insert(v);
-            }
+            out.union(&guests::parse_upid(s)?);
         }
         GuestKind::Volume => guests::volume_owners(s, out),
         GuestKind::PropertyString => guests::property_string_owners(s, &p.volume_keys, out),
