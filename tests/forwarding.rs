@@ -715,19 +715,7 @@ async fn downloads_stream_before_the_upstream_finishes() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn console_websocket_frames_untouched_and_never_idled_out() {
     let g = start().await;
-    let r = raw(
-        g.addr,
-        &form(
-            "POST",
-            "/api2/json/nodes/pve/qemu/110/vncproxy",
-            "websocket=1",
-        ),
-    )
-    .await;
-    assert_eq!(r.status, 200, "{} {}", r.status, r.reason);
-    let data = r.json()["data"].clone();
-    let port = data["port"].as_str().unwrap().to_string();
-    let ticket = data["ticket"].as_str().unwrap().to_string();
+    let (port, ticket) = vnc_console(g.addr, 110).await;
     let url = format!(
         "ws://127.0.0.1:{}/api2/json/nodes/pve/qemu/110/vncwebsocket?port={port}&vncticket={}",
         g.addr.port(),

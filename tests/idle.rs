@@ -108,19 +108,7 @@ async fn keep_alive_connection_survives_parking() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn websocket_on_a_parked_connection() {
     let g = start().await;
-    let r = raw(
-        g.addr,
-        &form(
-            "POST",
-            "/api2/json/nodes/pve/qemu/110/vncproxy",
-            "websocket=1",
-        ),
-    )
-    .await;
-    assert_eq!(r.status, 200, "{} {}", r.status, r.reason);
-    let data = r.json()["data"].clone();
-    let port = data["port"].as_str().unwrap().to_string();
-    let ticket = data["ticket"].as_str().unwrap().to_string();
+    let (port, ticket) = vnc_console(g.addr, 110).await;
 
     // One plain request, then a park, then the upgrade on the same connection.
     let mut s = TcpStream::connect(g.addr).await.unwrap();

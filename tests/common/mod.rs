@@ -274,3 +274,21 @@ pub fn assert_refused(g: &Gate, r: &RawResponse) {
         g.sim.recorder.requests()
     );
 }
+
+/// Asks for a VNC console of `vmid` (`POST …/vncproxy websocket=1`): its port and ticket.
+pub async fn vnc_console(addr: SocketAddr, vmid: u32) -> (String, String) {
+    let r = raw(
+        addr,
+        &form(
+            "POST",
+            &format!("/api2/json/nodes/pve/qemu/{vmid}/vncproxy"),
+            "websocket=1",
+        ),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{} {}", r.status, r.reason);
+    let data = r.json()["data"].clone();
+    let port = data["port"].as_str().unwrap().to_string();
+    let ticket = data["ticket"].as_str().unwrap().to_string();
+    (port, ticket)
+}
