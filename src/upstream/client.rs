@@ -127,7 +127,7 @@ impl Upstream {
             None => websocket.then(|| ClientUpgrade::Hyper(hyper::upgrade::on(&mut req))),
         };
         let retry = (req.method() == http::Method::GET && !websocket).then(|| clone_bodyless(&req));
-        let res = match self.client.request(req).await {
+        let mut res = match self.client.request(req).await {
             Ok(res) => res,
             Err(e) if retry.is_some() && is_stale_connection(&e) => {
                 tracing::debug!(error = %e, "retrying GET on a fresh upstream connection");
@@ -139,7 +139,6 @@ impl Upstream {
             }
             Err(e) => return Err(self.error(e)),
         };
-        let mut res = res;
         if res.status() == StatusCode::SWITCHING_PROTOCOLS {
             if let Some(client_upgrade) = client_upgrade {
                 let upstream_upgrade = hyper::upgrade::on(&mut res);
