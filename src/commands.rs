@@ -5,14 +5,13 @@ use std::path::Path;
 use std::time::Duration;
 
 use http::{HeaderMap, HeaderValue, Method};
-use tracing_appender::non_blocking::WorkerGuard;
 
 use crate::config::{Config, LogFormat, Trust};
 use crate::layer::inspect::{self, BodyPlan};
 use crate::policy::{Decision, Policy, PolicyStore};
 use crate::pve::{GuestSet, Route};
 use crate::server::{self, Listener};
-use crate::{audit, stack, upstream};
+use crate::{audit, logsink, stack, upstream};
 
 /// Exit code: allowed.
 pub const EXIT_ALLOW: i32 = 0;
@@ -22,24 +21,25 @@ pub const EXIT_BAD_INPUT: i32 = 2;
 pub const EXIT_DENY: i32 = 3;
 
 /// Sets up logging to stderr: JSON lines (or text), filtered by `level` unless `RUST_LOG` is set.
+/// Lines go through [`crate::logsink`]: batched on runtime worker threads (see
+/// [`runtime`]), written at once elsewhere. With JSON, audit lines skip the generic formatter
+/// ([`audit::use_json_lines`]).
 pub fn init_logging(format: LogFormat, level: &str) {
-    install_subscriber(format, level, std::io::stderr);
+    if format == LogFormat::Json {
+        audit::use_json_lines();
+    }
+    install_subscriber(format, level, logsink::Sink);
 }
 
-/// Logging for `serve`: like [`init_logging`], but through a lossless non-blocking writer
-/// (`tracing-appender`) into a buffered stderr, so a busy proxy writes its audit lines in
-/// batches. Keep the guard alive: dropping it flushes what is queued.
-pub fn init_serve_logging(format: LogFormat, level: &str) -> WorkerGuard {
-    let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
-        .lossy(false)
-        .buffered_lines_limit(64 * 1024)
-        .thread_name("pvegate-log")
-        .finish(std::io::BufWriter::with_capacity(
-            64 * 1024,
-            std::io::stderr(),
-        ));
-    install_subscriber(format, level, writer);
-    guard
+/// The tokio runtime for `serve` and `demo`: its worker threads batch their log lines and
+/// write them out whenever they run out of work ([`crate::logsink`]).
+pub fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .on_thread_start(logsink::buffer_this_thread)
+        .on_thread_park(logsink::flush_this_thread)
+        .on_thread_stop(logsink::flush_this_thread)
+        .build()
 }
 
 fn install_subscriber<W>(format: LogFormat, level: &str, writer: W)
@@ -65,7 +65,7 @@ where
 /// `pvegate serve`: runs the proxy until SIGINT/SIGTERM.
 pub async fn serve(config_path: &Path) -> anyhow::Result<()> {
     let config = Config::load(config_path)?;
-    let _log = init_serve_logging(config.log_format, &config.log_level);
+    init_logging(config.log_format, &config.log_level);
     let store = PolicyStore::load(config.policy_files.clone())?;
     if config.upstream.trust == Trust::Insecure {
         tracing::warn!(

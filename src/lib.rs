@@ -26,6 +26,7 @@ pub mod commands;
 pub mod config;
 pub mod demo;
 pub mod layer;
+pub mod logsink;
 pub mod policy;
 pub mod pve;
 pub mod respond;

@@ -13,7 +13,7 @@ use tower::Service;
 
 use super::inspect::{ClientAddr, Inspected};
 use crate::respond::{self, Body};
-use crate::upstream::Upstream;
+use crate::upstream::{forwarded_for, Upstream};
 
 /// Forwards to the upstream.
 ///
@@ -57,7 +57,7 @@ impl Service<Request<Body>> for Forward {
                 .extensions()
                 .get::<ClientAddr>()
                 .map_or(SocketAddr::from(([0, 0, 0, 0], 0)), |c| c.0);
-            match upstream.forward(req, client).await {
+            match upstream.forward(req, forwarded_for(client)).await {
                 Ok(res) => {
                     // The same for the answers: written to the clients in one burst.
                     tokio::task::yield_now().await;

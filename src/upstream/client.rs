@@ -6,15 +6,18 @@
 //! meets a connection the upstream closed under it is sent once more on a fresh one.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
-use http::{Request, Response, StatusCode, Uri};
-use hyper_rustls::HttpsConnector;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::{TokioExecutor, TokioTimer};
+use http::{Request, Response, StatusCode};
+use hyper::client::conn::http1::SendRequest;
+use hyper_util::rt::TokioIo;
+use rustls::pki_types::ServerName;
+use tokio::net::TcpStream;
+use tokio_rustls::TlsConnector;
 
+use super::pool::{ConnCache, Pool};
 use super::tls;
 use super::upgrade::UpgradeSlot;
 use crate::config;
@@ -41,12 +44,16 @@ impl ForwardError {
     }
 }
 
-/// The upstream Proxmox endpoint and its connection pool; cheap to clone.
-#[derive(Clone)]
+/// The upstream Proxmox endpoint and its idle connections; shared behind an `Arc`.
 pub struct Upstream {
-    client: Client<HttpsConnector<HttpConnector>, Body>,
-    scheme: http::uri::Scheme,
+    /// TLS to the upstream (`https://`), with the name its certificate is checked against.
+    tls: Option<(TlsConnector, ServerName<'static>)>,
+    /// `host:port` to connect to (IPv6 literals in brackets).
+    address: String,
     authority: http::uri::Authority,
+    host_header: HeaderValue,
+    connect_timeout: Duration,
+    pool: Arc<Pool>,
 }
 
 const HOP_BY_HOP: [HeaderName; 8] = [
@@ -60,34 +67,40 @@ const HOP_BY_HOP: [HeaderName; 8] = [
     header::PROXY_AUTHENTICATE,
 ];
 
+const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+
 /// Headers only Proxmox nodes may set for each other.
 const PVE_INTERNAL: [&str; 2] = ["pvedisableproxy", "pveclientip"];
 
 impl Upstream {
     /// Builds the client for `cfg` (TLS trust, pool, timeouts).
     pub fn new(cfg: &config::Upstream) -> Result<Upstream, tls::TlsError> {
-        let mut http = HttpConnector::new();
-        http.enforce_http(false);
-        http.set_connect_timeout(Some(cfg.connect_timeout));
-        http.set_nodelay(true);
-        http.set_keepalive(Some(Duration::from_secs(60)));
-        let tls_config = tls::client_config(&cfg.trust)?;
-        let connector = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_tls_config(tls_config)
-            .https_or_http()
-            .enable_http1()
-            .wrap_connector(http);
-        let client = Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(cfg.pool_idle_timeout)
-            .pool_timer(TokioTimer::new())
-            .pool_max_idle_per_host(256)
-            .retry_canceled_requests(true)
-            .set_host(true)
-            .build(connector);
+        let https = cfg.scheme == http::uri::Scheme::HTTPS;
+        let host = cfg.authority.host();
+        let port = cfg
+            .authority
+            .port_u16()
+            .unwrap_or(if https { 443 } else { 80 });
+        let tls = if https {
+            let mut config = tls::client_config(&cfg.trust)?;
+            // Proxmox speaks HTTP/1.1 only.
+            config.alpn_protocols = vec![b"http/1.1".to_vec()];
+            let bare = host.trim_start_matches('[').trim_end_matches(']');
+            let name = ServerName::try_from(bare.to_string())
+                .map_err(|e| tls::TlsError::Name(format!("{host}: {e}")))?;
+            Some((TlsConnector::from(Arc::new(config)), name))
+        } else {
+            None
+        };
+        let host_header = HeaderValue::from_str(cfg.authority.as_str())
+            .map_err(|e| tls::TlsError::Name(format!("{}: {e}", cfg.authority)))?;
         Ok(Upstream {
-            client,
-            scheme: cfg.scheme.clone(),
+            tls,
+            address: format!("{host}:{port}"),
             authority: cfg.authority.clone(),
+            host_header,
+            connect_timeout: cfg.connect_timeout,
+            pool: Pool::new(cfg.pool_idle_timeout),
         })
     }
 
@@ -96,28 +109,36 @@ impl Upstream {
         self.authority.as_str()
     }
 
+    /// How many idle connections wait in the shared pool (for tests).
+    pub fn shared_idle(&self) -> usize {
+        self.pool.shared_len()
+    }
+
     /// Sends `req` (already inspected and allowed) upstream and returns the upstream's answer,
-    /// with websocket tunnels spliced after a `101`.
+    /// with websocket tunnels spliced after a `101`. `forwarded_for` is the client's address
+    /// as the `X-Forwarded-For` value.
     pub async fn forward(
         &self,
         mut req: Request<Body>,
-        client: SocketAddr,
+        forwarded_for: HeaderValue,
     ) -> Result<Response<Body>, ForwardError> {
         let websocket = is_websocket_upgrade(req.headers());
-        let path_and_query = req
-            .uri()
-            .path_and_query()
-            .map(|p| p.as_str())
-            .unwrap_or("/");
-        let uri = Uri::builder()
-            .scheme(self.scheme.clone())
-            .authority(self.authority.clone())
-            .path_and_query(path_and_query)
-            .build()
-            .map_err(|e| ForwardError::Build(e.to_string()))?;
-        *req.uri_mut() = uri;
+        // Origin form: the request-target exactly as the client sent it (inspect judged it).
+        if req.uri().scheme().is_some() || req.uri().authority().is_some() {
+            let origin = req
+                .uri()
+                .path_and_query()
+                .map_or("/", |p| p.as_str())
+                .parse()
+                .map_err(|e: http::uri::InvalidUri| ForwardError::Build(e.to_string()))?;
+            *req.uri_mut() = origin;
+        }
         *req.version_mut() = http::Version::HTTP_11;
-        clean_request_headers(req.headers_mut(), websocket, client);
+        clean_request_headers(req.headers_mut(), websocket, forwarded_for);
+        if !req.headers().contains_key(header::HOST) {
+            req.headers_mut()
+                .insert(header::HOST, self.host_header.clone());
+        }
 
         // The server's slot for the upstream side of a websocket (plain-TCP clients), else
         // hyper's own client-side upgrade (TLS clients).
@@ -126,19 +147,9 @@ impl Upstream {
             Some(slot) => websocket.then_some(ClientUpgrade::Slot(slot)),
             None => websocket.then(|| ClientUpgrade::Hyper(hyper::upgrade::on(&mut req))),
         };
-        let retry = (req.method() == http::Method::GET && !websocket).then(|| clone_bodyless(&req));
-        let mut res = match self.client.request(req).await {
-            Ok(res) => res,
-            Err(e) if retry.is_some() && is_stale_connection(&e) => {
-                tracing::debug!(error = %e, "retrying GET on a fresh upstream connection");
-                let again = retry.expect("checked is_some above");
-                self.client
-                    .request(again)
-                    .await
-                    .map_err(|e| self.error(e))?
-            }
-            Err(e) => return Err(self.error(e)),
-        };
+        let cache = req.extensions_mut().remove::<ConnCache>();
+        let (res, sender) = self.send(req, cache.as_ref(), websocket).await?;
+        let mut res = res;
         if res.status() == StatusCode::SWITCHING_PROTOCOLS {
             if let Some(client_upgrade) = client_upgrade {
                 let upstream_upgrade = hyper::upgrade::on(&mut res);
@@ -153,20 +164,122 @@ impl Upstream {
                 return Ok(Response::from_parts(parts, Body::empty()));
             }
         }
+        // The connection carries the next request once this answer's body has been read
+        // (`SendRequest::ready` waits for that). A tunnel's connection is never reused.
+        if !websocket {
+            self.pool.put(sender, cache.as_ref());
+        }
         let (mut parts, body) = res.into_parts();
         strip_hop_by_hop(&mut parts.headers, false);
         Ok(Response::from_parts(parts, Body::new(body)))
     }
 
-    fn error(&self, e: hyper_util::client::legacy::Error) -> ForwardError {
-        let authority = self.authority.to_string();
-        let detail = error_chain(&e);
-        if e.is_connect() {
-            ForwardError::Connect { authority, detail }
+    /// Sends `req` on an idle connection (the client connection's own, else a shared one),
+    /// else on a new one. A request the idle connection turned out to be unable to carry
+    /// (closed before it was written) is sent on a new connection; so is a GET the upstream
+    /// closed the connection under before answering.
+    async fn send(
+        &self,
+        req: Request<Body>,
+        cache: Option<&ConnCache>,
+        websocket: bool,
+    ) -> Result<(Response<hyper::body::Incoming>, SendRequest<Body>), ForwardError> {
+        let idle = if websocket {
+            None
         } else {
-            ForwardError::Exchange { authority, detail }
+            self.pool.take(cache)
+        };
+        let Some(idle) = idle else {
+            let mut sender = self.connect().await?;
+            let res = sender
+                .send_request(req)
+                .await
+                .map_err(|e| self.exchange(&e))?;
+            return Ok((res, sender));
+        };
+        let mut sender = idle.sender;
+        let retry = (req.method() == http::Method::GET).then(|| clone_bodyless(&req));
+        let req = match sender.ready().await {
+            Ok(()) => match sender.try_send_request(req).await {
+                Ok(res) => return Ok((res, sender)),
+                Err(mut e) => match e.take_message() {
+                    // Never written: safe to send on a fresh connection, whatever the method.
+                    Some(req) => req,
+                    None => match retry {
+                        Some(again) if is_stale(e.error()) => {
+                            tracing::debug!(error = %e.error(), "retrying GET on a fresh upstream connection");
+                            again
+                        }
+                        _ => return Err(self.exchange(e.error())),
+                    },
+                },
+            },
+            // Closed while idle: the request was never written.
+            Err(_) => req,
+        };
+        let mut sender = self.connect().await?;
+        let res = sender
+            .send_request(req)
+            .await
+            .map_err(|e| self.exchange(&e))?;
+        Ok((res, sender))
+    }
+
+    /// Opens a new connection (TCP, TLS when configured, HTTP/1.1) and starts its task.
+    async fn connect(&self) -> Result<SendRequest<Body>, ForwardError> {
+        let attempt = async {
+            let tcp = TcpStream::connect(&self.address)
+                .await
+                .map_err(|e| e.to_string())?;
+            let _ = tcp.set_nodelay(true);
+            let keepalive = socket2::TcpKeepalive::new().with_time(Duration::from_secs(60));
+            let _ = socket2::SockRef::from(&tcp).set_tcp_keepalive(&keepalive);
+            match &self.tls {
+                None => handshake(tcp).await,
+                Some((connector, name)) => {
+                    let tls = connector
+                        .connect(name.clone(), tcp)
+                        .await
+                        .map_err(|e| error_chain(&e))?;
+                    handshake(tls).await
+                }
+            }
+        };
+        let detail = match tokio::time::timeout(self.connect_timeout, attempt).await {
+            Ok(Ok(sender)) => return Ok(sender),
+            Ok(Err(detail)) => detail,
+            Err(_) => format!("no connection within {:?}", self.connect_timeout),
+        };
+        Err(ForwardError::Connect {
+            authority: self.authority.to_string(),
+            detail,
+        })
+    }
+
+    fn exchange(&self, e: &hyper::Error) -> ForwardError {
+        ForwardError::Exchange {
+            authority: self.authority.to_string(),
+            detail: error_chain(e),
         }
     }
+}
+
+/// HTTP/1.1 over `io`; the connection's task runs until the upstream closes it or every
+/// sender is gone (with upgrades, for websocket tunnels).
+async fn handshake<I>(io: I) -> Result<SendRequest<Body>, String>
+where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let (sender, conn) = hyper::client::conn::http1::Builder::new()
+        .handshake(TokioIo::new(io))
+        .await
+        .map_err(|e| error_chain(&e))?;
+    tokio::spawn(async move {
+        if let Err(e) = conn.with_upgrades().await {
+            tracing::debug!(error = %e, "upstream connection ended with an error");
+        }
+    });
+    Ok(sender)
 }
 
 fn error_chain(e: &dyn std::error::Error) -> String {
@@ -183,19 +296,10 @@ fn error_chain(e: &dyn std::error::Error) -> String {
     out
 }
 
-/// A connection the upstream closed after we picked it from the pool, before any answer.
-fn is_stale_connection(e: &hyper_util::client::legacy::Error) -> bool {
-    if e.is_connect() {
-        return false;
-    }
-    let mut src = std::error::Error::source(e);
-    while let Some(s) = src {
-        if let Some(h) = s.downcast_ref::<hyper::Error>() {
-            return h.is_incomplete_message() || h.is_canceled() || h.is_closed();
-        }
-        src = s.source();
-    }
-    false
+/// The upstream closed a reused connection before answering (it had not seen the request,
+/// or dropped it unanswered): a GET may be sent again.
+fn is_stale(e: &hyper::Error) -> bool {
+    e.is_incomplete_message() || e.is_canceled() || e.is_closed()
 }
 
 fn clone_bodyless(req: &Request<Body>) -> Request<Body> {
@@ -223,21 +327,51 @@ pub fn is_websocket_upgrade(headers: &HeaderMap) -> bool {
     })
 }
 
-fn clean_request_headers(h: &mut HeaderMap, websocket: bool, client: SocketAddr) {
+fn clean_request_headers(h: &mut HeaderMap, websocket: bool, forwarded_for: HeaderValue) {
     strip_hop_by_hop(h, websocket);
-    for name in PVE_INTERNAL {
-        h.remove(name);
+    let present = h.keys().any(|k| {
+        k == header::EXPECT || PVE_INTERNAL.iter().any(|internal| k.as_str() == *internal)
+    });
+    if present {
+        for name in PVE_INTERNAL {
+            h.remove(name);
+        }
+        h.remove(header::EXPECT);
     }
-    h.remove(header::EXPECT);
-    h.remove("x-forwarded-for");
-    if let Ok(v) = HeaderValue::from_str(&client.ip().to_string()) {
-        h.insert("x-forwarded-for", v);
-    }
+    h.insert(X_FORWARDED_FOR, forwarded_for);
+}
+
+/// The `X-Forwarded-For` value for a client (its address, without the port).
+pub fn forwarded_for(client: SocketAddr) -> HeaderValue {
+    HeaderValue::from_str(&client.ip().to_string()).expect("an IP address is a valid header value")
 }
 
 /// Removes hop-by-hop headers (and those the `Connection` header names). For an upgrade the
 /// `Connection: upgrade` / `Upgrade` pair is kept.
 pub fn strip_hop_by_hop(h: &mut HeaderMap, keep_upgrade: bool) {
+    if h.contains_key(header::CONNECTION) {
+        remove_connection_named(h, keep_upgrade);
+    }
+    // Most messages carry none of them: one look at the few names present is cheaper than a
+    // hash lookup per removal.
+    let present = h
+        .keys()
+        .any(|k| HOP_BY_HOP.contains(k) || (!keep_upgrade && k == header::UPGRADE));
+    if present {
+        for n in HOP_BY_HOP.iter() {
+            h.remove(n);
+        }
+        if !keep_upgrade {
+            h.remove(header::UPGRADE);
+        }
+    }
+    if keep_upgrade {
+        h.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+    }
+}
+
+/// Removes the headers a `Connection` header names (HTTP/1.1: they are for this hop only).
+fn remove_connection_named(h: &mut HeaderMap, keep_upgrade: bool) {
     let named: Vec<HeaderName> = h
         .get_all(header::CONNECTION)
         .iter()
@@ -248,14 +382,6 @@ pub fn strip_hop_by_hop(h: &mut HeaderMap, keep_upgrade: bool) {
         .collect();
     for n in named {
         h.remove(n);
-    }
-    for n in HOP_BY_HOP.iter() {
-        h.remove(n);
-    }
-    if keep_upgrade {
-        h.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
-    } else {
-        h.remove(header::UPGRADE);
     }
 }
 
@@ -281,7 +407,11 @@ mod tests {
             header::AUTHORIZATION,
             HeaderValue::from_static("PVEAPIToken=a@pam!t=s"),
         );
-        clean_request_headers(&mut h, false, "10.1.2.3:5555".parse().unwrap());
+        clean_request_headers(
+            &mut h,
+            false,
+            forwarded_for("10.1.2.3:5555".parse().unwrap()),
+        );
         let names: Vec<&str> = h.keys().map(|k| k.as_str()).collect();
         assert_eq!(names.len(), 2, "{names:?}");
         assert_eq!(h["x-forwarded-for"], "10.1.2.3");

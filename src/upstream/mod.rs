@@ -1,8 +1,10 @@
-//! The way to Proxmox: TLS trust ([`tls`]), the pooled HTTP/1.1 client with header hygiene
-//! ([`client`]), and websocket tunnels after the upstream's `101` ([`upgrade`]).
+//! The way to Proxmox: TLS trust ([`tls`]), the HTTP/1.1 client with header hygiene
+//! ([`client`]), idle connections per client connection and shared ([`pool`]), and websocket tunnels after the upstream's `101` ([`upgrade`]).
 
 pub mod client;
+pub mod pool;
 pub mod tls;
 pub mod upgrade;
 
-pub use client::{ForwardError, Upstream};
+pub use client::{forwarded_for, ForwardError, Upstream};
+pub use pool::ConnCache;

@@ -30,6 +30,8 @@ pub enum TlsError {
     EmptyCa(String),
     #[error("TLS setup failed: {0}")]
     Rustls(#[from] rustls::Error),
+    #[error("the upstream address {0}: it must be a host name or an IP address")]
+    Name(String),
 }
 
 /// The crypto provider pvegate uses on both sides.

@@ -1,0 +1,138 @@
+//! Idle upstream connections, kept in two places: with the client connection that used one
+//! last ([`ConnCache`]), and in a small shared [`Pool`] for client connections that have none.
+//!
+//! A busy client connection therefore sends each request on "its" upstream connection: no
+//! shared lock to contend for, no hash lookup, and the upstream connection's task is woken by
+//! the same runtime thread that serves the client. When a client connection goes idle (it is
+//! parked or closed), its cache is dropped and the upstream connection moves to the shared
+//! pool, where the next client connection without one picks it up.
+//!
+//! Every idle connection is discarded once it has been idle for `idle_timeout` (pvegate's
+//! `upstream.pool_idle_timeout_ms`, under pveproxy's 5 s keep-alive): reusing one the upstream
+//! is about to close could lose a request that cannot be retried.
+
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use hyper::client::conn::http1::SendRequest;
+
+use crate::respond::Body;
+
+/// At most this many idle connections wait in the shared pool (as the pooled client before).
+const SHARED_MAX: usize = 256;
+
+/// An upstream connection with no request in flight.
+pub struct Idle {
+    pub sender: SendRequest<Body>,
+    since: Instant,
+    home: Arc<Pool>,
+}
+
+impl Idle {
+    /// Whether it may carry another request: open, and not idle too long.
+    fn usable(&self) -> bool {
+        !self.sender.is_closed() && self.since.elapsed() < self.home.idle_timeout
+    }
+}
+
+/// The shared idle connections of one upstream.
+pub struct Pool {
+    idle: Mutex<Vec<Idle>>,
+    idle_timeout: Duration,
+}
+
+impl Pool {
+    pub fn new(idle_timeout: Duration) -> Arc<Pool> {
+        Arc::new(Pool {
+            idle: Mutex::new(Vec::new()),
+            idle_timeout,
+        })
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Vec<Idle>> {
+        // A poisoned lock only means a holder panicked; the list itself is still sound.
+        self.idle.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// An idle connection from `cache` if it has a usable one, else from the shared pool.
+    pub fn take(self: &Arc<Self>, cache: Option<&ConnCache>) -> Option<Idle> {
+        if let Some(idle) = cache.and_then(|c| c.take()) {
+            if idle.usable() && Arc::ptr_eq(&idle.home, self) {
+                return Some(idle);
+            }
+        }
+        let mut list = self.lock();
+        // Newest first: the oldest are the likeliest to be closed or expired.
+        while let Some(idle) = list.pop() {
+            if idle.usable() {
+                return Some(idle);
+            }
+        }
+        None
+    }
+
+    /// Keeps `sender` for the next request: in `cache` when the request came with one, else in
+    /// the shared pool.
+    pub fn put(self: &Arc<Self>, sender: SendRequest<Body>, cache: Option<&ConnCache>) {
+        let idle = Idle {
+            sender,
+            since: Instant::now(),
+            home: Arc::clone(self),
+        };
+        match cache {
+            Some(cache) => cache.fill(idle),
+            None => self.share(idle),
+        }
+    }
+
+    fn share(&self, idle: Idle) {
+        if !idle.usable() {
+            return;
+        }
+        let mut list = self.lock();
+        list.retain(Idle::usable);
+        if list.len() < SHARED_MAX {
+            list.push(idle);
+        }
+    }
+
+    /// How many connections wait in the shared pool (for tests).
+    pub fn shared_len(&self) -> usize {
+        self.lock().len()
+    }
+}
+
+/// The upstream connection a client connection used last; the server puts one into every
+/// request of a connection. Dropping the last clone hands the connection to the shared pool.
+#[derive(Clone, Default)]
+pub struct ConnCache(Arc<CacheInner>);
+
+#[derive(Default)]
+struct CacheInner(Mutex<Option<Idle>>);
+
+impl ConnCache {
+    fn slot(&self) -> MutexGuard<'_, Option<Idle>> {
+        self.0 .0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn take(&self) -> Option<Idle> {
+        self.slot().take()
+    }
+
+    fn fill(&self, idle: Idle) {
+        if let Some(old) = self.slot().replace(idle) {
+            let home = Arc::clone(&old.home);
+            home.share(old);
+        }
+    }
+}
+
+impl Drop for CacheInner {
+    fn drop(&mut self) {
+        let slot = self.0.get_mut().unwrap_or_else(|e| e.into_inner());
+        if let Some(idle) = slot.take() {
+            let home = Arc::clone(&idle.home);
+            home.share(idle);
+        }
+    }
+}
