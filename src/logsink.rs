@@ -103,6 +103,17 @@ impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Sink {
     }
 }
 
+/// Takes this thread's batched lines without writing them (tests of what gets logged).
+#[cfg(test)]
+pub fn take_pending_for_test() -> Vec<u8> {
+    PENDING.with(|p| {
+        p.borrow_mut()
+            .as_mut()
+            .map(|p| std::mem::take(&mut p.buf))
+            .unwrap_or_default()
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

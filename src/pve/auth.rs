@@ -13,6 +13,8 @@
 //! No secret is kept: the values returned here never hold the cookie, the ticket signature or
 //! the token secret, so their `Debug` output is safe to log.
 
+use std::borrow::Cow;
+
 use http::header::{AsHeaderName, HeaderMap, AUTHORIZATION, COOKIE};
 
 use super::request::{is_perl_space, perl_true, uri_unescape};
@@ -114,15 +116,18 @@ pub fn credential(headers: &HeaderMap) -> Credential {
 
 /// A header as `HTTP::Headers->header($name)` returns it in scalar context: every value of the
 /// (case-insensitive) name joined with `", "`, as raw bytes; `None` if the header is absent.
-pub fn joined_header<K: AsHeaderName>(headers: &HeaderMap, name: K) -> Option<Vec<u8>> {
+pub fn joined_header<K: AsHeaderName>(headers: &HeaderMap, name: K) -> Option<Cow<'_, [u8]>> {
     let mut values = headers.get_all(name).iter();
     let first = values.next()?;
+    let Some(second) = values.next() else {
+        return Some(Cow::Borrowed(first.as_bytes()));
+    };
     let mut out = first.as_bytes().to_vec();
-    for value in values {
+    for value in std::iter::once(second).chain(values) {
         out.extend_from_slice(b", ");
         out.extend_from_slice(value.as_bytes());
     }
-    Some(out)
+    Some(Cow::Owned(out))
 }
 
 /// Formatter.pm `extract_auth_value`: `($header =~ /(?:^|\s)\Q$key\E(?:=| )([^;]*)/)[0]`,
@@ -132,9 +137,8 @@ fn extract_auth_value(header: &[u8], key: &str) -> Option<Vec<u8>> {
         return None;
     }
     let key = key.as_bytes();
-    let start = (0..header.len()).find(|&j| {
-        header[j..].starts_with(key)
-            && (j == 0 || is_perl_space(header[j - 1]))
+    let start = memchr::memmem::find_iter(header, key).find(|&j| {
+        (j == 0 || is_perl_space(header[j - 1]))
             && matches!(header.get(j + key.len()), Some(b'=' | b' '))
     })?;
     let value = &header[start + key.len() + 1..];
