@@ -59,11 +59,10 @@ use tokio_rustls::TlsAcceptor;
 use tower::Service;
 
 use crate::config::ConfigError;
-use crate::layer::ClientAddr;
+use crate::layer::ClientConn;
 use crate::respond::Body;
 use crate::stack::Gate;
 use crate::upstream::upgrade::UpgradeSlot;
-use crate::upstream::ConnCache;
 
 /// A connection with nothing to read for this long is closed (and a request head must arrive
 /// in full within it).
@@ -190,10 +189,9 @@ async fn serve_connection<I>(io: I, peer: SocketAddr, gate: Gate)
 where
     I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
 {
-    let cache = ConnCache::default();
+    let conn = ClientConn::new(peer, None);
     let service = hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
-        req.extensions_mut().insert(ClientAddr(peer));
-        req.extensions_mut().insert(cache.clone());
+        req.extensions_mut().insert(conn.clone());
         let mut gate = gate.clone();
         async move { gate.call(req).await }
     });
@@ -427,13 +425,11 @@ async fn serve_round(
     slot: UpgradeSlot,
 ) -> Round {
     let counted = Arc::clone(&activity);
-    // The upstream connection this client connection used last; parking drops it, handing
-    // the connection to the shared pool.
-    let cache = ConnCache::default();
+    // Per round: parking drops it, and with it hands the upstream connection this client
+    // connection used last to the shared pool.
+    let conn = ClientConn::new(peer, Some(slot));
     let service = hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
-        req.extensions_mut().insert(ClientAddr(peer));
-        req.extensions_mut().insert(slot.clone());
-        req.extensions_mut().insert(cache.clone());
+        req.extensions_mut().insert(conn.clone());
         let in_flight = InFlight::start(&counted);
         let mut gate = gate.clone();
         gate.call(req).map(move |res| {

@@ -2,14 +2,13 @@
 //! policy, logs one audit event, and answers denials itself (they never reach Proxmox).
 
 use std::convert::Infallible;
-use std::net::SocketAddr;
 use std::task::{Context, Poll};
 
 use futures_util::future::{Either, Ready};
 use http::{Request, Response};
 use tower::{Layer, Service};
 
-use super::inspect::{ClientAddr, Inspected};
+use super::inspect::{ClientConn, Inspected};
 use crate::audit;
 use crate::policy::{Decision, PolicyStore};
 use crate::respond::{self, Body};
@@ -66,10 +65,7 @@ where
             );
             return Either::Right(futures_util::future::ready(Ok(res)));
         };
-        let client = req
-            .extensions()
-            .get::<ClientAddr>()
-            .map_or(SocketAddr::from(([0, 0, 0, 0], 0)), |c| c.0);
+        let client = ClientConn::addr_of(&req);
         let policy = self.store.snapshot();
         let decision = policy.decide(&info.op, info.identity.as_deref());
         let rule = policy.rule_label(&decision);

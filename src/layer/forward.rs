@@ -3,7 +3,6 @@
 
 use std::convert::Infallible;
 use std::future::Future;
-use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -11,9 +10,9 @@ use std::task::{Context, Poll};
 use http::{Request, Response};
 use tower::Service;
 
-use super::inspect::{ClientAddr, Inspected};
+use super::inspect::{ClientConn, Inspected};
 use crate::respond::{self, Body};
-use crate::upstream::{forwarded_for, Upstream};
+use crate::upstream::Upstream;
 
 /// Forwards to the upstream.
 ///
@@ -53,11 +52,8 @@ impl Service<Request<Body>> for Forward {
             // host). Costs one task re-poll; measured in BENCHMARKS.md.
             tokio::task::yield_now().await;
             let format = req.extensions().get::<Inspected>().and_then(|i| i.format);
-            let client = req
-                .extensions()
-                .get::<ClientAddr>()
-                .map_or(SocketAddr::from(([0, 0, 0, 0], 0)), |c| c.0);
-            match upstream.forward(req, forwarded_for(client)).await {
+            let conn = req.extensions().get::<ClientConn>().cloned();
+            match upstream.forward(req, conn.as_ref().map(|c| &*c.0)).await {
                 Ok(res) => {
                     // The same for the answers: written to the clients in one burst.
                     tokio::task::yield_now().await;

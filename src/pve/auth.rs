@@ -137,8 +137,11 @@ fn extract_auth_value(header: &[u8], key: &str) -> Option<Vec<u8>> {
         return None;
     }
     let key = key.as_bytes();
-    let start = memchr::memmem::find_iter(header, key).find(|&j| {
-        (j == 0 || is_perl_space(header[j - 1]))
+    // Every position where the key starts (a header is short: looking for its first byte
+    // beats setting up a substring searcher).
+    let start = memchr::memchr_iter(key[0], header).find(|&j| {
+        header[j..].starts_with(key)
+            && (j == 0 || is_perl_space(header[j - 1]))
             && matches!(header.get(j + key.len()), Some(b'=' | b' '))
     })?;
     let value = &header[start + key.len() + 1..];

@@ -21,6 +21,7 @@ use super::pool::{ConnCache, Pool};
 use super::tls;
 use super::upgrade::UpgradeSlot;
 use crate::config;
+use crate::layer::ConnInfo;
 use crate::respond::Body;
 
 /// Why a request could not be forwarded.
@@ -115,12 +116,12 @@ impl Upstream {
     }
 
     /// Sends `req` (already inspected and allowed) upstream and returns the upstream's answer,
-    /// with websocket tunnels spliced after a `101`. `forwarded_for` is the client's address
-    /// as the `X-Forwarded-For` value.
+    /// with websocket tunnels spliced after a `101`. `conn` is the client connection the
+    /// request came on (none in tests that call the stack directly).
     pub async fn forward(
         &self,
         mut req: Request<Body>,
-        forwarded_for: HeaderValue,
+        conn: Option<&ConnInfo>,
     ) -> Result<Response<Body>, ForwardError> {
         let websocket = is_websocket_upgrade(req.headers());
         // Origin form: the request-target exactly as the client sent it (inspect judged it).
@@ -134,7 +135,11 @@ impl Upstream {
             *req.uri_mut() = origin;
         }
         *req.version_mut() = http::Version::HTTP_11;
-        clean_request_headers(req.headers_mut(), websocket, forwarded_for);
+        let forwarded = conn.map_or_else(
+            || HeaderValue::from_static("0.0.0.0"),
+            |c| c.forwarded_for.clone(),
+        );
+        clean_request_headers(req.headers_mut(), websocket, forwarded);
         if !req.headers().contains_key(header::HOST) {
             req.headers_mut()
                 .insert(header::HOST, self.host_header.clone());
@@ -142,13 +147,12 @@ impl Upstream {
 
         // The server's slot for the upstream side of a websocket (plain-TCP clients), else
         // hyper's own client-side upgrade (TLS clients).
-        let slot = req.extensions_mut().remove::<UpgradeSlot>();
-        let client_upgrade = match slot {
+        let client_upgrade = match conn.and_then(|c| c.upgrade.clone()) {
             Some(slot) => websocket.then_some(ClientUpgrade::Slot(slot)),
             None => websocket.then(|| ClientUpgrade::Hyper(hyper::upgrade::on(&mut req))),
         };
-        let cache = req.extensions_mut().remove::<ConnCache>();
-        let (res, sender) = self.send(req, cache.as_ref(), websocket).await?;
+        let cache = conn.map(|c| &c.upstream);
+        let (res, sender) = self.send(req, cache, websocket).await?;
         let mut res = res;
         if res.status() == StatusCode::SWITCHING_PROTOCOLS {
             if let Some(client_upgrade) = client_upgrade {
@@ -167,7 +171,7 @@ impl Upstream {
         // The connection carries the next request once this answer's body has been read
         // (`SendRequest::ready` waits for that). A tunnel's connection is never reused.
         if !websocket {
-            self.pool.put(sender, cache.as_ref());
+            self.pool.put(sender, cache);
         }
         let (mut parts, body) = res.into_parts();
         strip_hop_by_hop(&mut parts.headers, false);
@@ -377,7 +381,10 @@ fn remove_connection_named(h: &mut HeaderMap, keep_upgrade: bool) {
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
-        .filter_map(|t| HeaderName::from_bytes(t.trim().as_bytes()).ok())
+        .map(str::trim)
+        // `keep-alive` (the usual token) is removed with the other hop-by-hop headers anyway.
+        .filter(|t| !t.eq_ignore_ascii_case("keep-alive"))
+        .filter_map(|t| HeaderName::from_bytes(t.as_bytes()).ok())
         .filter(|n| !(keep_upgrade && n == header::UPGRADE))
         .collect();
     for n in named {
