@@ -7,6 +7,9 @@
 //! - The upstream pool idles out before pveproxy's 5 s keep-alive does, requests spaced across
 //!   that boundary succeed, and a GET that meets a pooled connection the upstream closed is
 //!   sent once more on a fresh one (a POST is not).
+//! - Upstream connections follow client connections: requests on one client connection go
+//!   over one upstream connection; concurrent client connections get one each; a closed
+//!   client connection's upstream connection serves the next client connection.
 //! - gzip passes through untouched both ways (`Accept-Encoding` up, `Content-Encoding` and the
 //!   compressed bytes down), and `Host` arrives as the client sent it.
 //! - A 512 MiB upload generated on the fly streams through with the client's `Content-Length`
@@ -266,6 +269,86 @@ async fn requests_spaced_across_pveproxys_keepalive_succeed() {
     assert_eq!(
         rec[1].peer, rec[2].peer,
         "back-to-back requests share a pooled connection"
+    );
+}
+
+/// Sends `n` keep-alive GETs on one client connection, reading each answer (Content-Length
+/// framed) before the next.
+async fn gets_on_one_connection(addr: std::net::SocketAddr, path: &str, n: usize) {
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    for _ in 0..n {
+        s.write_all(get(path).as_bytes()).await.unwrap();
+        let mut buf = Vec::new();
+        loop {
+            let mut chunk = [0u8; 4096];
+            let len = s.read(&mut chunk).await.unwrap();
+            assert!(len > 0, "connection closed early");
+            buf.extend_from_slice(&chunk[..len]);
+            if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                let r = parse_response(&buf[..end + 4]);
+                let length: usize = r.header("content-length").unwrap().parse().unwrap();
+                if buf.len() >= end + 4 + length {
+                    assert_eq!(r.status, 200);
+                    break;
+                }
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn upstream_connections_follow_client_connections() {
+    // An upstream that counts its connections and answers every request, keeping each alive.
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let accepted = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let count = accepted.clone();
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            let service = hyper::service::service_fn(|_req| async {
+                Ok::<_, std::convert::Infallible>(hyper::Response::new(http_body_util::Full::new(
+                    Bytes::from_static(br#"{"data":"ok"}"#),
+                )))
+            });
+            tokio::spawn(
+                hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(tcp), service),
+            );
+        }
+    });
+    let gate = front(
+        &upstream_cfg(
+            &format!("http://{addr}"),
+            Trust::Insecure,
+            Duration::from_secs(60),
+        ),
+        HOMELAB,
+        None,
+    )
+    .await;
+    let connections = || accepted.load(std::sync::atomic::Ordering::SeqCst);
+
+    gets_on_one_connection(gate.addr, "/api2/json/version", 20).await;
+    assert_eq!(connections(), 1, "20 requests on one client connection");
+
+    // Closed: its upstream connection is shared and serves the next client connection (once
+    // pvegate has seen the close).
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    gets_on_one_connection(gate.addr, "/api2/json/version", 5).await;
+    assert_eq!(connections(), 1, "reused by the next client connection");
+
+    // Four at once: each needs one of its own (one of them may get the shared one).
+    let all: Vec<_> = (0..4)
+        .map(|_| tokio::spawn(gets_on_one_connection(gate.addr, "/api2/json/nodes", 10)))
+        .collect();
+    for task in all {
+        task.await.unwrap();
+    }
+    assert!(
+        (4..=5).contains(&connections()),
+        "one upstream connection per concurrent client connection: {}",
+        connections()
     );
 }
 

@@ -170,7 +170,7 @@ impl Upstream {
         }
         // The connection carries the next request once this answer's body has been read
         // (`SendRequest::ready` waits for that). A tunnel's connection is never reused.
-        if !websocket {
+        if let (false, Some(cache)) = (websocket, cache) {
             self.pool.put(sender, cache);
         }
         let (mut parts, body) = res.into_parts();

@@ -71,22 +71,21 @@ impl Pool {
         None
     }
 
-    /// Keeps `sender` for the next request: in `cache` when the request came with one, else in
-    /// the shared pool.
-    pub fn put(self: &Arc<Self>, sender: SendRequest<Body>, cache: Option<&ConnCache>) {
-        let idle = Idle {
+    /// Keeps `sender`, whose answer's body may still be on its way, for the client
+    /// connection's next request. Without a client connection (the stack used without the
+    /// server) it is not kept: another request would have to wait for that body.
+    pub fn put(self: &Arc<Self>, sender: SendRequest<Body>, cache: &ConnCache) {
+        cache.fill(Idle {
             sender,
             since: Instant::now(),
             home: Arc::clone(self),
-        };
-        match cache {
-            Some(cache) => cache.fill(idle),
-            None => self.share(idle),
-        }
+        });
     }
 
+    /// Shares a connection its client connection no longer needs, if it can carry a request
+    /// right now (a body still streaming on it would make the next user wait).
     fn share(&self, idle: Idle) {
-        if !idle.usable() {
+        if !idle.usable() || !idle.sender.is_ready() {
             return;
         }
         let mut list = self.lock();
@@ -134,5 +133,81 @@ impl Drop for CacheInner {
             let home = Arc::clone(&idle.home);
             home.share(idle);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A ready client connection to a tiny in-memory HTTP/1.1 server.
+    async fn sender() -> SendRequest<Body> {
+        let (client, server) = tokio::io::duplex(4096);
+        let service = hyper::service::service_fn(|_req| async {
+            Ok::<_, std::convert::Infallible>(hyper::Response::new(http_body_util::Full::new(
+                bytes::Bytes::from_static(b"ok"),
+            )))
+        });
+        tokio::spawn(
+            hyper::server::conn::http1::Builder::new()
+                .serve_connection(hyper_util::rt::TokioIo::new(server), service),
+        );
+        let (mut sender, conn) =
+            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(client))
+                .await
+                .unwrap();
+        tokio::spawn(conn);
+        sender.ready().await.unwrap();
+        sender
+    }
+
+    #[tokio::test]
+    async fn the_client_connection_keeps_its_own_then_shares_it() {
+        let pool = Pool::new(Duration::from_secs(3));
+        let cache = ConnCache::default();
+        pool.put(sender().await, &cache);
+        assert!(pool.take(Some(&cache)).is_some(), "taken from the cache");
+        assert!(pool.take(Some(&cache)).is_none(), "and only once");
+
+        pool.put(sender().await, &cache);
+        assert_eq!(pool.shared_len(), 0);
+        drop(cache);
+        assert_eq!(pool.shared_len(), 1, "a closed client connection shares it");
+        let other = ConnCache::default();
+        assert!(
+            pool.take(Some(&other)).is_some(),
+            "another client connection takes it"
+        );
+        assert_eq!(pool.shared_len(), 0);
+    }
+
+    #[tokio::test]
+    async fn connections_idle_too_long_or_closed_are_not_reused() {
+        let pool = Pool::new(Duration::from_millis(50));
+        let cache = ConnCache::default();
+        pool.put(sender().await, &cache);
+        tokio::time::sleep(Duration::from_millis(80)).await;
+        assert!(pool.take(Some(&cache)).is_none(), "expired");
+
+        let pool = Pool::new(Duration::from_secs(3));
+        let cache = ConnCache::default();
+        let (client, server) = tokio::io::duplex(64);
+        let (mut closing, conn) =
+            hyper::client::conn::http1::handshake::<_, Body>(hyper_util::rt::TokioIo::new(client))
+                .await
+                .unwrap();
+        tokio::spawn(conn);
+        closing.ready().await.unwrap();
+        drop(server);
+        for _ in 0..100 {
+            if closing.is_closed() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        pool.put(closing, &cache);
+        drop(cache);
+        assert_eq!(pool.shared_len(), 0, "a closed connection is not shared");
+        assert!(pool.take(None).is_none());
     }
 }
