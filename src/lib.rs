@@ -2,7 +2,7 @@
 //!
 //! ```text
 //! client ──TLS──▶ server (hyper HTTP/1.1) ──▶ inspect ──▶ authorize ──▶ forward ──TLS(pinned)──▶ pveproxy
-//!                                              │            │             └ upstream: pool, header hygiene, websocket splice
+//!                                              │            │             └ upstream: a connection per client connection, header hygiene, websocket splice
 //!                                              │            └ policy: Policy::decide on an ArcSwap snapshot, audit event
 //!                                              └ pve: target + parameters read exactly as pveproxy does,
 //!                                                     endpoint catalogue → Operation { route, action, guests }

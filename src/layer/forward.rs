@@ -17,8 +17,7 @@ use crate::upstream::Upstream;
 /// Forwards to the upstream.
 ///
 /// The service is cloned for every request (by the server and the inspect layer), so the
-/// upstream handle sits behind one `Arc`: a clone is one reference count, not one per part of
-/// the pooled client.
+/// upstream handle sits behind one `Arc`: a clone is one reference count.
 #[derive(Clone)]
 pub struct Forward {
     upstream: Arc<Upstream>,

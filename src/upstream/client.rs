@@ -1,9 +1,13 @@
-//! The pooled HTTP/1.1 client to Proxmox and the header hygiene around it.
+//! The HTTP/1.1 client to Proxmox (hyper's client connections, TLS by tokio-rustls) and the
+//! header hygiene around it.
 //!
 //! Requests go out with the client's own method, request-target and credentials; hop-by-hop
 //! headers and the Proxmox-internal `PVEDisableProxy`/`PVEClientIP` are stripped both ways.
-//! Idle pooled connections are dropped before pveproxy's 5 s keep-alive ends, and a GET that
-//! meets a connection the upstream closed under it is sent once more on a fresh one.
+//! Each client connection sends its requests over an upstream connection of its own, kept
+//! between requests ([`super::pool`]). Idle connections are dropped before pveproxy's 5 s
+//! keep-alive ends; a request an idle connection could not carry (closed before it was
+//! written) goes out on a fresh one, and so does a GET that meets a connection the upstream
+//! closed under it before answering.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
