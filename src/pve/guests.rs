@@ -35,9 +35,19 @@ impl GuestSet {
     /// Adds a guest, keeping the list sorted and free of duplicates (no-op for `All`).
     pub fn insert(&mut self, vmid: Vmid) {
         match self {
-            GuestSet::None => *self = GuestSet::one(vmid),
+            GuestSet::None => {
+                // Room for a few: scans add guests one by one, and a second insert into a
+                // one-element Vec reallocates (glibc hands out the same chunk size for 4).
+                let mut list = Vec::with_capacity(4);
+                list.push(vmid);
+                *self = GuestSet::Some(list);
+            }
             GuestSet::Some(list) => {
-                if let Err(pos) = list.binary_search(&vmid) {
+                // Lists and scans mostly name guests in ascending order: append those
+                // without a search.
+                if list.last().is_some_and(|&last| last < vmid) {
+                    list.push(vmid);
+                } else if let Err(pos) = list.binary_search(&vmid) {
                     list.insert(pos, vmid);
                 }
             }
@@ -133,12 +143,65 @@ pub const VMID_MIN: Vmid = 100;
 /// Largest valid VMID (`pve-vmid` allows nine digits).
 pub const VMID_MAX: Vmid = 999_999_999;
 
-/// Perl's `$` matches before one final newline, so every PVE pattern accepts one trailing `\n`.
-/// Whether `needle` occurs in `hay` (for short values, cheaper than `str::contains`).
-fn contains_bytes(hay: &[u8], needle: &[u8]) -> bool {
-    hay.len() >= needle.len() && hay.windows(needle.len()).any(|w| w == needle)
+/// The first occurrence of `needle` (non-empty) in `hay` at or after `from`.
+///
+/// `str::find` with a string pattern builds a two-way searcher on every call, which costs more
+/// than the whole search on the short values of a request; this compares the first byte and
+/// only then the rest (without calling `memcmp` per window).
+fn find_bytes(hay: &[u8], from: usize, needle: &[u8]) -> Option<usize> {
+    let (&first, tail) = needle.split_first()?;
+    let last_start = hay.len().checked_sub(needle.len())?;
+    (from..=last_start)
+        .find(|&i| hay[i] == first && hay[i + 1..i + needle.len()].iter().eq(tail.iter()))
 }
 
+/// Whether `needle` occurs in `hay`.
+fn contains_bytes(hay: &[u8], needle: &[u8]) -> bool {
+    find_bytes(hay, 0, needle).is_some()
+}
+
+/// Whether `needle` (lower-case ASCII) occurs in `hay`, ignoring ASCII case; the same as
+/// `hay.to_ascii_lowercase().contains(needle)`, without the allocation.
+fn contains_ignore_case(hay: &[u8], needle: &[u8]) -> bool {
+    hay.len() >= needle.len()
+        && hay
+            .windows(needle.len())
+            .any(|w| w.eq_ignore_ascii_case(needle))
+}
+
+/// Does `b` hold three ASCII digits in a row? Every guest the owner scanners report is read
+/// from such a run (a VMID is at least 100 and leading zeros are dropped), so a value
+/// without one holds no guest and needs no further look.
+fn has_digit_run(b: &[u8]) -> bool {
+    let mut run = 0;
+    for &c in b {
+        run = if c.is_ascii_digit() { run + 1 } else { 0 };
+        if run == 3 {
+            return true;
+        }
+    }
+    false
+}
+
+/// The end of the ASCII digit run starting at `start`.
+fn digits_end(b: &[u8], start: usize) -> usize {
+    b[start..]
+        .iter()
+        .position(|c| !c.is_ascii_digit())
+        .map_or(b.len(), |n| start + n)
+}
+
+/// Separators of the items a generous scan reads as volumes: `,` and whitespace.
+fn is_part_separator(c: char) -> bool {
+    c == ',' || c.is_whitespace()
+}
+
+/// Separators of `split_list`: `,`, `;` and whitespace.
+fn is_list_separator(c: char) -> bool {
+    c == ',' || c == ';' || c.is_whitespace()
+}
+
+/// Perl's `$` matches before one final newline, so every PVE pattern accepts one trailing `\n`.
 fn strip_nl(s: &str) -> &str {
     s.strip_suffix('\n').unwrap_or(s)
 }
@@ -166,10 +229,13 @@ fn candidate(s: &str) -> Option<Vmid> {
 
 /// `pve-vmid`: one trailing `\n` is stripped, then `^[1-9][0-9]{2,8}$` must match.
 pub fn parse_vmid(s: &str) -> Result<Vmid, GuestParseError> {
-    let t = strip_nl(s);
-    let b = t.as_bytes();
-    if (3..=9).contains(&b.len()) && b[0] != b'0' && all_digits(t) {
-        if let Ok(v) = t.parse::<Vmid>() {
+    let b = strip_nl(s).as_bytes();
+    if (3..=9).contains(&b.len()) && b[0] != b'0' {
+        // Checked and converted in one pass; nine digits cannot overflow a `u32`.
+        let value = b.iter().try_fold(0, |acc: Vmid, &c| {
+            c.is_ascii_digit().then(|| acc * 10 + Vmid::from(c - b'0'))
+        });
+        if let Some(v) = value {
             return Ok(v);
         }
     }
@@ -180,22 +246,28 @@ pub fn parse_vmid(s: &str) -> Result<Vmid, GuestParseError> {
 /// every Unicode whitespace that Perl's `\s` matches. Empty items are dropped (Perl `split`
 /// keeps leading empty fields in NUL mode, which then fail validation: they are kept here too).
 pub fn split_list(s: &str) -> Vec<&str> {
-    if s.contains('\0') {
-        let mut items: Vec<&str> = s.split('\0').collect();
-        while items.last().is_some_and(|x| x.is_empty()) {
-            items.pop();
-        }
-        items
-    } else {
-        s.split(|c: char| c == ',' || c == ';' || c.is_whitespace())
-            .filter(|x| !x.is_empty())
-            .collect()
-    }
+    list_items(s).collect()
+}
+
+/// The items of [`split_list`], without collecting them.
+fn list_items(s: &str) -> impl Iterator<Item = &str> {
+    let nul = s.contains('\0');
+    // NUL mode: dropping the trailing empty fields is splitting what is left once the
+    // trailing NULs are cut off (nothing at all if only NULs were there).
+    let by_nul = nul
+        .then(|| s.trim_end_matches('\0'))
+        .filter(|t| !t.is_empty())
+        .map(|t| t.split('\0'));
+    let by_separator = (!nul).then(|| s.split(is_list_separator).filter(|x| !x.is_empty()));
+    by_nul
+        .into_iter()
+        .flatten()
+        .chain(by_separator.into_iter().flatten())
 }
 
 /// `pve-vmid-list`: every item must be a valid VMID; an empty list is valid (no guest).
 pub fn parse_vmid_list(s: &str, out: &mut GuestSet) -> Result<(), GuestParseError> {
-    for item in split_list(s) {
+    for item in list_items(s) {
         out.insert(
             parse_vmid(item).map_err(|_| err(format!("invalid VMID {item:?} in list {s:?}")))?,
         );
@@ -223,7 +295,7 @@ pub fn parse_ha_sid(s: &str) -> Result<Vmid, GuestParseError> {
 
 /// HA resource list (`pve-ha-resource-id-list`): `split_list`, every item `vm:N`/`ct:N`.
 pub fn parse_ha_sid_list(s: &str, out: &mut GuestSet) -> Result<(), GuestParseError> {
-    for item in split_list(s) {
+    for item in list_items(s) {
         if all_digits(item) {
             return Err(err(format!(
                 "HA resource list {s:?}: bare id {item:?} not allowed"
@@ -346,15 +418,13 @@ fn segment_owner(seg: &str) -> Option<Vmid> {
     if !contains_bytes(seg.as_bytes(), b"vzdump-") {
         return None;
     }
+    // Only the first archive name of each kind counts (a name holds one).
     for kind in ["vzdump-qemu-", "vzdump-lxc-", "vzdump-openvz-"] {
-        if let Some(pos) = seg.find(kind) {
-            let rest = &seg[pos + kind.len()..];
-            let end = rest
-                .bytes()
-                .position(|b| !b.is_ascii_digit())
-                .unwrap_or(rest.len());
-            if end > 0 {
-                return candidate(&rest[..end]);
+        if let Some(pos) = find_bytes(seg.as_bytes(), 0, kind.as_bytes()) {
+            let start = pos + kind.len();
+            let end = digits_end(seg.as_bytes(), start);
+            if end > start {
+                return candidate(&seg[start..end]);
             }
         }
     }
@@ -383,17 +453,47 @@ pub fn volume_name(s: &str) -> &str {
 /// `backup/vm/104/<time>`), name prefixes (`vm-`, `base-`, `subvol-`, `basevol-`, RBD `-104-`),
 /// and vzdump archives (`vzdump-qemu-104-…`). Never fails; includes every candidate.
 pub fn volume_owners(s: &str, out: &mut GuestSet) {
+    if !has_digit_run(s.as_bytes()) {
+        return;
+    }
     let name = volume_name(strip_nl(s));
-    let mut segs = name.split('/').filter(|x| !x.is_empty()).peekable();
-    while let Some(seg) = segs.next() {
-        if segs.peek().is_some() && all_digits(seg) {
-            if let Some(v) = candidate(seg) {
-                out.insert(v);
+    // Each non-empty `/` component is judged once the next one is found, as only components
+    // before the last can be owner directories.
+    let mut pending: Option<&str> = None;
+    let mut start = 0;
+    for (i, &b) in name.as_bytes().iter().enumerate() {
+        if b == b'/' {
+            if i > start {
+                if let Some(dir) = pending.replace(&name[start..i]) {
+                    component_owners(dir, false, out);
+                }
             }
+            start = i + 1;
         }
-        if let Some(v) = segment_owner(seg) {
+    }
+    if start < name.len() {
+        if let Some(dir) = pending.replace(&name[start..]) {
+            component_owners(dir, false, out);
+        }
+    }
+    if let Some(last) = pending {
+        component_owners(last, true, out);
+    }
+}
+
+/// The owners one component of a volume name can name: itself, if it is a number with more
+/// components after it (`104/vm-104-disk-0.qcow2`), and the owner in its name.
+fn component_owners(comp: &str, last: bool, out: &mut GuestSet) {
+    if !has_digit_run(comp.as_bytes()) {
+        return; // `images`, `backup`, `vm`... cannot name an owner
+    }
+    if !last && all_digits(comp) {
+        if let Some(v) = candidate(comp) {
             out.insert(v);
         }
+    }
+    if let Some(v) = segment_owner(comp) {
+        out.insert(v);
     }
 }
 
@@ -420,67 +520,249 @@ pub fn property_string_owners(s: &str, volume_keys: &[String], out: &mut GuestSe
 }
 
 /// Does a parameter name look like it holds guest ids (for endpoints the catalogue lacks)?
+/// Case-insensitive: a name containing `vmid` or `guest`, or one of a few exact names.
 fn guest_key(key: &str) -> bool {
-    let k = key.to_ascii_lowercase();
-    k.contains("vmid")
-        || k.contains("guest")
-        || matches!(
-            k.as_str(),
-            "vms" | "vm" | "sid" | "sids" | "resource" | "resources" | "newid" | "id" | "ids"
-        )
+    const NAMES: [&str; 9] = [
+        "vms",
+        "vm",
+        "sid",
+        "sids",
+        "resource",
+        "resources",
+        "newid",
+        "id",
+        "ids",
+    ];
+    let k = key.as_bytes();
+    contains_ignore_case(k, b"vmid")
+        || contains_ignore_case(k, b"guest")
+        || NAMES.iter().any(|n| key.eq_ignore_ascii_case(n))
 }
 
 /// Collects every value that looks like a guest reference, for calls the catalogue does not
 /// know: digit runs in guest-like keys, UPIDs, `vm:N`/`ct:N`, `/vms/N`, volume owners.
+///
+/// This runs on every path segment and parameter of an unknown call, so it avoids what costs
+/// there: values without three digits in a row are skipped whole, substring searches do not
+/// build a `str::find` searcher, and nothing is allocated but the guest list.
 pub fn scan_generous(key: Option<&str>, value: &str, out: &mut GuestSet) {
+    let bytes = value.as_bytes();
+    if !has_digit_run(bytes) {
+        return;
+    }
     if key.is_some_and(guest_key) {
-        for run in value.split(|c: char| !c.is_ascii_digit()) {
-            if let Some(v) = candidate(run) {
-                out.insert(v);
-            }
+        scan_digit_runs(value, out);
+    }
+    // UPIDs and HA sids need a ':', ACL paths a '/'; most values have neither.
+    if bytes.contains(&b':') {
+        scan_upids(value, out);
+        scan_after(value, b"vm:", out);
+        scan_after(value, b"ct:", out);
+    }
+    if bytes.contains(&b'/') {
+        scan_after(value, b"/vms/", out);
+    }
+    // Volume ids, bare or inside property strings.
+    for part in value.split(is_part_separator) {
+        volume_owners(part, out);
+        if let Some((_, v)) = part.split_once('=') {
+            volume_owners(v, out);
         }
     }
-    // The searches below need a ':' (UPIDs, HA sids) or a '/' (ACL paths); most values have
-    // neither, and a substring search costs more to set up than this byte scan.
+}
+
+/// Every maximal run of ASCII digits that is a candidate VMID.
+fn scan_digit_runs(value: &str, out: &mut GuestSet) {
     let bytes = value.as_bytes();
-    let has_colon = bytes.contains(&b':');
-    let has_slash = bytes.contains(&b'/');
-    // UPIDs anywhere in the value.
-    let mut rest = if has_colon { value } else { "" };
-    while let Some(pos) = rest.find("UPID:") {
-        let fields: Vec<&str> = rest[pos..].splitn(9, ':').collect();
-        if let Some(id) = fields.get(6) {
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i].is_ascii_digit() {
+            let end = digits_end(bytes, i);
+            insert_candidate(&value[i..end], out);
+            i = end;
+        } else {
+            i += 1;
+        }
+    }
+}
+
+/// The digit run right after each occurrence of `pat`; the search goes on after the pattern
+/// (so occurrences never overlap).
+fn scan_after(value: &str, pat: &[u8], out: &mut GuestSet) {
+    let bytes = value.as_bytes();
+    let mut from = 0;
+    while let Some(pos) = find_bytes(bytes, from, pat) {
+        let start = pos + pat.len();
+        insert_candidate(&value[start..digits_end(bytes, start)], out);
+        from = start;
+    }
+}
+
+/// The id field (the seventh `:`-separated field) of every `UPID:` in the value, when it is a
+/// guest (`104`, `104@storage`, `104-0`).
+fn scan_upids(value: &str, out: &mut GuestSet) {
+    const UPID: &[u8] = b"UPID:";
+    let mut from = 0;
+    while let Some(pos) = find_bytes(value.as_bytes(), from, UPID) {
+        if let Some(id) = value[pos..].split(':').nth(6) {
             if let Some(v) = upid_id_guest(id).filter(|v| (VMID_MIN..=VMID_MAX).contains(v)) {
                 out.insert(v);
             }
         }
-        rest = &rest[pos + 5..];
+        from = pos + UPID.len();
     }
-    // HA sids and ACL paths.
-    for pat in ["vm:", "ct:", "/vms/"] {
-        let possible = if pat.starts_with('/') {
-            has_slash
-        } else {
-            has_colon
-        };
-        let mut rest = if possible { value } else { "" };
-        while let Some(pos) = rest.find(pat) {
-            let tail = &rest[pos + pat.len()..];
-            let end = tail
-                .bytes()
-                .position(|b| !b.is_ascii_digit())
-                .unwrap_or(tail.len());
-            if let Some(v) = candidate(&tail[..end]) {
-                out.insert(v);
+}
+
+/// Adds the digit run `digits` if it is a candidate VMID. (Runs of ASCII digits start and
+/// end on character boundaries, so the callers' slicing cannot panic.)
+fn insert_candidate(digits: &str, out: &mut GuestSet) {
+    if let Some(v) = candidate(digits) {
+        out.insert(v);
+    }
+}
+
+/// The owner scanners and list parsers as they were before the rewrite for speed (commit
+/// 3afa4a3), kept verbatim as the reference the tests compare the current ones with: the
+/// rewrite must find exactly the same guests and items.
+#[cfg(test)]
+mod reference {
+    use super::{all_digits, candidate, strip_nl, upid_id_guest, volume_name};
+    use super::{GuestSet, Vmid, VMID_MAX, VMID_MIN};
+
+    pub fn parse_vmid(s: &str) -> Option<Vmid> {
+        let t = strip_nl(s);
+        let b = t.as_bytes();
+        if (3..=9).contains(&b.len()) && b[0] != b'0' && all_digits(t) {
+            if let Ok(v) = t.parse::<Vmid>() {
+                return Some(v);
             }
-            rest = tail;
+        }
+        None
+    }
+
+    pub fn split_list(s: &str) -> Vec<&str> {
+        if s.contains('\0') {
+            let mut items: Vec<&str> = s.split('\0').collect();
+            while items.last().is_some_and(|x| x.is_empty()) {
+                items.pop();
+            }
+            items
+        } else {
+            s.split(|c: char| c == ',' || c == ';' || c.is_whitespace())
+                .filter(|x| !x.is_empty())
+                .collect()
         }
     }
-    // Volume ids, bare or inside property strings.
-    for part in value.split(|c: char| c == ',' || c.is_whitespace()) {
-        volume_owners(part, out);
-        if let Some((_, v)) = part.split_once('=') {
-            volume_owners(v, out);
+
+    fn contains_bytes(hay: &[u8], needle: &[u8]) -> bool {
+        hay.len() >= needle.len() && hay.windows(needle.len()).any(|w| w == needle)
+    }
+
+    const OWNER_PREFIXES: [&str; 6] = ["basevol-", "basevm-", "subvol-", "base-", "vm-", "-"];
+
+    fn segment_owner(seg: &str) -> Option<Vmid> {
+        for p in OWNER_PREFIXES {
+            if let Some(rest) = seg.strip_prefix(p) {
+                let end = rest
+                    .bytes()
+                    .position(|b| !b.is_ascii_digit())
+                    .unwrap_or(rest.len());
+                let (d, tail) = rest.split_at(end);
+                if !d.is_empty()
+                    && (tail.is_empty() || tail.starts_with('-') || tail.starts_with('.'))
+                {
+                    return candidate(d);
+                }
+            }
+        }
+        if !contains_bytes(seg.as_bytes(), b"vzdump-") {
+            return None;
+        }
+        for kind in ["vzdump-qemu-", "vzdump-lxc-", "vzdump-openvz-"] {
+            if let Some(pos) = seg.find(kind) {
+                let rest = &seg[pos + kind.len()..];
+                let end = rest
+                    .bytes()
+                    .position(|b| !b.is_ascii_digit())
+                    .unwrap_or(rest.len());
+                if end > 0 {
+                    return candidate(&rest[..end]);
+                }
+            }
+        }
+        None
+    }
+
+    pub fn volume_owners(s: &str, out: &mut GuestSet) {
+        let name = volume_name(strip_nl(s));
+        let mut segs = name.split('/').filter(|x| !x.is_empty()).peekable();
+        while let Some(seg) = segs.next() {
+            if segs.peek().is_some() && all_digits(seg) {
+                if let Some(v) = candidate(seg) {
+                    out.insert(v);
+                }
+            }
+            if let Some(v) = segment_owner(seg) {
+                out.insert(v);
+            }
+        }
+    }
+
+    fn guest_key(key: &str) -> bool {
+        let k = key.to_ascii_lowercase();
+        k.contains("vmid")
+            || k.contains("guest")
+            || matches!(
+                k.as_str(),
+                "vms" | "vm" | "sid" | "sids" | "resource" | "resources" | "newid" | "id" | "ids"
+            )
+    }
+
+    pub fn scan_generous(key: Option<&str>, value: &str, out: &mut GuestSet) {
+        if key.is_some_and(guest_key) {
+            for run in value.split(|c: char| !c.is_ascii_digit()) {
+                if let Some(v) = candidate(run) {
+                    out.insert(v);
+                }
+            }
+        }
+        let bytes = value.as_bytes();
+        let has_colon = bytes.contains(&b':');
+        let has_slash = bytes.contains(&b'/');
+        let mut rest = if has_colon { value } else { "" };
+        while let Some(pos) = rest.find("UPID:") {
+            let fields: Vec<&str> = rest[pos..].splitn(9, ':').collect();
+            if let Some(id) = fields.get(6) {
+                if let Some(v) = upid_id_guest(id).filter(|v| (VMID_MIN..=VMID_MAX).contains(v)) {
+                    out.insert(v);
+                }
+            }
+            rest = &rest[pos + 5..];
+        }
+        for pat in ["vm:", "ct:", "/vms/"] {
+            let possible = if pat.starts_with('/') {
+                has_slash
+            } else {
+                has_colon
+            };
+            let mut rest = if possible { value } else { "" };
+            while let Some(pos) = rest.find(pat) {
+                let tail = &rest[pos + pat.len()..];
+                let end = tail
+                    .bytes()
+                    .position(|b| !b.is_ascii_digit())
+                    .unwrap_or(tail.len());
+                if let Some(v) = candidate(&tail[..end]) {
+                    out.insert(v);
+                }
+                rest = tail;
+            }
+        }
+        for part in value.split(|c: char| c == ',' || c.is_whitespace()) {
+            volume_owners(part, out);
+            if let Some((_, v)) = part.split_once('=') {
+                volume_owners(v, out);
+            }
         }
     }
 }
@@ -550,6 +832,10 @@ mod tests {
             ("104,5\u{0}105", vec!["104,5", "105"]),
             ("\u{0}104", vec!["", "104"]),
             ("104\u{0}\u{0}", vec!["104"]),
+            ("\u{0}", vec![]),
+            ("\u{0}\u{0}", vec![]),
+            ("\u{0}\u{0}a\u{0}", vec!["", "", "a"]),
+            ("a\u{0},\u{0}", vec!["a", ","]),
             ("", vec![]),
             (",", vec![]),
             ("100\u{ff0c}104", vec!["100\u{ff0c}104"]),
@@ -741,5 +1027,386 @@ mod tests {
         scan_generous(Some("disk"), "file=local:vm-109-disk-0,size=1G", &mut s);
         scan_generous(Some("name"), "web 123", &mut s);
         assert_eq!(s.listed(), &[104, 105, 106, 107, 108, 109]);
+    }
+
+    /// Values that probe every rule of the owner scanners and its edges: VMID bounds and
+    /// leading zeros, overlapping and repeated patterns, truncated UPIDs, every volume-name
+    /// prefix, vzdump names, property strings, Unicode whitespace and non-ASCII digits.
+    const TRICKY: &[&str] = &[
+        "",
+        "1",
+        "12",
+        "99",
+        "100",
+        "0100",
+        "00099",
+        "999999999",
+        "1000000000",
+        "4294967295",
+        "4294967296",
+        "99999999999",
+        "0000000000104",
+        "104\n",
+        "104\n\n",
+        "web 123",
+        "vm:104",
+        "ct:0104",
+        "vm:",
+        "vm:vm:104",
+        "vmvm:104",
+        "VM:104",
+        "xvm:105x",
+        "vm:1e3",
+        "ct:99",
+        "vm:1000000000",
+        "vm:104,ct:105;vm:106",
+        "sid=vm:107",
+        "fence:108",
+        "/vms/104",
+        "/vms//vms/104",
+        "/vms/vms/104",
+        "/vms/104/x",
+        "//vms/105",
+        "/vms/",
+        "/VMS/104",
+        "/vms/0106",
+        "/pool/prod",
+        "a/b/c",
+        "/vms/104abc",
+        "UPID:pve:00001234:0000ABCD:65A1B2C3:qmstart:104:root@pam:",
+        "UPID:pve:00001234:0000ABCD:65A1B2C3:vzdump::root@pam:",
+        "UPID:pve-1:00001234:12345ABCD:65A1B2C3:imgdel:104@local:root@pam:",
+        "UPID:",
+        "UPID:a:b:c:d:e",
+        "UPID:a:b:c:d:e:",
+        "UPID:a:b:c:d:e:104",
+        "UPID:a:b:c:d:e:104@x:y:",
+        "UPID:a:b:c:d:e:104-0:",
+        "UPID:a:b:c:d:e:104x:",
+        "UPID:UPID:a:b:c:d:e:105:",
+        "xUPID:n:1:2:3:t:106:u:",
+        "UPID:n:1:2:3:t:0000107:u:",
+        "upid:n:1:2:3:t:108:u:",
+        "UPID:n:1:2:3:t:99:u:",
+        "UPID:n:1:2:3:t:1000000000:u:",
+        "UPID:n:1/2:3:4:t:109:u:",
+        "UPID:a:UPID:b:c:d:e:110:f:g:111:",
+        "local-lvm:vm-104-disk-0",
+        "vm-104-disk-0",
+        "local-zfs:base-100-disk-0/vm-104-disk-0",
+        "local-zfs:subvol-104-disk-0",
+        "local-zfs:basevol-104-disk-0",
+        "local:104/vm-200-disk-0.qcow2",
+        "local:100/base-100-disk-0.qcow2/104/vm-104-disk-0.qcow2",
+        "ceph:-104-x",
+        "ceph:basevm-104-x",
+        "ceph:base-100-disk-0/vm-104-disk-1",
+        "local:backup/vzdump-qemu-104-2026_01_01-00_00_00.vma.zst",
+        "local:backup/vzdump-lxc-104-2026_01_01-00_00_00.tar.zst",
+        "pbs:backup/vm/104/2026-01-01T00:00:00Z",
+        "pbs:backup/ct/104/2026-01-01T00:00:00Z",
+        "local:vm-0104-disk-0",
+        "/var/lib/vz/images/104/vm-104-disk-0.qcow2",
+        "/dev/pve/vm-104-disk-0",
+        "local:iso/ubuntu-2404.iso",
+        "local-lvm:128",
+        "iscsi:0.0.1.scsi-36001405e6b3d0b1c4",
+        "vzdump-qemu-x-vzdump-qemu-104",
+        "vzdump-lxc-",
+        "vzdump-openvz-105.tar",
+        "x-vzdump-qemu-106-",
+        "vzdump-qemu-vzdump-lxc-107",
+        "vzdump-",
+        "vzdump-qemu-99-",
+        "-104-",
+        "-",
+        "--104",
+        "vm-104",
+        "vm-104x",
+        "vm-104.raw",
+        "basevol-104",
+        "basevm-105-",
+        "subvol-106-disk-0",
+        "base-107",
+        "vm--108",
+        "vm-1e3",
+        "a:104/",
+        "a:/104/x",
+        "x:y:z/105/w",
+        "1:106/7",
+        "ab:107",
+        "a-b.c_d:108/vm-109-x",
+        "file=local:vm-104-disk-0,size=32G",
+        "a=b=vm-105-x",
+        "x=y=z",
+        "=vm-104-disk",
+        "vm-104-disk=1",
+        "scsi0=local:vm-110-disk-0,import-from=local:104/vm-105-disk-0",
+        "\"vm-104-disk-0\"",
+        "100\u{a0}vm-104-x",
+        "a\u{2028}vm-105-x",
+        "vm-104-x\nvm-105-y",
+        "vm-104-disk-0\n",
+        "\u{85}vm-106-x\u{3000}vm-107-y",
+        "é104",
+        "١٠٤",
+        "vm-١٠٤-disk",
+        "vm:104é",
+        "１０４",
+        "vm:١٠٤",
+        "ü/vms/104ü",
+        "€UPID:a:b:c:d:e:104:",
+        "vm-104é",
+        "local-lvm:vm-104-disk-0:vm:105",
+        "ab:/vms/107",
+        "a,b,,c,,,vm-104-x",
+        "100,104;110 120\u{a0}130",
+        "104\u{0}105",
+        "vms=104&x=105",
+    ];
+
+    /// Parameter names: guest-like ones in several cases, near misses, non-ASCII.
+    const KEYS: &[Option<&str>] = &[
+        None,
+        Some(""),
+        Some("vmid"),
+        Some("target-VMID"),
+        Some("Guest"),
+        Some("guests"),
+        Some("VMS"),
+        Some("vm"),
+        Some("id"),
+        Some("Ids"),
+        Some("sid"),
+        Some("SIDS"),
+        Some("resource"),
+        Some("Resources"),
+        Some("newid"),
+        Some("x"),
+        Some("name"),
+        Some("vmi"),
+        Some("idx"),
+        Some("İd"),
+        Some("vmıd"),
+        Some("gue-st"),
+        Some("xvmidx"),
+    ];
+
+    /// The generous scan of `(key, value)` now and before the rewrite.
+    fn both(key: Option<&str>, value: &str) -> (GuestSet, GuestSet) {
+        let (mut new, mut old) = (GuestSet::None, GuestSet::None);
+        scan_generous(key, value, &mut new);
+        reference::scan_generous(key, value, &mut old);
+        (new, old)
+    }
+
+    #[test]
+    fn generous_scan_matches_reference_on_tricky_values() {
+        let mut found = 0;
+        for &key in KEYS {
+            for &value in TRICKY {
+                let (new, old) = both(key, value);
+                assert_eq!(new, old, "key {key:?}, value {value:?}");
+                found += usize::from(!old.is_empty());
+            }
+        }
+        // The corpus exercises the finding paths, not only the empty ones.
+        assert!(found > TRICKY.len() * KEYS.len() / 2, "{found}");
+        for &value in TRICKY {
+            let (mut new, mut old) = (GuestSet::None, GuestSet::None);
+            volume_owners(value, &mut new);
+            reference::volume_owners(value, &mut old);
+            assert_eq!(new, old, "volume {value:?}");
+        }
+    }
+
+    /// A small deterministic generator (xorshift64*), so failures reproduce.
+    struct Rng(u64);
+
+    impl Rng {
+        fn below(&mut self, n: usize) -> usize {
+            self.0 ^= self.0 >> 12;
+            self.0 ^= self.0 << 25;
+            self.0 ^= self.0 >> 27;
+            (self.0.wrapping_mul(0x2545_f491_4f6c_dd1d) >> 33) as usize % n
+        }
+    }
+
+    /// Fragments the generated values are built from: pattern pieces, separators and numbers
+    /// around the VMID bounds, so random joins form (and break) every reference format.
+    const PIECES: &[&str] = &[
+        "UPID:",
+        "UPID",
+        "U",
+        ":",
+        "vm:",
+        "ct:",
+        "vm",
+        "ct",
+        "/vms/",
+        "/vms",
+        "vms/",
+        "/",
+        "//",
+        "vzdump-",
+        "vzdump-qemu-",
+        "vzdump-lxc-",
+        "vzdump-openvz-",
+        "qemu-",
+        "vm-",
+        "base-",
+        "basevol-",
+        "basevm-",
+        "subvol-",
+        "-",
+        ".",
+        "@",
+        ",",
+        ";",
+        "=",
+        " ",
+        "\n",
+        "\t",
+        "\u{a0}",
+        "\u{2028}",
+        "\"",
+        "0",
+        "1",
+        "00",
+        "10",
+        "99",
+        "100",
+        "104",
+        "0104",
+        "999",
+        "999999999",
+        "1000000000",
+        "4294967296",
+        "12345678901",
+        "x",
+        "local",
+        "local-lvm",
+        "disk",
+        "é",
+        "١٠٤",
+        "a",
+        "Z",
+        "\r",
+        "\u{0b}",
+        "\u{0c}",
+        "\u{1c}",
+        "\u{85}",
+        "\u{3000}",
+    ];
+
+    fn generated(rng: &mut Rng) -> String {
+        let n = 1 + rng.below(12);
+        (0..n).map(|_| PIECES[rng.below(PIECES.len())]).collect()
+    }
+
+    #[test]
+    fn generous_scan_matches_reference_on_generated_values() {
+        let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+        let mut found = 0;
+        for _ in 0..60_000 {
+            let value = generated(&mut rng);
+            let key = KEYS[rng.below(KEYS.len())];
+            let (new, old) = both(key, &value);
+            assert_eq!(new, old, "key {key:?}, value {value:?}");
+            found += usize::from(!old.is_empty());
+            let (mut new, mut old) = (GuestSet::None, GuestSet::None);
+            volume_owners(&value, &mut new);
+            reference::volume_owners(&value, &mut old);
+            assert_eq!(new, old, "volume {value:?}");
+        }
+        assert!(found > 10_000, "{found}");
+    }
+
+    #[test]
+    fn generous_scan_adds_to_what_is_there() {
+        for &value in TRICKY {
+            for start in [GuestSet::one(104), GuestSet::All] {
+                let (mut new, mut old) = (start.clone(), start.clone());
+                scan_generous(Some("vmid"), value, &mut new);
+                reference::scan_generous(Some("vmid"), value, &mut old);
+                assert_eq!(new, old, "{value:?} over {start:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn split_list_matches_reference() {
+        let mut rng = Rng(11);
+        let mut values: Vec<String> = (0..20_000).map(|_| generated(&mut rng)).collect();
+        values.extend((0..5_000).map(|_| {
+            let n = rng.below(6);
+            (0..n)
+                .map(|_| ["\u{0}", "104", "", ",", ";", " "][rng.below(6)])
+                .collect()
+        }));
+        for v in TRICKY
+            .iter()
+            .copied()
+            .chain(values.iter().map(String::as_str))
+        {
+            assert_eq!(split_list(v), reference::split_list(v), "{v:?}");
+        }
+    }
+
+    #[test]
+    fn parse_vmid_matches_reference() {
+        let mut rng = Rng(5);
+        let mut values: Vec<String> = (0..20_000).map(|_| generated(&mut rng)).collect();
+        values.extend((0..1_200).map(|n| n.to_string()));
+        values.extend((0..1_200).map(|n| format!("{n:03}\n")));
+        // Digit strings of every length up to eleven, leading zeros included.
+        values.extend((0..5_000).map(|_| {
+            let len = 1 + rng.below(11);
+            (0..len)
+                .map(|_| char::from(b'0' + rng.below(10) as u8))
+                .collect::<String>()
+        }));
+        for v in TRICKY
+            .iter()
+            .copied()
+            .chain(values.iter().map(String::as_str))
+        {
+            assert_eq!(parse_vmid(v).ok(), reference::parse_vmid(v), "{v:?}");
+        }
+    }
+
+    #[test]
+    fn guest_set_insert_keeps_sorted_unique() {
+        let mut rng = Rng(3);
+        for _ in 0..2_000 {
+            let mut set = GuestSet::None;
+            let mut want = std::collections::BTreeSet::new();
+            for _ in 0..rng.below(40) {
+                // Runs of ascending values (the fast path) mixed with arbitrary ones.
+                let v = if rng.below(2) == 0 {
+                    want.last().copied().unwrap_or(100) + rng.below(3) as Vmid
+                } else {
+                    100 + rng.below(60) as Vmid
+                };
+                set.insert(v);
+                want.insert(v);
+            }
+            let want: Vec<Vmid> = want.into_iter().collect();
+            assert_eq!(set.listed(), want.as_slice());
+            assert_eq!(set.is_empty(), want.is_empty());
+        }
+    }
+
+    #[test]
+    fn digit_run_prefilter() {
+        assert!(has_digit_run(b"104") && has_digit_run(b"a000b") && has_digit_run(b"x12345"));
+        assert!(!has_digit_run(b"") && !has_digit_run(b"12") && !has_digit_run(b"1a2b3c"));
+        assert!(!has_digit_run("١٠٤".as_bytes()));
+        assert_eq!(find_bytes(b"/vms/vms/", 0, b"/vms/"), Some(0));
+        assert_eq!(find_bytes(b"/vms/vms/", 1, b"/vms/"), Some(4));
+        assert_eq!(find_bytes(b"/vms/vms/", 5, b"/vms/"), None);
+        assert_eq!(find_bytes(b"ab", 0, b"abc"), None);
+        assert_eq!(find_bytes(b"abc", 3, b"c"), None);
+        assert_eq!(find_bytes(b"abc", 2, b"c"), Some(2));
     }
 }

@@ -19,6 +19,7 @@
 //! guest-looking value anywhere in the path or parameters (generous on purpose).
 
 use std::borrow::Cow;
+use std::ops::Bound;
 
 use super::catalogue::{self, AllGuests, ApiMethod, GuestKind, Match, Param, Resolution};
 use super::guests::{self, GuestParseError};
@@ -183,7 +184,7 @@ fn inspect_known(
                 detail = detail.or(nested);
             }
         } else if p.family().is_some() {
-            for (k, v) in params.map.iter().filter(|(k, _)| p.matches_key(k)) {
+            for (k, v) in family_entries(params, p) {
                 extract(gp.kind, p, k, v, found, depth, &mut guests)?;
             }
         } else if let Some(v) = params.map.get(&p.name) {
@@ -257,6 +258,22 @@ fn inspect_known(
         guests,
         detail,
     })
+}
+
+/// The request parameters of the indexed family `p` (`scsi[n]`: `scsi0`, `scsi12`...), in key
+/// order (for a plain parameter, its one key). They sort together from the prefix on, so only
+/// those keys are visited instead of testing every key against every family (a config update
+/// has half a dozen disk families).
+fn family_entries<'a>(
+    params: &'a Params,
+    p: &'a Param,
+) -> impl Iterator<Item = (&'a String, &'a ParamValue)> {
+    let prefix = p.family().unwrap_or(&p.name);
+    params
+        .map
+        .range::<str, _>((Bound::Included(prefix), Bound::Unbounded))
+        .take_while(move |(k, _)| k.starts_with(prefix))
+        .filter(|(k, _)| p.matches_key(k))
 }
 
 /// The raw agent call (`POST …/agent`, `command=`) gets the action of the dedicated endpoint
@@ -797,6 +814,36 @@ mod tests {
         )
         .guests
         .contains(104));
+    }
+
+    #[test]
+    fn family_entries_are_the_matching_keys() {
+        let keys = [
+            "", "scs", "scsi", "scsi0", "scsi00", "scsi1", "scsi10", "scsi1x", "scsi-1", "scsi!",
+            "scsi/", "scsia", "scsj0", "SCSI0", "sata0", "unused0", "unused", "virtio15", "ide2",
+            "mp0", "mp10", "mpx", "efidisk0", "net0", "~", "vmid", "z",
+        ];
+        let families: Vec<&Param> = catalogue::endpoints()
+            .flat_map(|ep| ep.params.iter())
+            .filter(|p| p.family().is_some())
+            .collect();
+        assert!(families.len() > 20);
+        // Every subset of a sliding window of keys, over every family in the catalogue.
+        for start in 0..keys.len() {
+            for mask in 0u32..64 {
+                let mut p = Params::default();
+                for (i, k) in keys.iter().cycle().skip(start).take(6).enumerate() {
+                    if mask & (1 << i) != 0 {
+                        p.map.insert(k.to_string(), ParamValue::One("x".into()));
+                    }
+                }
+                for fam in &families {
+                    let want: Vec<&String> = p.map.keys().filter(|k| fam.matches_key(k)).collect();
+                    let got: Vec<&String> = family_entries(&p, fam).map(|(k, _)| k).collect();
+                    assert_eq!(got, want, "{} over {:?}", fam.name, p.map.keys());
+                }
+            }
+        }
     }
 
     #[test]

@@ -11,6 +11,8 @@
 //! Where pvegate deliberately refuses rather than mirrors, the function docs say so under
 //! "Refused".
 
+use std::borrow::Cow;
+use std::collections::btree_map::Entry;
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
@@ -333,11 +335,14 @@ pub fn parse_target(raw: &str) -> Result<(Target, Option<&str>), RequestError> {
         None => (path_and_query, None),
     };
     let decoded = if raw_path.contains('%') {
-        String::from_utf8(uri_unescape(raw_path.as_bytes()))
-            .map_err(|_| RequestError::PathNotUtf8)?
+        Cow::Owned(
+            String::from_utf8(uri_unescape(raw_path.as_bytes()))
+                .map_err(|_| RequestError::PathNotUtf8)?,
+        )
     } else {
-        // Nothing to decode: the path is its own decoding (and already UTF-8).
-        raw_path.to_owned()
+        // Nothing to decode: the path is its own decoding (and already UTF-8). Borrowed, as
+        // an API path is only read to copy its segments out.
+        Cow::Borrowed(raw_path)
     };
     Ok((route(decoded)?, query))
 }
@@ -350,7 +355,7 @@ fn strip_prefix_ignore_case<'a>(s: &'a str, prefix: &str) -> Option<&'a str> {
 
 /// Routes a decoded path: pveproxy's `$path =~ m/^\Q$base_uri\E/` then `$split_abs_uri`, then
 /// RESTHandler's `grep { length($_) > 0 } split('\/+', $rel_uri)`.
-fn route(decoded: String) -> Result<Target, RequestError> {
+fn route(decoded: Cow<'_, str>) -> Result<Target, RequestError> {
     if decoded.contains('\0') {
         return Err(RequestError::PathNul);
     }
@@ -361,7 +366,9 @@ fn route(decoded: String) -> Result<Target, RequestError> {
         if decoded.chars().any(char::is_control) {
             return Err(RequestError::PathControl);
         }
-        return Ok(Target::Other { path: decoded });
+        return Ok(Target::Other {
+            path: decoded.into_owned(),
+        });
     }
 
     // Perl's `$` also matches before one final "\n"; `.` matches anything but "\n".
@@ -387,11 +394,14 @@ fn route(decoded: String) -> Result<Target, RequestError> {
     }
     let format =
         ApiFormat::from_name(name).ok_or_else(|| RequestError::UnknownFormat(name.to_string()))?;
-    let segments = tail
-        .split('/')
-        .filter(|s| !s.is_empty())
-        .map(str::to_string)
-        .collect();
+    // Allocated once: `tail` is empty or starts with `/`, so it has no more segments than
+    // slashes (a collected iterator would start small and grow for most API paths).
+    let mut segments = Vec::with_capacity(tail.bytes().filter(|&b| b == b'/').count());
+    segments.extend(
+        tail.split('/')
+            .filter(|s| !s.is_empty())
+            .map(str::to_string),
+    );
     Ok(Target::Api { format, segments })
 }
 
@@ -627,14 +637,21 @@ pub fn parse_urlencoded(data: &[u8]) -> Result<Params, RequestError> {
         };
         let value = String::from_utf8(form_unescape(raw_value))
             .map_err(|_| RequestError::ParamValueEncoding(shown(&key)))?;
-        match map.get_mut(&key) {
-            Some(ParamValue::One(old)) => {
-                let old = std::mem::take(old);
-                map.insert(key, ParamValue::Many(vec![old, value]));
+        // One search per pair: the entry is filled or updated in place.
+        match map.entry(key) {
+            Entry::Vacant(slot) => {
+                slot.insert(ParamValue::One(value));
             }
-            Some(ParamValue::Many(list)) => list.push(value),
-            Some(ParamValue::Absent) | None => {
-                map.insert(key, ParamValue::One(value));
+            Entry::Occupied(slot) => {
+                let slot = slot.into_mut();
+                match slot {
+                    ParamValue::One(old) => {
+                        let old = std::mem::take(old);
+                        *slot = ParamValue::Many(vec![old, value]);
+                    }
+                    ParamValue::Many(list) => list.push(value),
+                    ParamValue::Absent => *slot = ParamValue::One(value),
+                }
             }
         }
     }
