@@ -455,6 +455,13 @@ fn inspect_unknown(
         guests::scan_generous(key, seg, &mut guests);
     }
     guests::scan_generous(None, &segments.join("/"), &mut guests);
+    // A volume id in the path spans segments from the one holding `storage:` on
+    // (`…/local:104/vm-200-disk-0.qcow2`): scan the path from each such segment too.
+    for (i, seg) in segments.iter().enumerate().skip(1) {
+        if seg.contains(':') && i + 1 < segments.len() {
+            guests::scan_generous(None, &segments[i..].join("/"), &mut guests);
+        }
+    }
     for (k, v) in &params.map {
         match v {
             ParamValue::Absent => {}
@@ -868,6 +875,15 @@ mod tests {
             ],
         );
         assert_eq!(o.guests.listed(), &[105, 106, 107]);
+        // Volume ids in the path, spanning segments (a directory storage's owner folder).
+        let o = ok(
+            Method::POST,
+            "/nodes/pve/brand-new/local:104/vm-200-disk-0.qcow2",
+            &[],
+        );
+        assert_eq!(o.guests.listed(), &[104, 200]);
+        let o = ok(Method::POST, "/cluster/new-thing/local:104/x", &[]);
+        assert_eq!(o.guests.listed(), &[104]);
         // A known path with another method.
         let o = ok(Method::DELETE, "/nodes/pve/qemu/104/status/stop", &[]);
         assert_eq!((o.route.clone(), o.action), (Route::Unknown, Action::Write));
