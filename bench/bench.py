@@ -10,6 +10,18 @@ CPU placement (default, "pinned"): the proxy under test runs alone on CPU 0 with
 thread) and the upstream nginx (one worker) share CPU 1. With --no-pin nothing is pinned and
 every proxy gets as many workers as there are CPUs (what pvegate's runtime uses by default).
 
+With --proxy-bound ("proxy-bound") the placement is the pinned one, and in addition each proxy
+process (pvegate plain, pvegate TLS, nginx, HAProxy) runs in its own cgroup with a CFS quota of
+--proxy-cpu (default 0.5) of CPU 0, with a 10 ms period: cgroup v1 cpu.cfs_period_us /
+cpu.cfs_quota_us under /sys/fs/cgroup/cpu/, or cgroup v2 cpu.max when
+/sys/fs/cgroup/cgroup.controllers exists. Needs root and a writable cgroupfs. In the pinned
+mode a fast proxy can outrun wrk + upstream on CPU 1, which caps the requests/s ratio between
+proxies near 1.0; with the quota the proxy is the bottleneck and CPU 1 keeps headroom, so
+requests/s is about quota / CPU µs per request. Each proxy is started through a shell that
+writes its own pid into the group's cgroup.procs and then execs the proxy, so every process
+and thread it creates is born inside the group (checked after each run). The groups are
+removed at the end, also on errors, Ctrl-C and SIGTERM. The memory tests never use them.
+
 Each proxy writes one log line per request to its own file under the results directory
 (pvegate: the JSON audit log on stderr; nginx: a JSON access_log; HAProxy: `log stdout` with
 a JSON log-format). The lines are counted and the files truncated after each run.
@@ -23,6 +35,7 @@ import argparse
 import http.client
 import json
 import os
+import resource
 import signal
 import socket
 import ssl
@@ -61,6 +74,7 @@ WORKLOADS = {
     "mixed-c64": (False, 64, "mixed.lua"),
 }
 MIXED_REFUSED_SHARE = 0.10
+OTHER_BUSY_MAX = 20  # % of one CPU used by neither proxy, upstream nor wrk (noise: ~±10)
 
 
 # ------------------------------------------------------------------------------------------
@@ -74,7 +88,10 @@ class Procs:
     def __init__(self) -> None:
         self.started: list[subprocess.Popen] = []
 
-    def start(self, name, argv, out: Path, env=None, cpus=None) -> subprocess.Popen:
+    def start(self, name, argv, out: Path, env=None, cpus=None,
+              group: CpuGroup | None = None) -> subprocess.Popen:
+        if group is not None:
+            argv = group.wrap(argv)
         if cpus is not None:
             argv = ["taskset", "-c", cpus] + argv
         f = open(out, "ab")
@@ -108,6 +125,116 @@ class Procs:
     def stop_all(self) -> None:
         for p in list(reversed(self.started)):
             self.stop(p)
+
+
+class CpuGroup:
+    """A cgroup with a CFS quota (cgroup v1 cpu controller or cgroup v2 cpu.max).
+
+    A process joins it through wrap(): a shell writes its own pid into cgroup.procs and then
+    execs the program, so the program and every process and thread it creates later (nginx
+    workers, pvegate's runtime threads) are born inside the group.
+    """
+
+    PERIOD_US = 10_000  # short period: a throttled proxy waits at most a few ms
+    PREFIX = "pvegate-bench-"
+    V1 = Path("/sys/fs/cgroup/cpu")
+    V2 = Path("/sys/fs/cgroup")
+
+    def __init__(self, name: str, share: float) -> None:
+        self.quota_us = round(share * self.PERIOD_US)
+        self.v2 = (self.V2 / "cgroup.controllers").exists()
+        if self.v2:
+            if "cpu" not in (self.V2 / "cgroup.controllers").read_text().split():
+                raise OSError("cgroup v2 without the cpu controller in "
+                              f"{self.V2 / 'cgroup.controllers'}")
+            if "cpu" not in (self.V2 / "cgroup.subtree_control").read_text().split():
+                (self.V2 / "cgroup.subtree_control").write_text("+cpu")
+            root = self.V2
+        elif (self.V1 / "cpu.cfs_quota_us").exists():
+            root = self.V1
+        else:
+            raise OSError(f"neither cgroup v2 ({self.V2 / 'cgroup.controllers'}) nor the "
+                          f"cgroup v1 cpu controller ({self.V1 / 'cpu.cfs_quota_us'}) is mounted")
+        self.path = root / f"{self.PREFIX}{os.getpid()}-{name}"
+        self.path.mkdir()
+        try:
+            if self.v2:
+                (self.path / "cpu.max").write_text(f"{self.quota_us} {self.PERIOD_US}")
+            else:
+                (self.path / "cpu.cfs_period_us").write_text(str(self.PERIOD_US))
+                (self.path / "cpu.cfs_quota_us").write_text(str(self.quota_us))
+        except OSError:
+            self.remove()
+            raise
+
+    @classmethod
+    def remove_stale(cls) -> None:
+        """Empty groups left behind by an earlier run that was killed (rmdir fails if in use)."""
+        root = cls.V2 if (cls.V2 / "cgroup.controllers").exists() else cls.V1
+        for d in root.glob(cls.PREFIX + "*"):
+            try:
+                d.rmdir()
+            except OSError:
+                pass
+
+    def wrap(self, argv: list[str]) -> list[str]:
+        return ["sh", "-c", 'echo $$ > "$0" && exec "$@"', str(self.path / "cgroup.procs"),
+                *argv]
+
+    def threads(self) -> set[int]:
+        f = self.path / ("cgroup.threads" if self.v2 else "tasks")
+        return {int(x) for x in f.read_text().split()}
+
+    def check(self, pids: list[int]) -> None:
+        """Every thread of these processes must be in the group."""
+        tids = set()
+        for p in pids:
+            try:
+                tids |= {int(t) for t in os.listdir(f"/proc/{p}/task")}
+            except OSError:
+                pass
+        missing = tids - self.threads()
+        if missing:
+            raise SystemExit(f"threads {sorted(missing)} are not in {self.path}")
+
+    def stat(self) -> dict:
+        """Throttling counters: nr_periods, nr_throttled, throttled_us."""
+        kv = dict(line.split() for line in (self.path / "cpu.stat").read_text().splitlines())
+        return {"nr_periods": int(kv.get("nr_periods", 0)),
+                "nr_throttled": int(kv.get("nr_throttled", 0)),
+                "throttled_us": int(kv["throttled_usec"]) if "throttled_usec" in kv
+                else int(kv.get("throttled_time", 0)) // 1000}
+
+    def remove(self) -> None:
+        for _ in range(50):  # the last processes may still be exiting
+            try:
+                self.path.rmdir()
+                return
+            except FileNotFoundError:
+                return
+            except OSError:
+                time.sleep(0.1)
+        print(f"warning: could not remove {self.path}", file=sys.stderr)
+
+
+def make_groups(names: list[str], share: float) -> dict[str, CpuGroup]:
+    """One CFS-quota group per proxy process, or exit saying why not and what to run instead."""
+    groups: dict[str, CpuGroup] = {}
+    try:
+        CpuGroup.remove_stale()
+        for name in names:
+            groups[name] = CpuGroup(name, share)
+    except OSError as e:
+        for g in groups.values():
+            g.remove()
+        raise SystemExit(
+            f"--proxy-bound needs a writable cgroup CPU controller to cap each proxy with a CFS "
+            f"quota (cgroup v1 at {CpuGroup.V1}/, or cgroup v2 at {CpuGroup.V2}/ with the cpu "
+            f"controller), as root: {e}\n"
+            "Run it as root where cgroupfs is writable (e.g. a privileged container), or use "
+            "the other modes, which need no cgroup: bench/run.sh (pinned) or "
+            "bench/run.sh --no-pin.")
+    return groups
 
 
 def wait_port(port: int, proc: subprocess.Popen, what: str, timeout=15.0) -> None:
@@ -170,6 +297,18 @@ def per_cpu_busy() -> list[tuple[int, int]]:
             idle = v[3] + v[4]
             out.append((sum(v) - idle, sum(v)))
     return out
+
+
+def task_ticks() -> int:
+    """user + nice + system ticks of all CPUs: time in processes, not in interrupts."""
+    v = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:4]]
+    return sum(v)
+
+
+def children_cpu() -> float:
+    """CPU seconds of the reaped child processes (wrk)."""
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return r.ru_utime + r.ru_stime
 
 
 TICK = os.sysconf("SC_CLK_TCK")
@@ -451,19 +590,39 @@ def mmm(values: list[float], fmt: str) -> str:
 
 
 def report(results: list[dict], meta: dict) -> str:
+    bound = meta.get("proxy_cpu") is not None
     lines = [f"### Throughput and latency ({meta['mode']}, {meta['rounds']} rounds x "
              f"{meta['duration']} s; min/median/max over rounds)", ""]
+    if bound:
+        lines += [f"Proxy-bound: each proxy may use {meta['proxy_cpu'] * 1e6:.0f} µs of CPU per "
+                  "second, so its requests/s is about that divided by its CPU µs/req while the "
+                  "quota is used up (quota used ≈ 100 %); CPU1 busy well below 100 % shows that "
+                  "wrk + upstream were not the limit. \"direct\" (no proxy) has no quota. "
+                  "Throttled = share of CFS periods in which the proxy hit its quota; latency "
+                  "includes those pauses.", ""]
+    disturbed = [r["other_busy"] for r in results if r.get("other_busy", 0) > OTHER_BUSY_MAX]
+    if disturbed:
+        lines += [f"**Warning:** in {len(disturbed)} of {len(results)} runs something other than "
+                  "the proxy, the upstream and wrk kept the CPUs busy (other processes, up "
+                  f"to {max(disturbed):.0f} % of one CPU); those runs are "
+                  "disturbed, repeat them on an idle machine.", ""]
+    extra_head, extra_rule = (" quota used % | throttled % |", "---|---|") if bound else ("", "")
     for wl in WORKLOADS:
         rows = [r for r in results if r["workload"] == wl]
         if not rows:
             continue
         lines += [f"**{wl}**", "",
-                  "| target | requests/s | p50 ms | p99 ms | proxy CPU µs/req | CPU0/CPU1 busy % | non-2xx % |",
-                  "|---|---|---|---|---|---|---|"]
+                  "| target | requests/s | p50 ms | p99 ms | proxy CPU µs/req | CPU0/CPU1 busy % | non-2xx % |"
+                  + extra_head,
+                  "|---|---|---|---|---|---|---|" + extra_rule]
         for t in TARGETS:
             rr = [r for r in rows if r["target"] == t]
             if not rr:
                 continue
+            extra = ""
+            if bound:
+                extra = (f" {mmm([r['quota_used'] * 100 for r in rr if 'cfs' in r], '{:.0f}')} "
+                         f"| {mmm([r['throttled_share'] * 100 for r in rr if 'cfs' in r], '{:.0f}')} |")
             lines.append(
                 f"| {t} | {mmm([r['rps'] for r in rr], '{:.0f}')} "
                 f"| {mmm([r['p50_us'] / 1000 for r in rr], '{:.2f}')} "
@@ -471,7 +630,7 @@ def report(results: list[dict], meta: dict) -> str:
                 f"| {mmm([r['cpu_us_per_req'] for r in rr], '{:.1f}') if t != 'direct' else '-'} "
                 f"| {statistics.median([r['cpu_busy'][0] for r in rr]):.0f}/"
                 f"{statistics.median([r['cpu_busy'][1] for r in rr]):.0f} "
-                f"| {statistics.median([r['non2xx_share'] * 100 for r in rr]):.1f} |")
+                f"| {statistics.median([r['non2xx_share'] * 100 for r in rr]):.1f} |" + extra)
         lines.append("")
     lines += ["### pvegate ratios (same round; min/median/max over rounds)", "",
               "| workload | rps pvegate/nginx | rps pvegate/haproxy | p99 pvegate/nginx | p99 pvegate/haproxy |",
@@ -498,32 +657,65 @@ def report(results: list[dict], meta: dict) -> str:
 # ------------------------------------------------------------------------------------------
 
 
+def interrupt(*_) -> None:
+    """SIGTERM handler: like Ctrl-C, so the finally in main() stops the proxies and removes
+    the cgroups."""
+    raise KeyboardInterrupt
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--quick", action="store_true", help="1 round x 3 s, small memory tests")
     ap.add_argument("--rounds", type=int)
     ap.add_argument("--duration", type=int, help="seconds per wrk run")
     ap.add_argument("--no-pin", action="store_true", help="no CPU pinning, workers = CPUs")
+    ap.add_argument("--proxy-bound", action="store_true",
+                    help="pinned, and each proxy capped by a CFS quota (cgroup, needs root) to "
+                    "--proxy-cpu of CPU 0, so the proxy is the bottleneck, not wrk + upstream")
+    ap.add_argument("--proxy-cpu", type=float, default=0.5,
+                    help="--proxy-bound quota as a share of one CPU, 0.1 to 1 (default 0.5)")
     ap.add_argument("--only", choices=["rps", "mem"])
     ap.add_argument("--workloads", help="comma-separated subset of " + ",".join(WORKLOADS))
     ap.add_argument("--targets", help="comma-separated subset of " + ",".join(TARGETS))
     args = ap.parse_args()
+    if args.proxy_bound and args.no_pin:
+        ap.error("--proxy-bound pins the proxy to CPU 0; it cannot be combined with --no-pin")
+    if not 0.1 <= args.proxy_cpu <= 1:
+        ap.error("--proxy-cpu must be between 0.1 and 1 (a share of CPU 0)")
     rounds = args.rounds or (1 if args.quick else 5)
     duration = args.duration or (3 if args.quick else 10)
     pvegate_bin = os.environ.get("PVEGATE_BIN") or str(ROOT / "target/release/pvegate")
+    ncpu = os.cpu_count() or 1
+    if args.proxy_bound and ncpu < 2:
+        raise SystemExit("--proxy-bound needs 2 CPUs (proxy on CPU 0, wrk + upstream on CPU 1)")
+    groups: dict[str, CpuGroup] = {}
+    if args.proxy_bound and args.only != "mem":
+        targets = args.targets.split(",") if args.targets else TARGETS
+        names = (["pvegate-plain", "pvegate-tls"] if "pvegate" in targets else []) + \
+            [t for t in ("nginx", "haproxy") if t in targets]
+        groups = make_groups(names, args.proxy_cpu)
+        signal.signal(signal.SIGTERM, interrupt)
     stamp = time.strftime("%Y%m%d-%H%M%S")
     res = BENCH / "results" / stamp
     res.mkdir(parents=True)
     (BENCH / "results" / "latest").unlink(missing_ok=True)
     (BENCH / "results" / "latest").symlink_to(stamp)
     certs = make_certs(BENCH / "results" / "certs")
-    ncpu = os.cpu_count() or 1
     pin = not args.no_pin and ncpu >= 2
     workers = 1 if pin else ncpu
     proxy_cpus, side_cpus = ("0", "1") if pin else (None, None)
+    if args.proxy_bound:
+        mode = (f"proxy-bound: each proxy alone on CPU 0 with 1 worker, limited to "
+                f"{args.proxy_cpu * 100:g}% of CPU 0 by a CFS quota "
+                f"({args.proxy_cpu * CpuGroup.PERIOD_US / 1000:g} ms per "
+                f"{CpuGroup.PERIOD_US / 1000:g} ms period); wrk + upstream on CPU 1")
+    elif pin:
+        mode = "pinned: proxy alone on CPU 0 with 1 worker; wrk + upstream on CPU 1"
+    else:
+        mode = f"unpinned: {workers} workers per proxy, wrk -t{ncpu}"
     meta = {
-        "mode": "pinned: proxy alone on CPU 0 with 1 worker; wrk + upstream on CPU 1" if pin
-        else f"unpinned: {workers} workers per proxy, wrk -t{ncpu}",
+        "mode": mode,
+        "proxy_cpu": args.proxy_cpu if args.proxy_bound else None,
         "rounds": rounds, "duration": duration, "cpus": ncpu,
         "versions": versions(pvegate_bin),
     }
@@ -532,7 +724,9 @@ def main() -> None:
     try:
         if args.only != "mem":
             results = run_rps(args, procs, res, certs, pvegate_bin, pin, workers, proxy_cpus,
-                              side_cpus, rounds, duration)
+                              side_cpus, rounds, duration, groups)
+            for g in groups.values():
+                g.remove()
             (res / "results.json").write_text(json.dumps({"meta": meta, "runs": results},
                                                          indent=1))
             text = report(results, meta)
@@ -546,6 +740,8 @@ def main() -> None:
             print(text)
     finally:
         procs.stop_all()
+        for g in groups.values():
+            g.remove()
     print(f"results: {res}", file=sys.stderr)
 
 
@@ -570,7 +766,7 @@ def versions(pvegate_bin: str) -> dict:
 
 
 def run_rps(args, procs, res, certs, pvegate_bin, pin, workers, proxy_cpus, side_cpus,
-            rounds, duration) -> list[dict]:
+            rounds, duration, groups: dict[str, CpuGroup]) -> list[dict]:
     workloads = args.workloads.split(",") if args.workloads else list(WORKLOADS)
     targets = args.targets.split(",") if args.targets else list(TARGETS)
     up = procs.start("upstream", ["nginx", "-c", str(upstream_conf(res, certs)), "-p", str(res)],
@@ -591,21 +787,21 @@ def run_rps(args, procs, res, certs, pvegate_bin, pin, workers, proxy_cpus, side
             raise AssertionError
         logs[name] = res / f"{name}.log"
         pids[name] = procs.start(name, [pvegate_bin, "serve", "--config", str(conf)], logs[name],
-                                 env=env, cpus=proxy_cpus)
+                                 env=env, cpus=proxy_cpus, group=groups.get(name))
         wait_port(port, pids[name], name)
     if "nginx" in targets:
         logs["nginx"] = res / "nginx-access.log"
         pids["nginx"] = procs.start(
             "nginx", ["nginx", "-c", str(nginx_proxy_conf(res, certs, workers, logs["nginx"],
                                                           19399, 19398)), "-p", str(res)],
-            res / "nginx.out", cpus=proxy_cpus)
+            res / "nginx.out", cpus=proxy_cpus, group=groups.get("nginx"))
         wait_port(PORTS["nginx"][1], pids["nginx"], "nginx")
     if "haproxy" in targets:
         logs["haproxy"] = res / "haproxy.log"
         pids["haproxy"] = procs.start(
             "haproxy", ["haproxy", "-db", "-f", str(haproxy_conf(res, certs, workers, 19399,
                                                                  19397))],
-            logs["haproxy"], cpus=proxy_cpus)
+            logs["haproxy"], cpus=proxy_cpus, group=groups.get("haproxy"))
         wait_port(PORTS["haproxy"][1], pids["haproxy"], "haproxy")
     for t in targets:
         check_target(t)
@@ -616,11 +812,9 @@ def run_rps(args, procs, res, certs, pvegate_bin, pin, workers, proxy_cpus, side
 
     def proc_for(target: str, tls: bool):
         if target == "direct":
-            return None, None
-        if target == "pvegate":
-            name = "pvegate-tls" if tls else "pvegate-plain"
-            return pids[name], logs[name]
-        return pids[target], logs[target]
+            return None, None, None
+        name = ("pvegate-tls" if tls else "pvegate-plain") if target == "pvegate" else target
+        return pids[name], logs[name], groups.get(name)
 
     wrk_threads = 1 if pin else (os.cpu_count() or 1)
     results = []
@@ -632,6 +826,7 @@ def run_rps(args, procs, res, certs, pvegate_bin, pin, workers, proxy_cpus, side
             url = f"{'https' if tls else 'http'}://127.0.0.1:{port}{POLL}"
             run_wrk(url, conns, 1, script, side_cpus, wrk_threads)
             count_and_truncate(proc_for(t, tls)[1])
+    share = args.proxy_cpu if groups else None
     for rnd in range(rounds):
         order = targets[rnd % len(targets):] + targets[:rnd % len(targets)]
         for wl in workloads:
@@ -639,11 +834,24 @@ def run_rps(args, procs, res, certs, pvegate_bin, pin, workers, proxy_cpus, side
             for t in order:
                 port = PORTS["upstream" if t == "direct" else t][1 if tls else 0]
                 url = f"{'https' if tls else 'http'}://127.0.0.1:{port}{POLL}"
-                proc, log = proc_for(t, tls)
+                proc, log, group = proc_for(t, tls)
                 fam = family(proc.pid) if proc else []
+                ours = fam + family(up.pid)
+                g0 = group.stat() if group else None
                 c0, b0 = cpu_ticks(fam), per_cpu_busy()
+                o0, w0, t0 = cpu_ticks(ours), children_cpu(), task_ticks()
                 r = run_wrk(url, conns, duration, script, side_cpus, wrk_threads)
                 c1, b1 = cpu_ticks(fam), per_cpu_busy()
+                o1, w1, t1 = cpu_ticks(ours), children_cpu(), task_ticks()
+                # CPU time of processes other than the proxy, the upstream and wrk, as % of one
+                # CPU: high means something else ran (a build, tests) and disturbed the run.
+                other = (t1 - t0) - (o1 - o0) - (w1 - w0) * TICK
+                r["other_busy"] = 100.0 * other / max(
+                    statistics.mean(x1[1] - x0[1] for x0, x1 in zip(b0, b1)), 1)
+                if group:
+                    g1 = group.stat()
+                    group.check(family(proc.pid))
+                    r["cfs"] = {k: g1[k] - g0[k] for k in g1}
                 r.update({
                     "round": rnd, "workload": wl, "target": t,
                     "cpu_us_per_req": (c1 - c0) / TICK * 1e6 / max(r["requests"], 1),
@@ -659,11 +867,20 @@ def run_rps(args, procs, res, certs, pvegate_bin, pin, workers, proxy_cpus, side
                                          f"expected {MIXED_REFUSED_SHARE}")
                 errors = r["err_connect"] + r["err_read"] + r["err_write"] + r["err_timeout"]
                 r["socket_errors"] = errors
+                quota = ""
+                if "cfs" in r:
+                    # CPU time the proxy used / CPU time its quota allowed during the run
+                    r["quota_used"] = r["rps"] * r["cpu_us_per_req"] / (share * 1e6)
+                    r["throttled_share"] = (r["cfs"]["nr_throttled"]
+                                            / max(r["cfs"]["nr_periods"], 1))
+                    quota = (f"quota used {r['quota_used'] * 100:3.0f}%  "
+                             f"throttled {r['throttled_share'] * 100:3.0f}% of periods  ")
                 results.append(r)
                 print(f"round {rnd + 1}/{rounds} {wl:10} {t:8} {r['rps']:9.0f} rps  "
                       f"p50 {r['p50_us'] / 1000:6.2f} ms  p99 {r['p99_us'] / 1000:6.2f} ms  "
                       f"cpu {r['cpu_us_per_req']:5.1f} µs/req  "
                       f"busy {r['cpu_busy'][0]:3.0f}/{r['cpu_busy'][1] if len(r['cpu_busy']) > 1 else 0:3.0f}%  "
+                      f"{quota}other {r['other_busy']:3.0f}%  "
                       f"log {r['log_lines']}  errors {errors}", file=sys.stderr)
     for p in [up, *pids.values()]:
         procs.stop(p)

@@ -4,6 +4,10 @@
 #   bench/run.sh                 # full run: 5 rounds x 10 s per workload and target, then memory
 #   bench/run.sh --quick         # smoke run: 1 round x 3 s, smaller memory tests
 #   bench/run.sh --no-pin        # no CPU pinning: every process floats, proxies get 2 workers
+#   bench/run.sh --proxy-bound   # pinned, and each proxy capped to 50% of CPU 0 by a CFS quota
+#                                # (cgroup v1 or v2, needs root), so the proxy is the bottleneck
+#                                # and not wrk + upstream on CPU 1; memory tests are unchanged
+#   bench/run.sh --proxy-bound --proxy-cpu 0.3   # another quota (share of one CPU, 0.1 to 1)
 #   bench/run.sh --only rps|mem  # just the throughput or just the memory part
 #   bench/run.sh --rounds 3 --duration 5
 #
