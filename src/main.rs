@@ -6,8 +6,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use pvegate::commands;
 
-/// mimalloc: a proxy allocates and frees small buffers and header maps for every request;
-/// glibc's malloc spent ~17% of pvegate's user-space instructions on them (BENCHMARKS.md).
+/// mimalloc: a proxy allocates and frees small buffers and header maps for every request.
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

@@ -114,11 +114,6 @@ impl Upstream {
         self.authority.as_str()
     }
 
-    /// How many idle connections wait in the shared pool (for tests).
-    pub fn shared_idle(&self) -> usize {
-        self.pool.shared_len()
-    }
-
     /// Sends `req` (already inspected and allowed) upstream and returns the upstream's answer,
     /// with websocket tunnels spliced after a `101`. `conn` is the client connection the
     /// request came on (none in tests that call the stack directly).
@@ -207,8 +202,11 @@ impl Upstream {
         };
         let mut sender = idle.sender;
         let retry = (req.method() == http::Method::GET).then(|| clone_bodyless(&req));
-        let req = match sender.ready().await {
-            Ok(()) => match sender.try_send_request(req).await {
+        // Ready at once in practice (the previous answer has been read); a connection that is
+        // not ready within the connect timeout is given up like a closed one.
+        let ready = tokio::time::timeout(self.connect_timeout, sender.ready()).await;
+        let req = match ready {
+            Ok(Ok(())) => match sender.try_send_request(req).await {
                 Ok(res) => return Ok((res, sender)),
                 Err(mut e) => match e.take_message() {
                     // Never written: safe to send on a fresh connection, whatever the method.
@@ -222,8 +220,8 @@ impl Upstream {
                     },
                 },
             },
-            // Closed while idle: the request was never written.
-            Err(_) => req,
+            // Closed while idle (or stuck): the request was never written.
+            Ok(Err(_)) | Err(_) => req,
         };
         let mut sender = self.connect().await?;
         let res = sender

@@ -96,7 +96,8 @@ impl Pool {
     }
 
     /// How many connections wait in the shared pool (for tests).
-    pub fn shared_len(&self) -> usize {
+    #[cfg(test)]
+    fn shared_len(&self) -> usize {
         self.lock().len()
     }
 }
