@@ -272,6 +272,20 @@ async fn requests_spaced_across_pveproxys_keepalive_succeed() {
     );
 }
 
+/// pvegate (plain HTTP, the homelab policy) in front of a plain-HTTP upstream at `addr`.
+async fn front_plain(addr: std::net::SocketAddr) -> common::clients::Front {
+    front(
+        &upstream_cfg(
+            &format!("http://{addr}"),
+            Trust::Insecure,
+            Duration::from_secs(60),
+        ),
+        HOMELAB,
+        None,
+    )
+    .await
+}
+
 /// Sends `n` keep-alive GETs on one client connection, reading each answer (Content-Length
 /// framed) before the next.
 async fn gets_on_one_connection(addr: std::net::SocketAddr, path: &str, n: usize) {
@@ -317,16 +331,7 @@ async fn upstream_connections_follow_client_connections() {
             );
         }
     });
-    let gate = front(
-        &upstream_cfg(
-            &format!("http://{addr}"),
-            Trust::Insecure,
-            Duration::from_secs(60),
-        ),
-        HOMELAB,
-        None,
-    )
-    .await;
+    let gate = front_plain(addr).await;
     let connections = || accepted.load(std::sync::atomic::Ordering::SeqCst);
 
     gets_on_one_connection(gate.addr, "/api2/json/version", 20).await;
@@ -390,16 +395,7 @@ async fn a_get_on_a_stale_pooled_connection_is_retried_once_and_a_post_is_not() 
             });
         }
     });
-    let gate = front(
-        &upstream_cfg(
-            &format!("http://{addr}"),
-            Trust::Insecure,
-            Duration::from_secs(60),
-        ),
-        HOMELAB,
-        None,
-    )
-    .await;
+    let gate = front_plain(addr).await;
     let r = raw(gate.addr, &get("/api2/json/version")).await;
     assert_eq!(r.status, 200);
     let r = raw(gate.addr, &get("/api2/json/nodes")).await;
