@@ -30,7 +30,8 @@
 //! - A request head that is still incomplete stays with hyper under its header read timeout;
 //!   if one straddles a park, the time already spent waiting counts against the next round's
 //!   timeout, so a head must still arrive within 30 s.
-//! - Websockets: every request carries an [`UpgradeSlot`]; after the upstream's `101` the
+//! - Websockets: every request carries an [`UpgradeSlot`] (in its [`ClientConn`], with the
+//!   client connection's upstream connection); after the upstream's `101` the
 //!   forwarder leaves the upstream's pending upgrade in it, hyper writes the `101` and hands
 //!   the socket back, and the connection task splices the two (client bytes hyper read past
 //!   the `101` go first), with no idle timeout.
