@@ -626,7 +626,7 @@ fn insert_candidate(digits: &str, out: &mut GuestSet) {
 /// rewrite must find exactly the same guests and items.
 #[cfg(test)]
 mod reference {
-    use super::{all_digits, candidate, strip_nl, upid_id_guest, volume_name};
+    use super::{all_digits, candidate, strip_nl, upid_id_guest, volume_name, OWNER_PREFIXES};
     use super::{GuestSet, Vmid, VMID_MAX, VMID_MIN};
 
     pub fn parse_vmid(s: &str) -> Option<Vmid> {
@@ -657,8 +657,6 @@ mod reference {
     fn contains_bytes(hay: &[u8], needle: &[u8]) -> bool {
         hay.len() >= needle.len() && hay.windows(needle.len()).any(|w| w == needle)
     }
-
-    const OWNER_PREFIXES: [&str; 6] = ["basevol-", "basevm-", "subvol-", "base-", "vm-", "-"];
 
     fn segment_owner(seg: &str) -> Option<Vmid> {
         for p in OWNER_PREFIXES {
