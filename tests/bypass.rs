@@ -6,7 +6,7 @@
 //! extjs/htmljs `success: 0` envelope) and the sim recorded nothing, or it was forwarded and
 //! what the sim received is not a change to 104/109. The second half is checked twice: by
 //! the sim's guest state, and by [`perl`], a small reader written here from
-//! `shared/pve-api/SEMANTICS.md` (and HTTP::Headers / AnyEvent.pm for header handling) that
+//! `docs/pveproxy.md` (and HTTP::Headers / AnyEvent.pm for header handling) that
 //! re-reads the recorded wire request as pveproxy would, independently of `src/`.
 //!
 //! The corpus is generated from a fixed seed (xorshift), so it is the same on every run.
@@ -454,12 +454,12 @@ mod perl {
         if everything {
             return Some(format!("{} {} acts on every guest", c.method, s.join("/")));
         }
-        // The guest-bearing places of each family (SEMANTICS.md h.1). Other keys are
+        // The guest-bearing places of each family (docs/pveproxy.md#guest-params). Other keys are
         // ignored: Proxmox refuses unknown parameters (additionalProperties 0).
         let mut found = Vec::new();
         let keys: &[&str] = match s.as_slice() {
             // a volume names its owners only in these places (case-sensitive, see
-            // SEMANTICS.md d); a literal `%6F` or `QEMU` is another, nonexistent volume
+            // docs/pveproxy.md#fmt-volume-id); a literal `%6F`/`QEMU` is another, missing volume
             ["nodes", _, "storage", _, "content", vol @ ..] => {
                 volume_owners(&vol.join("/"), &mut found);
                 &["vmid"]
@@ -1597,7 +1597,7 @@ fn assert_clean(t: &Tally) {
 // ---------------------------------------------------------------------------------------------
 
 /// The self-test of the independent reader, on spellings whose pveproxy reading is cited in
-/// SEMANTICS.md.
+/// docs/pveproxy.md.
 #[test]
 fn perl_reader_reads_the_cited_examples() {
     let h = |ct: &str| {

@@ -1,18 +1,41 @@
 #!/usr/bin/env python3
 """Generate pvegate's endpoint catalogue (src/pve/catalogue.json) from the PVE API schema.
 
-Usage:
-    python3 tools/gen_catalogue.py [SCHEMA_DIR] [-o src/pve/catalogue.json]
+The schema is the one Proxmox publishes in pve-docs as `api-viewer/apidata.js` (a JSON array in a
+JavaScript file; every PVE node also serves it as `/pve-docs/api-viewer/apidoc.js`). The
+catalogue is built from two versions of it, listed in SOURCES below:
 
-SCHEMA_DIR (default ../shared/pve-api) holds `endpoints.json` (PVE 9.1) and
-`pve8/endpoints.json` (PVE 8.4), both produced by `convert_apidata.py` from pve-docs'
-`api-viewer/apidata.js`. The output is the union of both versions and keeps only facts that
-pvegate needs to route a request and to find the guests it names:
+    PVE 9.1: pve-docs commit e5010dcea566a205770572cfbc5fe0af220d5077 ("bump version to 9.1.3")
+    PVE 8.4: pve-docs commit fa0b4f6ba0eb7c6a77dec8cb6713bb3bbcd83ebc ("bump version to 8.4.2")
+
+Fetch them (about 4 MB each; do not commit them), from the repository root:
+
+    mkdir -p target/pve-schema
+    curl -fsSL -o target/pve-schema/apidata-9.1.js \
+      'https://git.proxmox.com/?p=pve-docs.git;a=blob_plain;f=api-viewer/apidata.js;hb=e5010dcea566a205770572cfbc5fe0af220d5077'
+    curl -fsSL -o target/pve-schema/apidata-8.4.js \
+      'https://git.proxmox.com/?p=pve-docs.git;a=blob_plain;f=api-viewer/apidata.js;hb=fa0b4f6ba0eb7c6a77dec8cb6713bb3bbcd83ebc'
+
+(or from the GitHub mirror: https://raw.githubusercontent.com/proxmox/pve-docs/<commit>/api-viewer/apidata.js,
+or `git clone https://git.proxmox.com/git/pve-docs.git` and
+`git -C pve-docs show <commit>:api-viewer/apidata.js > ...`). Then regenerate and check:
+
+    python3 tools/gen_catalogue.py target/pve-schema/apidata-9.1.js target/pve-schema/apidata-8.4.js
+    cargo test --test coverage
+
+Each input is checked against the schema digest recorded in SOURCES, so the catalogue's header
+always names the schema it was built from. To move to a newer schema, fetch the newer file,
+update its SOURCES entry (commit, version text, digest: the error message prints the new digest)
+and review the hand-written tables in tools/pve_apidata.py against the Perl sources.
+
+tools/pve_apidata.py reads the files (it parses the JSON array, it never runs JavaScript) and adds
+the hand-reviewed facts the schema lacks. The output is the union of both versions and keeps only
+facts that pvegate needs to route a request and to find the guests it names:
 
 * path template, method, the PVE versions that have the endpoint;
 * `rest_of_path_param`, `websocket`, `download_allowed`, `all_guests_when_omitted` (a flag);
 * per parameter: name, whether it is a path parameter, type, format, `-list`-ness, the
-  format of array items, the schema's `vmid_ref` hint, and for property strings the sub-keys
+  format of array items, the `vmid_ref` hint, and for property strings the sub-keys
   that carry a volume ID (plus the default key).
 
 No description text is copied. The output is deterministic (sorted), one endpoint per line,
@@ -23,6 +46,8 @@ import argparse
 import json
 import os
 import sys
+
+import pve_apidata
 
 # Formats of property-string sub-keys whose value is a volume ID (or a path standing in for one).
 VOLUME_FORMATS = {
@@ -49,11 +74,6 @@ EXTRA_REFS = {
     # Copy a volume: `target` is the target volume ID.
     ("POST", "/nodes/{node}/storage/{storage}/content/{volume}", "target"): "volume-id",
 }
-
-
-def load(path):
-    with open(path, encoding="utf-8") as f:
-        return json.load(f)
 
 
 def param_facts(method, path, p):
@@ -142,42 +162,51 @@ def endpoint_facts(e, version):
     return out
 
 
-def version_label(meta, default):
-    v = meta.get("pve_version", "")
-    for cand in ("9.2", "9.1", "9.0", "8.4", "8.3"):
-        if v.startswith("PVE " + cand):
-            return cand
-    return default
+# The schema versions the catalogue is built from, in the order their facts take precedence.
+# `digest` is pve_apidata.schema_digest() of the file at `source_commit`.
+SOURCES = [
+    {
+        "pve": "9.1",
+        "pve_version": "PVE 9.1 (schema regenerated 2026-04-30 in pve-docs commit a8736b6d; matches pve-manager ~9.1.9)",
+        "source_repo": "proxmox/pve-docs",
+        "source_path": "api-viewer/apidata.js",
+        "source_commit": "e5010dcea566a205770572cfbc5fe0af220d5077",
+        "digest": "1ec4166e67a5a3fff111107f534c47c7e923274f1b4675f8e407adaa024238e9",
+    },
+    {
+        "pve": "8.4",
+        "pve_version": "PVE 8.4 (pve-docs stable-bookworm 8.4.2; schema regenerated 2026-03-16, commit ae1bf37)",
+        "source_repo": "proxmox/pve-docs",
+        "source_path": "api-viewer/apidata.js",
+        "source_commit": "fa0b4f6ba0eb7c6a77dec8cb6713bb3bbcd83ebc",
+        "digest": "04efdc66b72c864fe7f5295a0d6ec4891e821d4d04df1552f739403c635eff56",
+    },
+]
 
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("schema_dir", nargs="?", default="../shared/pve-api")
+    ap.add_argument("apidata_9_1", help="pve-docs api-viewer/apidata.js at the PVE 9.1 commit in SOURCES")
+    ap.add_argument("apidata_8_4", help="pve-docs api-viewer/apidata.js at the PVE 8.4 commit in SOURCES")
     ap.add_argument("-o", "--output", default=os.path.join(os.path.dirname(__file__), "..", "src", "pve", "catalogue.json"))
     args = ap.parse_args()
 
-    sources = [
-        (os.path.join(args.schema_dir, "endpoints.json"), "9.1"),
-        (os.path.join(args.schema_dir, "pve8", "endpoints.json"), "8.4"),
-    ]
     merged = {}
     metas = []
-    for path, default_label in sources:
+    for path, source in zip((args.apidata_9_1, args.apidata_8_4), SOURCES):
         if not os.path.exists(path):
-            sys.exit(f"missing schema file {path}")
-        data = load(path)
-        meta = data["meta"]
-        label = version_label(meta, default_label)
-        metas.append(
-            {
-                "pve": label,
-                "pve_version": meta.get("pve_version"),
-                "source_repo": meta.get("source_repo"),
-                "source_path": meta.get("source_path"),
-                "source_commit": meta.get("source_commit"),
-                "endpoint_count": len(data["endpoints"]),
-            }
-        )
+            sys.exit(f"missing schema file {path}: fetch it as this script's docstring shows")
+        schema = pve_apidata.read_schema(path)
+        digest = pve_apidata.schema_digest(schema)
+        if digest != source["digest"]:
+            sys.exit(
+                f"{path} is not the PVE {source['pve']} schema of pve-docs commit {source['source_commit']} "
+                f"(schema digest {digest}). Fetch that commit's api-viewer/apidata.js, or, to move to a "
+                f"newer schema, update SOURCES in {__file__} and review tools/pve_apidata.py."
+            )
+        data = {"endpoints": pve_apidata.endpoints(schema)}
+        label = source["pve"]
+        metas.append({k: v for k, v in source.items() if k != "digest"} | {"endpoint_count": len(data["endpoints"])})
         for e in data["endpoints"]:
             key = (e["path"], e["method"])
             facts = endpoint_facts(e, label)
@@ -198,7 +227,7 @@ def main():
 
     header = {
         "generated_by": "tools/gen_catalogue.py -- GENERATED FILE, DO NOT EDIT BY HAND",
-        "regenerate": "python3 tools/gen_catalogue.py ../shared/pve-api  (then: cargo test --test coverage)",
+        "regenerate": "python3 tools/gen_catalogue.py APIDATA_9_1_JS APIDATA_8_4_JS  (fetch commands in its docstring; then: cargo test --test coverage)",
         "sources": metas,
         "endpoint_count": len(endpoints),
     }

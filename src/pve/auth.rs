@@ -3,7 +3,7 @@
 //! Mirrors pve-http-server `authenticate_and_handle_request` (AnyEvent.pm) with
 //! `extract_auth_value` (Formatter.pm), pve-manager `auth_handler` (HTTPServer.pm), and the
 //! format checks of pve-access-control `verify_ticket` / `verify_token` / `split_tokenid` and
-//! pve-common `PVE::Ticket::verify_rsa_ticket`. See `shared/pve-api/SEMANTICS.md` section e.
+//! pve-common `PVE::Ticket::verify_rsa_ticket`. See `docs/pveproxy.md#credentials`.
 //!
 //! The identity is what the credential *claims*: pvegate does not check the ticket signature
 //! or the token secret, pveproxy does (and answers 401 to a forgery). A rule that grants more

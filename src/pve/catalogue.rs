@@ -118,7 +118,7 @@ pub struct Param {
     #[serde(default)]
     pub items_format: Option<String>,
     /// The schema's hint about a guest reference (`vmid`, `vmid-list`, `ha-sid`, `upid`,
-    /// `volume-id`, `property-string:file,volume`, ...), reviewed in SEMANTICS.md section h.
+    /// `volume-id`, `property-string:file,volume`, ...), see `docs/pveproxy.md#guest-params`.
     #[serde(default)]
     pub vmid_ref: Option<String>,
     /// Property-string sub-keys whose value is a volume ID (aliases included).
@@ -218,7 +218,7 @@ pub struct GuestParam {
     pub kind: GuestKind,
 }
 
-/// When a call acts on every guest (SEMANTICS.md h.2 and the stored-selection cases of h.3).
+/// When a call acts on every guest (`docs/pveproxy.md#all-guests`, `#stored-selections`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum AllGuests {
     /// Only the named guests.

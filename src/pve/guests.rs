@@ -1,5 +1,5 @@
 //! Guest references: a VMID, a set of VMIDs, or "every guest", and the parsers for every
-//! format in which the Proxmox API names a guest (see `shared/pve-api/SEMANTICS.md` section d).
+//! format in which the Proxmox API names a guest (see `docs/pveproxy.md#guest-params`).
 //!
 //! Two kinds of parser live here:
 //! * **strict** parsers (`parse_vmid`, `parse_vmid_list`, `parse_ha_sid`, ...) for parameters the

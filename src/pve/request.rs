@@ -5,7 +5,7 @@
 //! The Perl this mirrors is pve-http-server `src/PVE/APIServer/AnyEvent.pm`
 //! (`push_request_header`, `process_header`, `$split_abs_uri`, `decode_urlencoded`,
 //! `extract_params`, `parse_content_type`, `proxy_request`) together with URI.pm,
-//! URI::Escape, Encode and JSON::XS. `shared/pve-api/SEMANTICS.md` sections a-c hold the
+//! URI::Escape, Encode and JSON::XS. `docs/pveproxy.md#request-line` to `#upload` hold the
 //! citations; every rule below was also checked against those Perl modules.
 //!
 //! Where pvegate deliberately refuses rather than mirrors, the function docs say so under
