@@ -192,7 +192,11 @@ impl OpsServer {
 
     #[tool(
         description = "A guest's IP addresses (QEMU: from the guest agent, which must be running; LXC: from the container). Loopback and link-local addresses are left out.",
-        annotations(title = "Guest IP addresses", read_only_hint = true, open_world_hint = false)
+        annotations(
+            title = "Guest IP addresses",
+            read_only_hint = true,
+            open_world_hint = false
+        )
     )]
     async fn get_ip(&self, Parameters(p): Parameters<Vmid>) -> CallToolResult {
         self.exec(check_vmid(p.vmid).map(|vmid| Op::GetIp { vmid }))
@@ -209,7 +213,11 @@ impl OpsServer {
 
     #[tool(
         description = "The next free VMID, optionally inside a range such as 100-199 or a named range.",
-        annotations(title = "Next free VMID", read_only_hint = true, open_world_hint = false)
+        annotations(
+            title = "Next free VMID",
+            read_only_hint = true,
+            open_world_hint = false
+        )
     )]
     async fn next_vmid(&self, Parameters(p): Parameters<NextVmidParams>) -> CallToolResult {
         self.exec(Ok(Op::NextVmid { range: p.range })).await
@@ -217,7 +225,13 @@ impl OpsServer {
 
     #[tool(
         description = "Start a guest and wait for the start task to finish.",
-        annotations(title = "Start guest", read_only_hint = false, destructive_hint = false, idempotent_hint = false, open_world_hint = false)
+        annotations(
+            title = "Start guest",
+            read_only_hint = false,
+            destructive_hint = false,
+            idempotent_hint = false,
+            open_world_hint = false
+        )
     )]
     async fn start(&self, Parameters(p): Parameters<PowerParams>) -> CallToolResult {
         self.power(p, Power::Start).await
@@ -225,7 +239,13 @@ impl OpsServer {
 
     #[tool(
         description = "Stop a guest immediately (like pulling the plug) and wait for the task.",
-        annotations(title = "Stop guest", read_only_hint = false, destructive_hint = true, idempotent_hint = true, open_world_hint = false)
+        annotations(
+            title = "Stop guest",
+            read_only_hint = false,
+            destructive_hint = true,
+            idempotent_hint = true,
+            open_world_hint = false
+        )
     )]
     async fn stop(&self, Parameters(p): Parameters<PowerParams>) -> CallToolResult {
         self.power(p, Power::Stop).await
@@ -233,7 +253,13 @@ impl OpsServer {
 
     #[tool(
         description = "Shut a guest down cleanly (ACPI / init) and wait for the task.",
-        annotations(title = "Shut down guest", read_only_hint = false, destructive_hint = true, idempotent_hint = true, open_world_hint = false)
+        annotations(
+            title = "Shut down guest",
+            read_only_hint = false,
+            destructive_hint = true,
+            idempotent_hint = true,
+            open_world_hint = false
+        )
     )]
     async fn shutdown(&self, Parameters(p): Parameters<PowerParams>) -> CallToolResult {
         self.power(p, Power::Shutdown).await
@@ -241,7 +267,13 @@ impl OpsServer {
 
     #[tool(
         description = "Reboot a running guest and wait for the task.",
-        annotations(title = "Reboot guest", read_only_hint = false, destructive_hint = true, idempotent_hint = false, open_world_hint = false)
+        annotations(
+            title = "Reboot guest",
+            read_only_hint = false,
+            destructive_hint = true,
+            idempotent_hint = false,
+            open_world_hint = false
+        )
     )]
     async fn reboot(&self, Parameters(p): Parameters<PowerParams>) -> CallToolResult {
         self.power(p, Power::Reboot).await
@@ -249,7 +281,13 @@ impl OpsServer {
 
     #[tool(
         description = "Destroy a stopped guest and all its disks. Irreversible; needs confirm: true.",
-        annotations(title = "Destroy guest", read_only_hint = false, destructive_hint = true, idempotent_hint = false, open_world_hint = false)
+        annotations(
+            title = "Destroy guest",
+            read_only_hint = false,
+            destructive_hint = true,
+            idempotent_hint = false,
+            open_world_hint = false
+        )
     )]
     async fn destroy(&self, Parameters(p): Parameters<DestroyParams>) -> CallToolResult {
         let op = check_vmid(p.vmid).and_then(|vmid| {
@@ -266,14 +304,20 @@ impl OpsServer {
 
     #[tool(
         description = "Set configuration keys of a guest (memory, cores, net0, ipconfig0, tags…); \"delete\": \"key1,key2\" removes keys.",
-        annotations(title = "Configure guest", read_only_hint = false, destructive_hint = true, idempotent_hint = true, open_world_hint = false)
+        annotations(
+            title = "Configure guest",
+            read_only_hint = false,
+            destructive_hint = true,
+            idempotent_hint = true,
+            open_world_hint = false
+        )
     )]
     async fn configure(&self, Parameters(p): Parameters<ConfigureParams>) -> CallToolResult {
         let op = check_vmid(p.vmid).and_then(|vmid| {
             let mut settings = Vec::new();
             for (k, v) in p.settings {
-                let (k, v) = crate::ops::cli::key_value(&format!("{k}={v}"))
-                    .map_err(OpsError::Usage)?;
+                let (k, v) =
+                    crate::ops::cli::key_value(&format!("{k}={v}")).map_err(OpsError::Usage)?;
                 settings.push((k, v));
             }
             Ok(Op::Configure { vmid, settings })
@@ -283,7 +327,13 @@ impl OpsServer {
 
     #[tool(
         description = "Grow a guest's disk, e.g. disk scsi0, size +10G. Disks cannot shrink.",
-        annotations(title = "Resize disk", read_only_hint = false, destructive_hint = false, idempotent_hint = false, open_world_hint = false)
+        annotations(
+            title = "Resize disk",
+            read_only_hint = false,
+            destructive_hint = false,
+            idempotent_hint = false,
+            open_world_hint = false
+        )
     )]
     async fn resize(&self, Parameters(p): Parameters<ResizeParams>) -> CallToolResult {
         let op = check_vmid(p.vmid).and_then(|vmid| {
@@ -299,7 +349,13 @@ impl OpsServer {
 
     #[tool(
         description = "Add a new disk of SIZE GiB on STORAGE to a guest in the next free slot (QEMU scsiN by default; LXC mpN).",
-        annotations(title = "Create disk", read_only_hint = false, destructive_hint = false, idempotent_hint = false, open_world_hint = false)
+        annotations(
+            title = "Create disk",
+            read_only_hint = false,
+            destructive_hint = false,
+            idempotent_hint = false,
+            open_world_hint = false
+        )
     )]
     async fn create_disk(&self, Parameters(p): Parameters<CreateDiskParams>) -> CallToolResult {
         let op = check_vmid(p.vmid).map(|vmid| Op::CreateDisk {
@@ -314,7 +370,13 @@ impl OpsServer {
 
     #[tool(
         description = "Clone a template (or guest) to a new VMID and wait for the clone task.",
-        annotations(title = "Clone guest", read_only_hint = false, destructive_hint = false, idempotent_hint = false, open_world_hint = false)
+        annotations(
+            title = "Clone guest",
+            read_only_hint = false,
+            destructive_hint = false,
+            idempotent_hint = false,
+            open_world_hint = false
+        )
     )]
     async fn clone(&self, Parameters(p): Parameters<CloneParams>) -> CallToolResult {
         let op = check_vmid(p.template).and_then(|source| {
@@ -331,7 +393,13 @@ impl OpsServer {
 
     #[tool(
         description = "Turn a stopped guest into a template (irreversible).",
-        annotations(title = "Make template", read_only_hint = false, destructive_hint = true, idempotent_hint = true, open_world_hint = false)
+        annotations(
+            title = "Make template",
+            read_only_hint = false,
+            destructive_hint = true,
+            idempotent_hint = true,
+            open_world_hint = false
+        )
     )]
     async fn template(&self, Parameters(p): Parameters<Vmid>) -> CallToolResult {
         self.exec(check_vmid(p.vmid).map(|vmid| Op::Template { vmid }))

@@ -150,8 +150,7 @@ pub fn key_value(s: &str) -> Result<(String, String), String> {
         .split_once('=')
         .ok_or_else(|| format!("{s:?} is not key=value"))?;
     let ok = k.chars().next().is_some_and(|c| c.is_ascii_lowercase())
-        && k
-            .chars()
+        && k.chars()
             .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_');
     if !ok {
         return Err(format!("{k:?} is not a Proxmox config key"));

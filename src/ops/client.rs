@@ -90,7 +90,8 @@ impl std::fmt::Debug for Client {
 /// Whether an error message is a pvegate refusal.
 pub fn is_gate_refusal(status: u16, message: &str) -> bool {
     status == 403
-        && (message.starts_with("Permission check failed (pvegate:") || message.contains("pvegate:"))
+        && (message.starts_with("Permission check failed (pvegate:")
+            || message.contains("pvegate:"))
 }
 
 impl Client {
@@ -344,7 +345,10 @@ impl Client {
             // A long log: ask for its last lines by count.
             let mut start = 500;
             while let Ok(more) = self
-                .get(&path, &[("start", start.to_string()), ("limit", "500".into())])
+                .get(
+                    &path,
+                    &[("start", start.to_string()), ("limit", "500".into())],
+                )
                 .await
             {
                 let got = lines(&more);

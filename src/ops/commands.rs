@@ -252,11 +252,7 @@ impl Ctx<'_> {
             }
             Op::Storage => self.storage().await,
             Op::NextVmid { range } => self.next_vmid(range.as_deref()).await,
-            Op::Power {
-                vmid,
-                action,
-                wait,
-            } => {
+            Op::Power { vmid, action, wait } => {
                 let g = self.guest(*vmid).await?;
                 let upid = self
                     .client
@@ -601,7 +597,11 @@ impl Ctx<'_> {
                     "disk size {size:?}: give whole GiB, e.g. 32 or 32G"
                 ))
             })?;
-        if storage.is_empty() || !storage.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)) {
+        if storage.is_empty()
+            || !storage
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+        {
             return Err(OpsError::Usage(format!("{storage:?} is not a storage id")).into());
         }
         let config = self
@@ -703,13 +703,12 @@ fn push_addr(out: &mut Vec<Value>, iface: &str, addr: &str, prefix: u64, family:
     let Ok(ip) = addr.parse::<std::net::IpAddr>() else {
         return;
     };
+    // Loopback is `lo`'s; link-local addresses are not reachable from elsewhere.
     let skip = match ip {
-        std::net::IpAddr::V4(v4) => v4.is_loopback() || v4.is_link_local() || v4.is_unspecified(),
-        std::net::IpAddr::V6(v6) => {
-            v6.is_loopback() || v6.is_unspecified() || (v6.segments()[0] & 0xffc0) == 0xfe80
-        }
+        std::net::IpAddr::V4(v4) => v4.is_link_local() || v4.is_unspecified(),
+        std::net::IpAddr::V6(v6) => v6.is_unspecified() || (v6.segments()[0] & 0xffc0) == 0xfe80,
     };
-    if skip || iface == "lo" {
+    if skip || iface == "lo" || (ip.is_loopback() && iface.is_empty()) {
         return;
     }
     let family = if family.is_empty() {

@@ -20,7 +20,7 @@ pub fn table(header: &[&str], rows: &[Vec<String>]) -> String {
             } else {
                 s.push_str(c);
                 let pad = widths[i] - c.chars().count() + 2;
-                s.extend(std::iter::repeat_n(' ', pad));
+                s.push_str(&" ".repeat(pad));
             }
         }
         s.trim_end().to_owned()
@@ -79,7 +79,10 @@ mod tests {
     fn tables_align() {
         let t = table(
             &["VMID", "NAME"],
-            &[vec!["104".into(), "doc1".into()], vec!["9001".into(), "".into()]],
+            &[
+                vec!["104".into(), "doc1".into()],
+                vec!["9001".into(), "".into()],
+            ],
         );
         assert_eq!(t, "VMID  NAME\n104   doc1\n9001");
         assert_eq!(human_bytes(34_359_738_368), "32.0 GiB");

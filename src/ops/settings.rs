@@ -180,11 +180,7 @@ fn load_file(
             .span()
             .map(|s| text[..s.start.min(text.len())].lines().count().max(1))
             .unwrap_or(1);
-        OpsError::Usage(format!(
-            "{}:{line}: {}",
-            path.display(),
-            e.message().trim()
-        ))
+        OpsError::Usage(format!("{}:{line}: {}", path.display(), e.message().trim()))
     })?;
     let dir = path
         .parent()
@@ -346,9 +342,14 @@ mod tests {
             _ => None,
         })
         .unwrap();
-        assert_eq!((s.base.as_str(), s.token.as_str()), ("http://env:1", "e@pve!t=env"));
+        assert_eq!(
+            (s.base.as_str(), s.token.as_str()),
+            ("http://env:1", "e@pve!t=env")
+        );
         std::fs::write(&cfg, "urll = \"x\"\n").unwrap();
-        let e = Settings::resolve_with(&args, |_| None).unwrap_err().to_string();
+        let e = Settings::resolve_with(&args, |_| None)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("ops.toml:1"), "{e}");
         let e = Settings::resolve_with(&ConnArgs::default(), |k| {
             (k == "PVEGATE_URL").then(|| "http://x:1".into())

@@ -1,0 +1,49 @@
+//! Guest addresses as the sim reports them: the guest agent's `network-get-interfaces` and
+//! LXC's `GET …/lxc/{vmid}/interfaces`. A guest with a static address in its config
+//! (`ipconfig0: ip=A/P` for QEMU cloud-init, `net0: …,ip=A/P` for LXC) reports that address,
+//! as a booted guest would; otherwise a fixed one derived from the VMID.
+
+use serde_json::{json, Value};
+
+use super::reply::ApiError;
+use super::state::{guest_ip, Guest, State};
+use super::GuestKind;
+
+/// The guest's IPv4 address and prefix length.
+pub(crate) fn address_of(g: &Guest) -> (String, u8) {
+    let key = match g.kind {
+        GuestKind::Qemu => "ipconfig0",
+        GuestKind::Lxc => "net0",
+    };
+    let configured = g.config.get(key).and_then(|v| {
+        v.split(',')
+            .find_map(|p| p.strip_prefix("ip="))
+            .and_then(|cidr| {
+                let (a, p) = cidr.split_once('/')?;
+                a.parse::<std::net::Ipv4Addr>().ok()?;
+                Some((a.to_owned(), p.parse().ok()?))
+            })
+    });
+    configured.unwrap_or_else(|| (guest_ip(g.vmid), 24))
+}
+
+/// `GET /nodes/{node}/lxc/{vmid}/interfaces`: `[{name, hwaddr, inet, inet6}]` of a running
+/// container.
+pub(crate) fn lxc_interfaces(st: &State, vmid: u32) -> Result<Value, ApiError> {
+    let g = st.guest(GuestKind::Lxc, vmid)?;
+    if !g.running {
+        return Err(ApiError::die(format!("CT {vmid} not running")));
+    }
+    let (addr, prefix) = address_of(g);
+    let hwaddr = g
+        .config
+        .get("net0")
+        .and_then(|v| v.split(',').find_map(|p| p.strip_prefix("hwaddr=")))
+        .unwrap_or("BC:24:11:00:00:00")
+        .to_ascii_lowercase();
+    Ok(json!([
+        {"name": "lo", "hwaddr": "00:00:00:00:00:00", "inet": "127.0.0.1/8", "inet6": "::1/128"},
+        {"name": "eth0", "hwaddr": hwaddr, "inet": format!("{addr}/{prefix}"),
+         "inet6": format!("fe80::be24:11ff:fe00:{:x}/64", vmid & 0xffff)},
+    ]))
+}
