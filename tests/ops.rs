@@ -452,3 +452,80 @@ async fn bad_input_is_one_line_and_exit_2() {
     // Nothing here changed anything.
     assert_eq!(changes(&g), Vec::<String>::new());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refusal_names_the_guest_the_gate_refused_for() {
+    let policy = format!("{HOMELAB}\n[[guest]]\nvmids = \"120-129\"\naccess = \"readonly\"\n");
+    let g = start_with(Opts {
+        policy,
+        ..Opts::default()
+    })
+    .await;
+    let env = env_for(&g.url);
+    // A range rule's message has no name: ops looks it up.
+    let o = ops(&env, &["start", "120"]).await;
+    assert_eq!(o.code, 4, "{}", o.stderr);
+    assert_eq!(
+        o.stderr.trim_end(),
+        "refused by pvegate: start CT 120 'scratch-ct': pvegate: VM 120 is readonly: power.start refused"
+    );
+    // Cloning the readonly guest: the line names the source the gate refused for.
+    let o = ops(&env, &["clone", "104", "130"]).await;
+    assert_eq!(o.code, 4, "{}", o.stderr);
+    assert!(
+        o.stderr
+            .starts_with("refused by pvegate: clone VM 104 'doc1': pvegate: VM 104 'doc1'"),
+        "{}",
+        o.stderr
+    );
+    // A managed guest's disk that belongs to the readonly guest.
+    let o = ops(&env, &["configure", "110", "scsi3=local-lvm:vm-104-disk-0"]).await;
+    assert_eq!(o.code, 4, "{}", o.stderr);
+    assert!(
+        o.stderr
+            .starts_with("refused by pvegate: configure VM 104 'doc1': "),
+        "{}",
+        o.stderr
+    );
+    assert_eq!(changes(&g), Vec::<String>::new());
+    assert!(g.sim.guest(130).is_none());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_trust_flags_as_in_the_config() {
+    let pki = common::clients::TestPki::new();
+    let g = start_with(Opts {
+        client_tls: Some(pki.server_config()),
+        ..Opts::default()
+    })
+    .await;
+    assert!(g.url.starts_with("https://"));
+    let env = env_for(&g.url);
+    let ca = pki.ca_pem.to_str().unwrap();
+    let leaf = std::fs::read(&pki.cert_pem).unwrap();
+    let der = rustls_pemfile::certs(&mut leaf.as_slice())
+        .next()
+        .unwrap()
+        .unwrap();
+    let fp = pvegate::config::format_fingerprint(&pvegate::upstream::tls::fingerprint(&der));
+
+    ok(&ops(&env, &["list", "--ca", ca]).await, "--ca");
+    ok(
+        &ops(&env, &["list", "--fingerprint", &fp]).await,
+        "--fingerprint",
+    );
+    ok(&ops(&env, &["list", "--insecure"]).await, "--insecure");
+    let o = ops(&env, &["stop", "104", "--ca", ca]).await;
+    assert_eq!(o.code, 4, "{}", o.stderr);
+
+    // Unverifiable: the system roots do not know the test CA; a wrong pin.
+    let o = ops(&env, &["list"]).await;
+    assert_eq!(o.code, 2, "{}", o.stderr);
+    assert_eq!(o.stderr.lines().count(), 1, "{}", o.stderr);
+    assert!(o.stderr.contains("cannot reach"), "{}", o.stderr);
+    let wrong = fp.replace(&fp[..2], if &fp[..2] == "00" { "01" } else { "00" });
+    let o = ops(&env, &["list", "--fingerprint", &wrong]).await;
+    assert_eq!(o.code, 2, "{}", o.stderr);
+    assert!(o.stderr.contains("cannot reach"), "{}", o.stderr);
+    assert_eq!(changes(&g), Vec::<String>::new());
+}

@@ -171,7 +171,11 @@ impl Ctx<'_> {
                 .and_then(|m| m.strip_suffix(')'))
                 .unwrap_or(&e.message)
                 .to_owned();
-            let who = match (&self.guest, self.subject) {
+            // The guest the gate names (a clone's source, a disk's owner…), else ours.
+            let named = regex::Regex::new(r"\b(?:VM|CT) ([1-9][0-9]{2,8})\b")
+                .ok()
+                .and_then(|re| re.captures(&inner)?.get(1)?.as_str().parse::<u32>().ok());
+            let who = match (&self.guest, named.or(self.subject)) {
                 (Some(g), Some(v)) if g.vmid == v => Some(g.label()),
                 (_, Some(v)) => {
                     // The guest may not exist yet (clone onto an id) or not be looked up.
