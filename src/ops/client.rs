@@ -97,6 +97,12 @@ pub fn is_gate_refusal(status: u16, message: &str) -> bool {
 impl Client {
     /// A client for `settings` (no request is made yet).
     pub fn new(settings: Settings) -> Result<Client, OpsError> {
+        if settings.trust == crate::config::Trust::Insecure && settings.base.starts_with("https:") {
+            eprintln!(
+                "warning: --insecure: the certificate of {} is not checked",
+                settings.base
+            );
+        }
         let mut tls = crate::upstream::tls::client_config(&settings.trust)
             .map_err(|e| OpsError::Usage(format!("TLS settings: {e}")))?;
         tls.alpn_protocols = vec![b"http/1.1".to_vec()];
