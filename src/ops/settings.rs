@@ -27,8 +27,12 @@ use crate::config::{parse_fingerprint, Trust};
 /// Connection flags shared by `pvegate ops` and `pvegate mcp`.
 #[derive(Args, Debug, Clone, Default)]
 pub struct ConnArgs {
-    /// pvegate (or Proxmox) URL, e.g. https://pvegate.lan:8006 [env: PVEGATE_URL]
-    #[arg(long, global = true)]
+    /// The pvegate (or Proxmox) URL.
+    #[arg(
+        long,
+        global = true,
+        help = "pvegate (or Proxmox) URL, e.g. https://pvegate.lan:8006 [env: PVEGATE_URL]"
+    )]
     pub url: Option<String>,
     /// File holding the API token USER@REALM!TOKENID=SECRET [default: env PVEGATE_TOKEN]
     #[arg(long, global = true)]
@@ -66,8 +70,8 @@ struct FileSettings {
     ranges: BTreeMap<String, String>,
 }
 
-/// Resolved settings.
-#[derive(Debug, Clone)]
+/// Resolved settings. `Debug` leaves the token out.
+#[derive(Clone)]
 pub struct Settings {
     /// Base URL without a trailing `/` and without `/api2/json`.
     pub base: String,
@@ -81,6 +85,19 @@ pub struct Settings {
     pub ranges: BTreeMap<String, (u32, u32)>,
     /// Upper bound on waiting for one task.
     pub task_timeout: Duration,
+}
+
+impl std::fmt::Debug for Settings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Settings")
+            .field("base", &self.base)
+            .field("token", &"<redacted>")
+            .field("trust", &self.trust)
+            .field("node", &self.node)
+            .field("ranges", &self.ranges)
+            .field("task_timeout", &self.task_timeout)
+            .finish()
+    }
 }
 
 impl Settings {
@@ -334,6 +351,7 @@ mod tests {
         let s = Settings::resolve_with(&args, |_| None).unwrap();
         assert_eq!(s.base, "https://file:8006");
         assert_eq!(s.token, "f@pve!t=file");
+        assert!(!format!("{s:?}").contains("f@pve!t=file"));
         assert_eq!(s.trust, Trust::Insecure);
         assert_eq!(s.ranges["prod"], (100, 199));
         let s = Settings::resolve_with(&args, |k| match k {
