@@ -47,3 +47,34 @@ pub(crate) fn lxc_interfaces(st: &State, vmid: u32) -> Result<Value, ApiError> {
          "inet6": format!("fe80::be24:11ff:fe00:{:x}/64", vmid & 0xffff)},
     ]))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sim::SimConfig;
+
+    #[test]
+    fn configured_addresses_win_and_stopped_containers_have_none() {
+        let mut st = State::new(&SimConfig::demo());
+        let vm = st.guest(GuestKind::Qemu, 110).unwrap();
+        assert_eq!(address_of(vm), ("10.0.0.110".to_owned(), 24));
+        let mut p = super::super::params::Params::new();
+        p.insert(
+            "ipconfig0".into(),
+            Some("ip=192.168.5.7/16,gw=192.168.0.1".into()),
+        );
+        st.set_config(GuestKind::Qemu, 110, &p).unwrap();
+        let vm = st.guest(GuestKind::Qemu, 110).unwrap();
+        assert_eq!(address_of(vm), ("192.168.5.7".to_owned(), 16));
+        // `ip=dhcp` is not an address: the derived one stays.
+        let ct = st.guest(GuestKind::Lxc, 120).unwrap();
+        assert_eq!(address_of(ct).0, "10.0.0.120");
+
+        let e = lxc_interfaces(&st, 120).unwrap_err();
+        assert_eq!(e.message, "CT 120 not running\n");
+        st.power(GuestKind::Lxc, 120, "start", "root@pam").unwrap();
+        let v = lxc_interfaces(&st, 120).unwrap();
+        assert_eq!(v[1]["inet"], "10.0.0.120/24");
+        assert!(lxc_interfaces(&st, 110).is_err(), "110 is a VM");
+    }
+}
