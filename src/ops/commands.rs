@@ -658,7 +658,17 @@ impl Ctx<'_> {
         let deadline = Instant::now() + timeout;
         let mut last = String::from("no address reported yet");
         loop {
-            match self.addresses(&g).await {
+            // Each poll is bounded by what is left of the timeout (an agent call can hang).
+            let left = deadline
+                .saturating_duration_since(Instant::now())
+                .max(Duration::from_secs(1));
+            let polled = match tokio::time::timeout(left, self.addresses(&g)).await {
+                Ok(r) => r,
+                Err(_) => Err(CallError::Other(OpsError::Failed(
+                    "the address query did not answer in time".into(),
+                ))),
+            };
+            match polled {
                 Ok(addrs) => {
                     // IPv4 first: most homelab guests are reached that way.
                     let mut ips: Vec<std::net::IpAddr> = addrs
@@ -688,6 +698,7 @@ impl Ctx<'_> {
                 Err(CallError::Api(e)) if !e.refused => {
                     last = e.message.trim().to_owned();
                 }
+                Err(CallError::Other(OpsError::Failed(m))) => last = m,
                 Err(e) => return Err(e),
             }
             if Instant::now() + Duration::from_secs(1) > deadline {
