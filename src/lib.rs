@@ -27,6 +27,8 @@ pub mod config;
 pub mod demo;
 pub mod layer;
 pub mod logsink;
+pub mod mcp;
+pub mod ops;
 pub mod policy;
 pub mod pve;
 pub mod respond;

@@ -60,10 +60,14 @@ enum Command {
         #[arg(long)]
         tour_only: bool,
     },
+    /// Operate guests through pvegate (or Proxmox): list, status, start, clone, … (exit 4: refused by pvegate).
+    Ops(pvegate::ops::cli::OpsArgs),
+    /// Serve the ops as MCP tools over stdio, for AI agents.
+    Mcp(pvegate::ops::settings::ConnArgs),
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = Cli::try_parse().unwrap_or_else(|e| pvegate::ops::cli::parse_error(e));
     let code = match cli.command {
         Command::Serve { config } => match run_async(commands::serve(&config)) {
             Ok(()) => 0,
@@ -99,6 +103,8 @@ fn main() -> ExitCode {
                 }
             }
         }
+        Command::Ops(args) => i32::from(pvegate::ops::cli::run(args)),
+        Command::Mcp(args) => i32::from(pvegate::mcp::run_stdio(&args)),
     };
     ExitCode::from(code as u8)
 }

@@ -578,6 +578,9 @@ fn guest_route(c: &mut Call<'_>, kind: GuestKind, vmid: u32, tail: &[&str]) -> O
             {"name": "get-host-name"}, {"name": "get-osinfo"}, {"name": "info"},
             {"name": "network-get-interfaces"}, {"name": "ping"}, {"name": "set-user-password"},
         ])),
+        ("GET", ["interfaces"]) if !qemu => {
+            super::guestnet::lxc_interfaces(&c.state(), vmid).into()
+        }
         (_, ["agent", cmd]) if qemu => c.state().agent(vmid, cmd, &c.params).into(),
         ("POST", [what @ ("vncproxy" | "termproxy")]) => {
             if let Err(e) = c.state().console_ok(kind, vmid) {

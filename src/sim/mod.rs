@@ -25,11 +25,13 @@
 //! Modules: `front` (pveproxy's request order), `api` (routes), `state` (guests,
 //! tasks, storage), `auth` (tickets, CSRF, tokens), `params`, `reply` (envelopes, reason
 //! phrases), `record`, `tls`, `ws` (console echo), `upload` (multipart), `web` (index and
-//! static files), `gzip` (pveproxy's response compression).
+//! static files), `gzip` (pveproxy's response compression), `guestnet` (guest addresses: agent, LXC
+//! interfaces).
 
 mod api;
 mod auth;
 mod front;
+mod guestnet;
 mod gzip;
 mod params;
 mod record;

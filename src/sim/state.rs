@@ -1301,7 +1301,7 @@ impl State {
                     "name": "eth0",
                     "hardware-address": mac(vmid, 0).to_ascii_lowercase(),
                     "ip-addresses": [
-                        {"ip-address": guest_ip(vmid), "ip-address-type": "ipv4", "prefix": 24},
+                        {"ip-address": super::guestnet::address_of(g).0, "ip-address-type": "ipv4", "prefix": super::guestnet::address_of(g).1},
                         {"ip-address": format!("fe80::be24:11ff:fe{:02x}:{:02x}{:02x}", (vmid >> 8) & 0xff, vmid & 0xff, 0),
                          "ip-address-type": "ipv6", "prefix": 64}
                     ],
