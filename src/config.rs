@@ -23,6 +23,9 @@ pub enum ConfigError {
         line: usize,
         message: String,
     },
+    /// Several errors at once (`validate` and reloads report every one), one per line.
+    #[error("{}", .0.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("\n"))]
+    Many(Vec<ConfigError>),
 }
 
 impl ConfigError {
@@ -44,6 +47,23 @@ impl ConfigError {
         }
     }
 
+    /// One error for a list of them (`None` for an empty list).
+    pub fn from_list(mut errors: Vec<ConfigError>) -> Option<Self> {
+        match errors.len() {
+            0 => None,
+            1 => errors.pop(),
+            _ => Some(ConfigError::Many(errors)),
+        }
+    }
+
+    /// Every single error in this one.
+    pub fn list(&self) -> Vec<&ConfigError> {
+        match self {
+            ConfigError::Many(v) => v.iter().flat_map(|e| e.list()).collect(),
+            e => vec![e],
+        }
+    }
+
     /// A TOML parse/schema error, located.
     pub fn toml(path: &Path, src: &str, err: &toml::de::Error) -> Self {
         let offset = err.span().map(|s| s.start);
@@ -59,6 +79,14 @@ struct RawConfig {
     policy: RawPolicy,
     #[serde(default)]
     log: RawLog,
+    #[serde(default)]
+    audit: RawAudit,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAudit {
+    file: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -75,8 +103,7 @@ struct RawUpstream {
     url: toml::Spanned<String>,
     fingerprint: Option<toml::Spanned<String>>,
     ca: Option<toml::Spanned<String>>,
-    #[serde(default)]
-    insecure: bool,
+    insecure: Option<toml::Spanned<bool>>,
     connect_timeout_secs: Option<u64>,
     pool_idle_timeout_ms: Option<toml::Spanned<u64>>,
 }
@@ -87,13 +114,14 @@ struct RawPolicy {
     files: toml::Spanned<Vec<String>>,
     #[serde(default)]
     watch: Option<bool>,
+    mode: Option<toml::Spanned<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawLog {
     format: Option<toml::Spanned<String>>,
-    level: Option<String>,
+    level: Option<toml::Spanned<String>>,
 }
 
 /// Where clients connect.
@@ -148,6 +176,13 @@ pub struct Config {
     pub watch_policy: bool,
     pub log_format: LogFormat,
     pub log_level: String,
+    /// `[policy] mode`: enforce (default) or shadow (refusals only logged as `would-deny`).
+    pub policy_mode: crate::policy::Mode,
+    /// `[audit] file`: where audit lines go (appended; reopened on SIGHUP). `None`: stderr.
+    pub audit_file: Option<PathBuf>,
+    /// Foot-guns worth a warning, each `file:line: text` (`validate` shows them, `serve`
+    /// logs them).
+    pub warnings: Vec<String>,
 }
 
 impl Config {
@@ -236,7 +271,17 @@ impl Config {
                 "upstream.url must be the server root (Proxmox serves the API at /api2)".into(),
             ));
         }
-        let trust = match (&up.fingerprint, &up.ca, up.insecure) {
+        let mut warnings = Vec::new();
+        let warn_at = |span: std::ops::Range<usize>, msg: &str| {
+            let line = src[..span.start.min(src.len())]
+                .bytes()
+                .filter(|b| *b == b'\n')
+                .count()
+                + 1;
+            format!("{}:{line}: {msg}", path.display())
+        };
+        let insecure = up.insecure.as_ref().is_some_and(|i| *i.get_ref());
+        let trust = match (&up.fingerprint, &up.ca, insecure) {
             (Some(f), None, false) => {
                 Trust::Fingerprint(parse_fingerprint(f.get_ref()).map_err(|m| err(f.span(), m))?)
             }
@@ -250,6 +295,12 @@ impl Config {
                 ))
             }
         };
+        if trust == Trust::Insecure {
+            warnings.push(warn_at(up.insecure.as_ref().map_or(0..0, |i| i.span()), "upstream.insecure = true: the Proxmox certificate is NOT verified; anyone on the path can read credentials. Pin it with upstream.fingerprint instead"));
+        }
+        if trust == Trust::SystemRoots && scheme == http::uri::Scheme::HTTPS {
+            warnings.push(warn_at(up.url.span(), "https upstream without upstream.fingerprint or upstream.ca: its certificate must chain to a system root, which Proxmox's self-signed one does not (set upstream.fingerprint to the node's certificate fingerprint)"));
+        }
         let pool_idle_timeout = match &up.pool_idle_timeout_ms {
             Some(v) if *v.get_ref() == 0 || *v.get_ref() >= 4000 => {
                 return Err(err(v.span(), "upstream.pool_idle_timeout_ms must be between 1 and 3999: pveproxy closes idle connections after 5 s, and a pooled connection must be dropped well before that".into()))
@@ -276,6 +327,26 @@ impl Config {
                 ));
             }
         };
+        let log_level = match &raw.log.level {
+            Some(l) => {
+                check_log_level(l.get_ref()).map_err(|m| err(l.span(), m))?;
+                l.get_ref().clone()
+            }
+            None => "info".into(),
+        };
+        let policy_mode = match raw.policy.mode.as_ref().map(|m| (m, m.get_ref().as_str())) {
+            None | Some((_, "enforce")) => crate::policy::Mode::Enforce,
+            Some((m, "shadow")) => {
+                warnings.push(warn_at(m.span(), "policy.mode = \"shadow\": nothing is refused; what the policy would refuse is forwarded and logged as would-deny"));
+                crate::policy::Mode::Shadow
+            }
+            Some((m, other)) => {
+                return Err(err(
+                    m.span(),
+                    format!("policy.mode {other:?} is not \"enforce\" or \"shadow\""),
+                ))
+            }
+        };
         Ok(Config {
             path: path.to_path_buf(),
             listen: Listen { address, tls },
@@ -291,9 +362,42 @@ impl Config {
             policy_files: files.iter().map(|f| resolve(f)).collect(),
             watch_policy: raw.policy.watch.unwrap_or(true),
             log_format,
-            log_level: raw.log.level.unwrap_or_else(|| "info".into()),
+            log_level,
+            policy_mode,
+            audit_file: raw.audit.file.as_deref().map(resolve),
+            warnings,
         })
     }
+}
+
+/// Checks a log filter: a level (`error`, `warn`, `info`, `debug`, `trace`, `off`) or a
+/// comma-separated list of `LEVEL` and `target=LEVEL` directives.
+fn check_log_level(s: &str) -> Result<(), String> {
+    const LEVELS: [&str; 6] = ["error", "warn", "info", "debug", "trace", "off"];
+    let bad = |d: &str| {
+        format!("log.level {s:?}: {d:?} is not a level (use one of error, warn, info, debug, trace, off, or target=level such as \"warn,pvegate=debug\"); the audit is written whatever the level")
+    };
+    if s.trim().is_empty() {
+        return Err(bad(s));
+    }
+    for d in s.split(',') {
+        let d = d.trim();
+        let level = d.rsplit_once('=').map_or(d, |(target, l)| {
+            if target.is_empty()
+                || !target
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | ':' | '-'))
+            {
+                ""
+            } else {
+                l
+            }
+        });
+        if !LEVELS.contains(&level.to_ascii_lowercase().as_str()) {
+            return Err(bad(d));
+        }
+    }
+    Ok(())
 }
 
 /// Parses a SHA-256 fingerprint: 32 hex pairs, with or without `:` separators, any case.
@@ -381,6 +485,51 @@ files = ["policies/homelab.toml"]
         assert!(parse(&src).unwrap_err().to_string().contains("tls_key"));
         let src = MIN.replace("127.0.0.1:8006", "localhost");
         assert!(parse(&src).unwrap_err().to_string().contains(":3:"));
+    }
+
+    #[test]
+    fn unknown_log_levels_and_modes_are_errors_with_lines() {
+        let src = format!("{MIN}[log]\nlevel = \"verbose\"\n");
+        let e = parse(&src).unwrap_err().to_string();
+        assert!(
+            e.starts_with("/etc/pvegate/pvegate.toml:10:") && e.contains("verbose"),
+            "{e}"
+        );
+        for ok in ["warn", "INFO", "warn,pvegate=debug", "off"] {
+            let src = format!("{MIN}[log]\nlevel = \"{ok}\"\n");
+            assert!(parse(&src).is_ok(), "{ok}");
+        }
+        let src = MIN.replace("[policy]", "[policy]\nmode = \"audit\"");
+        assert!(parse(&src).unwrap_err().to_string().contains(":8:"));
+        let src = MIN.replace("[policy]", "[policy]\nmode = \"shadow\"");
+        let c = parse(&src).unwrap();
+        assert_eq!(c.policy_mode, crate::policy::Mode::Shadow);
+        assert!(c.warnings[0].contains("shadow"), "{:?}", c.warnings);
+    }
+
+    #[test]
+    fn audit_file_and_trust_warnings() {
+        let src = format!("{MIN}[audit]\nfile = \"audit.log\"\n");
+        let c = parse(&src).unwrap();
+        assert_eq!(c.audit_file, Some(PathBuf::from("/etc/pvegate/audit.log")));
+        let src = MIN.replace("fingerprint", "insecure = true\n#");
+        let c = parse(&src).unwrap();
+        assert!(
+            c.warnings
+                .iter()
+                .any(|w| w.contains(":6:") && w.contains("insecure")),
+            "{:?}",
+            c.warnings
+        );
+        let src = MIN.replace("fingerprint", "#");
+        let c = parse(&src).unwrap();
+        assert!(
+            c.warnings
+                .iter()
+                .any(|w| w.contains(":5:") && w.contains("system root")),
+            "{:?}",
+            c.warnings
+        );
     }
 
     #[test]
