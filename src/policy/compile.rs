@@ -204,6 +204,9 @@ pub struct Policy {
     /// what would have been refused (`would-deny`). This policy treats them as refusing
     /// nothing.
     pub(super) shadowed: Option<std::sync::Arc<Policy>>,
+    /// Whether any exemption exists (global or on a rule), so allowed requests look for the
+    /// one they used only when there can be one.
+    pub(super) any_exempt: bool,
 }
 
 const VMID_MIN: i64 = 100;
@@ -260,6 +263,7 @@ impl Policy {
             generation: 0,
             warnings: Vec::new(),
             shadowed: None,
+            any_exempt: false,
         };
         let mut errors: Vec<ConfigError> = Vec::new();
         let mut warnings: Vec<String> = Vec::new();
@@ -363,6 +367,8 @@ impl Policy {
             return Err(e);
         }
         policy.warnings = warnings;
+        policy.any_exempt =
+            !policy.exempt.is_empty() || policy.rules.iter().any(|r| !r.exempt.is_empty());
         if policy.rules.iter().any(|r| r.shadow) {
             let mut enforced = policy.clone();
             for r in enforced.rules.iter_mut().filter(|r| r.shadow) {

@@ -97,9 +97,9 @@ impl Policy {
     }
 
     /// Whether any exemption exists (global or on a rule).
+    #[inline]
     pub fn has_exemptions(&self) -> bool {
-        let p = self.explaining();
-        !p.exempt.is_empty() || p.rules.iter().any(|r| !r.exempt.is_empty())
+        self.explaining().any_exempt
     }
 }
 
