@@ -333,7 +333,7 @@ impl Config {
         } else {
             Ok(())
         };
-        let log_format = (|| match raw.log.format.as_ref().map(|f| f.get_ref().as_str()) {
+        let log_format = match raw.log.format.as_ref().map(|f| f.get_ref().as_str()) {
             None | Some("json") => Ok(LogFormat::Json),
             Some("text") => Ok(LogFormat::Text),
             Some(other) => {
@@ -343,7 +343,7 @@ impl Config {
                     format!("log.format {other:?} is not \"json\" or \"text\""),
                 ))
             }
-        })();
+        };
         let log_level = match &raw.log.level {
             Some(l) => check_log_level(l.get_ref())
                 .map(|()| l.get_ref().clone())
