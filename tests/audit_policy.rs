@@ -150,6 +150,10 @@ fn validate_and_serve_refuse_an_empty_policy_unless_declared() {
     );
     let (code, out, err) = run(&["validate", "--config", cfg_s]);
     assert_eq!(code, 0, "{out} {err}");
+    assert!(
+        err.contains("warning: ") && err.contains("refuses nothing"),
+        "{err}"
+    );
 }
 
 #[test]

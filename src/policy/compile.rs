@@ -366,6 +366,14 @@ impl Policy {
         if let Some(e) = ConfigError::from_list(errors) {
             return Err(e);
         }
+        if allow_empty && policy.protects_nothing() {
+            let first = sources
+                .first()
+                .map_or("policy".into(), |(p, _)| p.display().to_string());
+            warnings.push(format!(
+                "{first}:1: this policy refuses nothing (allow_empty = true): every request passes"
+            ));
+        }
         policy.warnings = warnings;
         policy.any_exempt =
             !policy.exempt.is_empty() || policy.rules.iter().any(|r| !r.exempt.is_empty());
