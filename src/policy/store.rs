@@ -233,4 +233,34 @@ mod tests {
         assert!(store.last_reload_ok());
         assert_eq!(store.snapshot().rules()[0].vmids.0, 105);
     }
+
+    #[tokio::test]
+    async fn the_watcher_never_reads_a_file_that_is_still_being_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("p.toml");
+        std::fs::write(&f, "[[guest]]\nvmid = 104\naccess = \"readonly\"\n").unwrap();
+        let store = PolicyStore::load(vec![f.clone()]).unwrap();
+        let watcher = tokio::spawn(store.clone().watch(Duration::from_millis(50)));
+        tokio::time::sleep(Duration::from_millis(120)).await;
+        // Truncate, then write in pieces, faster than SETTLE: only the end result is read.
+        std::fs::write(&f, "").unwrap();
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        std::fs::write(&f, "[[guest]]\nvmid = 1").unwrap();
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        std::fs::write(&f, "[[guest]]\nvmid = 105\naccess = \"readonly\"\n").unwrap();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while store.generation() < 2 {
+            assert!(store.last_reload_ok(), "a half-written file was read");
+            assert!(
+                Instant::now() < deadline,
+                "the settled file was never applied"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        tokio::time::sleep(SETTLE + Duration::from_millis(200)).await;
+        assert_eq!(store.generation(), 2, "one reload for one settled change");
+        assert!(store.last_reload_ok());
+        assert_eq!(store.snapshot().rules()[0].vmids.0, 105);
+        watcher.abort();
+    }
 }
