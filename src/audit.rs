@@ -1,41 +1,239 @@
-//! One structured audit event per decision (target `pvegate::audit`).
+//! The audit: one line per request, written once its outcome is known, whatever the log
+//! level (`[log] level`, `RUST_LOG` do not apply to it).
 //!
-//! The event names the client, the identity (token id or ticket user, never a secret), the
-//! method, the decoded path (never the query: it can carry `vncticket`), the endpoint, the
-//! guests, the action, the decision and the rule that made it.
+//! [`Outcome`] is the record of one decision: [`Outcome::begin`] renders everything known at
+//! decision time (client, identity — never a secret —, method, the decoded path — never the
+//! query, which can carry `vncticket` —, endpoint, action, guests, decision, rule, the
+//! refusal message, the policy generation, the exemption used), and [`Outcome::finish`], the
+//! one place a request's outcome is recorded, adds how it ended (the status the client got,
+//! the upstream's status, the duration) and writes the line to [`crate::logsink`]'s audit
+//! stream (stderr, or `[audit] file`).
 //!
-//! With JSON logging ([`use_json_lines`], the default of `pvegate serve`), the line is
-//! written directly in the shape of the `tracing` JSON formatter's lines,
-//! and handed to [`crate::logsink`], which writes them in batches: going through the generic
-//! formatter cost about a third of pvegate's user-space instructions per proxied request.
-//! Whether the line is written at all is still `tracing`'s filter's call (`log.level`,
-//! `RUST_LOG`). Text logging goes through `tracing` as before.
+//! With JSON logging ([`use_json_lines`], the default of `pvegate serve`) the line has the
+//! shape of the `tracing` JSON formatter's lines (`timestamp`, `level`, `message`, fields,
+//! `target: "pvegate::audit"`), written directly: the generic formatter cost a third of
+//! pvegate's user-space instructions per request. Text lines carry no colour codes.
 
+use std::borrow::Cow;
+use std::io::Write;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
 
-use crate::pve::GuestSet;
+use http::StatusCode;
 
-/// Whether audit lines are written as JSON lines directly (else as `tracing` events).
+use crate::pve::{Action, GuestSet};
+
+/// Whether audit lines are JSON (else text).
 static JSON_LINES: AtomicBool = AtomicBool::new(false);
 
-/// Writes audit lines as JSON straight to [`crate::logsink`] from now on.
+/// Writes audit lines as JSON from now on.
 pub fn use_json_lines() {
     JSON_LINES.store(true, Ordering::Relaxed);
 }
 
-/// What one decision is logged with.
-pub struct AuditEvent<'a> {
+/// The decision an audit line reports.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AuditDecision {
+    /// Forwarded: the policy permits it.
+    Allow,
+    /// Refused by pvegate (by the policy, or because it could not be read as pveproxy would).
+    Deny,
+    /// The policy refuses it, but in shadow mode: forwarded, and logged as such.
+    WouldDeny,
+}
+
+impl AuditDecision {
+    /// `allow`, `deny` or `would-deny`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AuditDecision::Allow => "allow",
+            AuditDecision::Deny => "deny",
+            AuditDecision::WouldDeny => "would-deny",
+        }
+    }
+}
+
+/// What is known about a request when it is decided.
+pub struct Facts<'a> {
     pub client: SocketAddr,
     pub identity: Option<&'a str>,
     pub method: &'a str,
     pub path: &'a str,
     pub endpoint: &'a str,
-    pub action: &'a str,
+    /// `None` for a request refused before it could be read.
+    pub action: Option<Action>,
     pub guests: &'a GuestSet,
-    /// "allow", "deny" or "invalid".
-    pub decision: &'static str,
-    pub rule: &'a str,
+    pub decision: AuditDecision,
+    /// The rule label (`guest 104 (homelab.toml:3)`, `read`, `permitted`, …).
+    pub rule: Cow<'static, str>,
+    /// The refusal message (deny, would-deny).
+    pub message: Option<&'a str>,
+    /// The policy generation decided on (`None`: no policy was consulted).
+    pub generation: Option<u64>,
+    /// The exemption that let the request through, e.g. `settings.exempt "root@pam"`.
+    pub exemption: Option<&'a str>,
+}
+
+/// How a request ended, for [`Outcome::finish`].
+#[derive(Clone, Copy, Debug)]
+pub enum Ending<'a> {
+    /// pvegate answered itself with this status (a refusal).
+    Answered(StatusCode),
+    /// The upstream answered with this status (the line is written when its head arrives).
+    Upstream(StatusCode),
+    /// The upstream failed; pvegate answered with this status and error.
+    UpstreamFailed(StatusCode, &'a str),
+    /// The client went away before an answer.
+    ClientGone,
+}
+
+/// Put into a response's extensions by the forwarder when the upstream failed and pvegate
+/// wrote the answer itself; the audit line then carries the error.
+#[derive(Clone, Debug)]
+pub struct UpstreamFailed(pub String);
+
+/// One request's decision and outcome; its audit line is written by [`Outcome::finish`].
+pub struct Outcome {
+    /// The line up to the outcome fields.
+    line: Vec<u8>,
+    json: bool,
+    started: Instant,
+    /// The action decided (`None`: refused before it could be read).
+    pub action: Option<Action>,
+    pub decision: AuditDecision,
+    /// The rule label.
+    pub rule: Cow<'static, str>,
+    /// The policy generation decided on.
+    pub generation: Option<u64>,
+}
+
+impl Outcome {
+    /// Records the decision; `started` is when the request was decided.
+    pub fn begin(f: Facts<'_>, started: Instant) -> Outcome {
+        let json = JSON_LINES.load(Ordering::Relaxed);
+        let mut buf = Vec::with_capacity(640);
+        let action = f.action.map_or("-", |a| a.as_str());
+        if json {
+            buf.extend_from_slice(b"{\"timestamp\":\"");
+            timestamp(&mut buf, std::time::SystemTime::now());
+            buf.extend_from_slice(b"\",\"level\":\"INFO\",\"message\":\"decision\",\"client\":\"");
+            let _ = write!(buf, "{}", f.client);
+            buf.extend_from_slice(b"\",\"identity\":");
+            json_str(&mut buf, f.identity.unwrap_or("-"));
+            for (name, value) in [
+                ("method", f.method),
+                ("path", f.path),
+                ("endpoint", f.endpoint),
+                ("action", action),
+            ] {
+                buf.extend_from_slice(b",\"");
+                buf.extend_from_slice(name.as_bytes());
+                buf.extend_from_slice(b"\":");
+                json_str(&mut buf, value);
+            }
+            buf.extend_from_slice(b",\"guests\":\"");
+            let _ = write!(buf, "{}", GuestList(f.guests));
+            buf.extend_from_slice(b"\",\"decision\":\"");
+            buf.extend_from_slice(f.decision.as_str().as_bytes());
+            buf.extend_from_slice(b"\",\"rule\":");
+            json_str(&mut buf, &f.rule);
+            json_opt(&mut buf, "reason", f.message);
+            match f.generation {
+                Some(g) => {
+                    let _ = write!(buf, ",\"generation\":{g}");
+                }
+                None => buf.extend_from_slice(b",\"generation\":null"),
+            }
+            json_opt(&mut buf, "exemption", f.exemption);
+        } else {
+            timestamp(&mut buf, std::time::SystemTime::now());
+            let _ = write!(
+                buf,
+                "  INFO pvegate::audit: decision client={} identity={} method={} path={:?} endpoint={} action={action} guests={} decision={} rule={:?}",
+                f.client,
+                f.identity.unwrap_or("-"),
+                f.method,
+                f.path,
+                f.endpoint,
+                GuestList(f.guests),
+                f.decision.as_str(),
+                f.rule,
+            );
+            if let Some(m) = f.message {
+                let _ = write!(buf, " reason={m:?}");
+            }
+            if let Some(g) = f.generation {
+                let _ = write!(buf, " generation={g}");
+            }
+            if let Some(x) = f.exemption {
+                let _ = write!(buf, " exemption={x:?}");
+            }
+        }
+        Outcome {
+            line: buf,
+            json,
+            started,
+            action: f.action,
+            decision: f.decision,
+            rule: f.rule,
+            generation: f.generation,
+        }
+    }
+
+    /// Time since the decision.
+    pub fn elapsed(&self) -> std::time::Duration {
+        self.started.elapsed()
+    }
+
+    /// Writes the audit line: the one place every request's outcome is recorded.
+    pub fn finish(mut self, ending: Ending<'_>) {
+        let took = self.started.elapsed();
+        let (status, upstream, error) = match ending {
+            Ending::Answered(s) => (Some(s), None, None),
+            Ending::Upstream(s) => (Some(s), Some(s), None),
+            Ending::UpstreamFailed(s, e) => (Some(s), None, Some(e)),
+            Ending::ClientGone => (None, None, Some("the client went away before the answer")),
+        };
+        let micros = took.as_micros();
+        let buf = &mut self.line;
+        if self.json {
+            let num = |buf: &mut Vec<u8>, name: &str, v: Option<StatusCode>| {
+                let _ = match v {
+                    Some(s) => write!(buf, ",\"{name}\":{}", s.as_u16()),
+                    None => write!(buf, ",\"{name}\":null"),
+                };
+            };
+            num(buf, "status", status);
+            num(buf, "upstream_status", upstream);
+            let _ = write!(
+                buf,
+                ",\"duration_ms\":{}.{:03}",
+                micros / 1000,
+                micros % 1000
+            );
+            if let Some(e) = error {
+                json_opt(buf, "error", Some(e));
+            }
+            buf.extend_from_slice(b",\"target\":\"pvegate::audit\"}\n");
+        } else {
+            let show =
+                |s: Option<StatusCode>| s.map_or("-".to_string(), |s| s.as_u16().to_string());
+            let _ = write!(
+                buf,
+                " status={} upstream_status={} duration_ms={}.{:03}",
+                show(status),
+                show(upstream),
+                micros / 1000,
+                micros % 1000
+            );
+            if let Some(e) = error {
+                let _ = write!(buf, " error={e:?}");
+            }
+            buf.push(b'\n');
+        }
+        crate::logsink::write_audit_line(buf);
+    }
 }
 
 /// Renders a guest set for logs: "104,109", "all" or "".
@@ -43,7 +241,7 @@ pub fn guests_text(g: &GuestSet) -> String {
     GuestList(g).to_string()
 }
 
-/// Displays a guest set without allocating (the audit event formats it in place).
+/// Displays a guest set without allocating (the audit line formats it in place).
 struct GuestList<'a>(&'a GuestSet);
 
 impl std::fmt::Display for GuestList<'_> {
@@ -64,61 +262,15 @@ impl std::fmt::Display for GuestList<'_> {
     }
 }
 
-/// Emits the event.
-pub fn record(e: &AuditEvent<'_>) {
-    if !tracing::enabled!(target: "pvegate::audit", tracing::Level::INFO) {
-        return;
+/// `,"name":"value"` or `,"name":null`.
+fn json_opt(buf: &mut Vec<u8>, name: &str, value: Option<&str>) {
+    buf.extend_from_slice(b",\"");
+    buf.extend_from_slice(name.as_bytes());
+    buf.extend_from_slice(b"\":");
+    match value {
+        Some(v) => json_str(buf, v),
+        None => buf.extend_from_slice(b"null"),
     }
-    if JSON_LINES.load(Ordering::Relaxed) {
-        write_json_line(e);
-        return;
-    }
-    tracing::info!(
-        target: "pvegate::audit",
-        client = %e.client,
-        identity = e.identity.unwrap_or("-"),
-        method = e.method,
-        path = e.path,
-        endpoint = e.endpoint,
-        action = e.action,
-        guests = %GuestList(e.guests),
-        decision = e.decision,
-        rule = e.rule,
-        "decision"
-    );
-}
-
-/// Writes the JSON line of an event: the fields and field order of the `tracing` JSON
-/// formatter (`flatten_event`), so both kinds of lines read alike. Strings that need no
-/// escaping (the usual case) are copied as they are; the others are escaped by `serde_json`.
-fn write_json_line(e: &AuditEvent<'_>) {
-    use std::io::Write;
-    let mut buf = Vec::with_capacity(512);
-    buf.extend_from_slice(b"{\"timestamp\":\"");
-    timestamp(&mut buf, std::time::SystemTime::now());
-    buf.extend_from_slice(b"\",\"level\":\"INFO\",\"message\":\"decision\",\"client\":\"");
-    let _ = write!(buf, "{}", e.client);
-    buf.extend_from_slice(b"\",\"identity\":");
-    json_str(&mut buf, e.identity.unwrap_or("-"));
-    for (name, value) in [
-        ("method", e.method),
-        ("path", e.path),
-        ("endpoint", e.endpoint),
-        ("action", e.action),
-    ] {
-        buf.extend_from_slice(b",\"");
-        buf.extend_from_slice(name.as_bytes());
-        buf.extend_from_slice(b"\":");
-        json_str(&mut buf, value);
-    }
-    buf.extend_from_slice(b",\"guests\":\"");
-    let _ = write!(buf, "{}", GuestList(e.guests));
-    buf.extend_from_slice(b"\",\"decision\":");
-    json_str(&mut buf, e.decision);
-    buf.extend_from_slice(b",\"rule\":");
-    json_str(&mut buf, e.rule);
-    buf.extend_from_slice(b",\"target\":\"pvegate::audit\"}\n");
-    crate::logsink::write_line(&buf);
 }
 
 /// `s` as a JSON string.
@@ -140,7 +292,7 @@ thread_local! {
 
 /// `at` in RFC 3339, UTC, with microseconds, as `tracing-subscriber` writes it
 /// (`2026-11-26T03:35:46.665733Z`). The date and time are formatted once a second.
-fn timestamp(buf: &mut Vec<u8>, at: std::time::SystemTime) {
+pub(crate) fn timestamp(buf: &mut Vec<u8>, at: std::time::SystemTime) {
     use std::io::Write;
     let since = at.duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
     SECOND.with(|cell| {
@@ -194,28 +346,43 @@ mod tests {
     fn json_line_is_valid_json_with_every_field() {
         // Capture what this thread writes: a buffering thread keeps it until flushed.
         std::thread::spawn(|| {
+            use_json_lines();
             let guests = GuestSet::Some(vec![104, 109]);
-            let e = AuditEvent {
-                client: "[::1]:5555".parse().unwrap(),
-                identity: Some("root@pam!tofu"),
-                method: "POST",
-                path: "/api2/json/nodes/pve/qemu/104/status/stop",
-                endpoint: "/nodes/{node}/qemu/{vmid}/status/stop",
-                action: "power.stop",
-                guests: &guests,
-                decision: "deny",
-                rule: "readonly \"doc1\"",
-            };
+            let o = Outcome::begin(
+                Facts {
+                    client: "[::1]:5555".parse().unwrap(),
+                    identity: Some("root@pam!tofu"),
+                    method: "POST",
+                    path: "/api2/json/nodes/pve/qemu/104/status/stop",
+                    endpoint: "/nodes/{node}/qemu/{vmid}/status/stop",
+                    action: Some(Action::PowerStop),
+                    guests: &guests,
+                    decision: AuditDecision::WouldDeny,
+                    rule: Cow::Borrowed("readonly \"doc1\""),
+                    message: Some("pvegate: VM 104 is readonly"),
+                    generation: Some(3),
+                    exemption: None,
+                },
+                Instant::now(),
+            );
             crate::logsink::buffer_this_thread();
-            write_json_line(&e);
+            o.finish(Ending::Upstream(StatusCode::INTERNAL_SERVER_ERROR));
             let line = crate::logsink::take_pending_for_test();
             assert!(line.ends_with(b"\n"));
             let v: serde_json::Value = serde_json::from_slice(&line).unwrap();
             let keys: Vec<&str> = v.as_object().unwrap().keys().map(|k| k.as_str()).collect();
-            assert_eq!(keys.len(), 13, "{keys:?}");
+            assert_eq!(keys.len(), 19, "{keys:?}");
             assert_eq!(v["client"], "[::1]:5555");
             assert_eq!(v["guests"], "104,109");
+            assert_eq!(v["action"], "power.stop");
+            assert_eq!(v["decision"], "would-deny");
             assert_eq!(v["rule"], "readonly \"doc1\"");
+            assert_eq!(v["reason"], "pvegate: VM 104 is readonly");
+            assert_eq!(v["generation"], 3);
+            assert!(v["exemption"].is_null());
+            assert_eq!(v["status"], 500);
+            assert_eq!(v["upstream_status"], 500);
+            assert!(v["duration_ms"].as_f64().unwrap() >= 0.0);
             assert_eq!(v["target"], "pvegate::audit");
             assert_eq!(v["level"], "INFO");
             assert!(v["timestamp"].as_str().unwrap().ends_with('Z'));

@@ -6,9 +6,9 @@ use std::time::Duration;
 
 use http::{HeaderMap, HeaderValue, Method};
 
-use crate::config::{Config, LogFormat, Trust};
+use crate::config::{Config, LogFormat};
 use crate::layer::inspect::{self, BodyPlan};
-use crate::policy::{Decision, Policy, PolicyStore};
+use crate::policy::{Judgement, Mode, Policy, PolicyStore};
 use crate::pve::{GuestSet, Route};
 use crate::server::{self, Listener};
 use crate::{audit, logsink, stack, upstream};
@@ -21,14 +21,20 @@ pub const EXIT_BAD_INPUT: i32 = 2;
 pub const EXIT_DENY: i32 = 3;
 
 /// Sets up logging to stderr: JSON lines (or text), filtered by `level` unless `RUST_LOG` is set.
-/// Lines go through [`crate::logsink`]: batched on runtime worker threads (see
-/// [`runtime`]), written at once elsewhere. With JSON, audit lines skip the generic formatter
-/// ([`audit::use_json_lines`]).
-pub fn init_logging(format: LogFormat, level: &str) {
+/// Lines go through [`crate::logsink`]: batched on runtime worker threads (see [`runtime`]) and
+/// written by its writer thread. Audit lines are not filtered: they go to `audit_file`
+/// (appended) or stderr whatever the level ([`audit`]).
+pub fn init_logging(
+    format: LogFormat,
+    level: &str,
+    audit_file: Option<&Path>,
+) -> std::io::Result<()> {
     if format == LogFormat::Json {
         audit::use_json_lines();
     }
+    logsink::start(audit_file.map(Path::to_path_buf), format == LogFormat::Json)?;
     install_subscriber(format, level, logsink::Sink);
+    Ok(())
 }
 
 /// The tokio runtime for `serve` and `demo`: its worker threads batch their log lines and
@@ -48,8 +54,11 @@ where
 {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+    // Colour codes only when a person is watching (never into files, pipes or journald).
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(ansi)
         .with_writer(writer);
     // A second install (tests, the demo inside a process that already logs) keeps the first.
     let _ = match format {
@@ -65,12 +74,14 @@ where
 /// `pvegate serve`: runs the proxy until SIGINT/SIGTERM.
 pub async fn serve(config_path: &Path) -> anyhow::Result<()> {
     let config = Config::load(config_path)?;
-    init_logging(config.log_format, &config.log_level);
-    let store = PolicyStore::load(config.policy_files.clone())?;
-    if config.upstream.trust == Trust::Insecure {
-        tracing::warn!(
-            "upstream.insecure = true: the Proxmox certificate is NOT verified; anyone on the path can read credentials. Pin it with upstream.fingerprint instead"
-        );
+    init_logging(
+        config.log_format,
+        &config.log_level,
+        config.audit_file.as_deref(),
+    )?;
+    let store = PolicyStore::load(config.policy_files.clone())?.with_mode(config.policy_mode);
+    for w in config.warnings.iter().chain(&store.snapshot().warnings) {
+        tracing::warn!("{w}");
     }
     let upstream = upstream::Upstream::new(&config.upstream)?;
     let tls = match &config.listen.tls {
@@ -92,7 +103,7 @@ pub async fn serve(config_path: &Path) -> anyhow::Result<()> {
     );
     let gate = stack::build(store.clone(), upstream);
     if config.watch_policy {
-        tokio::spawn(store.clone().watch(Duration::from_secs(2)));
+        tokio::spawn(store.clone().watch(Duration::from_millis(250)));
     }
     tokio::spawn(reload_on_sighup(store));
     tokio::select! {
@@ -107,6 +118,7 @@ async fn reload_on_sighup(store: PolicyStore) {
         return;
     };
     while hup.recv().await.is_some() {
+        logsink::reopen_audit();
         let _ = store.reload();
     }
 }
@@ -126,29 +138,31 @@ async fn shutdown_signal() {
     }
 }
 
-/// `pvegate validate`: loads config and policy and reports every error with file:line.
+/// `pvegate validate`: loads config and policy, reports every error with file:line (stderr,
+/// `error: …`) and every foot-gun (`warning: …`). Exit 0 when usable (warnings allowed), 2
+/// otherwise.
 pub fn validate(config_path: &Path) -> i32 {
     let config = match Config::load(config_path) {
         Ok(c) => c,
         Err(e) => {
-            eprintln!("error: {e}");
+            for e in e.list() {
+                eprintln!("error: {e}");
+            }
             return EXIT_BAD_INPUT;
         }
     };
     let mut failed = false;
     let mut rules = 0;
-    for file in &config.policy_files {
-        match Policy::load(std::slice::from_ref(file)) {
-            Ok(p) => rules += p.rules().len(),
-            Err(e) => {
-                eprintln!("error: {e}");
-                failed = true;
-            }
+    let mut warnings = config.warnings.clone();
+    match Policy::load(&config.policy_files) {
+        Ok(p) => {
+            rules = p.rules().len();
+            warnings.extend(p.warnings.iter().cloned());
         }
-    }
-    if !failed {
-        if let Err(e) = Policy::load(&config.policy_files) {
-            eprintln!("error: {e}");
+        Err(e) => {
+            for e in e.list() {
+                eprintln!("error: {e}");
+            }
             failed = true;
         }
     }
@@ -162,16 +176,29 @@ pub fn validate(config_path: &Path) -> i32 {
         eprintln!("error: {}: upstream TLS: {e}", config.path.display());
         failed = true;
     }
+    for w in &warnings {
+        eprintln!("warning: {w}");
+    }
     if failed {
         return EXIT_BAD_INPUT;
     }
     println!(
-        "ok: {} ({} policy file(s), {} guest rule(s), upstream {}://{})",
+        "ok: {} ({} policy file(s), {} guest rule(s), upstream {}://{}{}{})",
         config.path.display(),
         config.policy_files.len(),
         rules,
         config.upstream.scheme,
-        config.upstream.authority
+        config.upstream.authority,
+        if config.policy_mode == crate::policy::Mode::Shadow {
+            ", shadow mode"
+        } else {
+            ""
+        },
+        if warnings.is_empty() {
+            String::new()
+        } else {
+            format!(", {} warning(s)", warnings.len())
+        }
     );
     EXIT_ALLOW
 }
@@ -187,19 +214,32 @@ pub struct CheckRequest<'a> {
 
 /// `pvegate check`: decides one request offline and explains it. Returns the exit code.
 pub fn check(config_path: &Path, req: &CheckRequest<'_>, out: &mut impl std::io::Write) -> i32 {
-    let policy = match Config::load(config_path).and_then(|c| Policy::load(&c.policy_files)) {
+    let loaded = Config::load(config_path)
+        .and_then(|c| Policy::load(&c.policy_files).map(|p| (p, c.policy_mode)));
+    let (policy, mode) = match loaded {
         Ok(p) => p,
         Err(e) => {
             let _ = writeln!(out, "error: {e}");
             return EXIT_BAD_INPUT;
         }
     };
-    check_with_policy(&policy, req, out)
+    check_in_mode(&policy, mode, req, out)
 }
 
-/// [`check`] against an already loaded policy.
+/// [`check`] against an already loaded policy, enforcing.
 pub fn check_with_policy(
     policy: &Policy,
+    req: &CheckRequest<'_>,
+    out: &mut impl std::io::Write,
+) -> i32 {
+    check_in_mode(policy, Mode::Enforce, req, out)
+}
+
+/// [`check`] against an already loaded policy in `mode`. A would-deny (shadow mode, whole or
+/// per rule) exits 0: the request would be forwarded.
+pub fn check_in_mode(
+    policy: &Policy,
+    mode: Mode,
     req: &CheckRequest<'_>,
     out: &mut impl std::io::Write,
 ) -> i32 {
@@ -260,7 +300,9 @@ pub fn check_with_policy(
     if let Some(id) = req.identity {
         info.identity = Some(id.to_string());
     }
-    let decision = policy.decide(&info.op, info.identity.as_deref());
+    let judgement = policy.judge(&info.op, info.identity.as_deref(), mode);
+    let decision = judgement.decision();
+    let policy = policy.explaining();
     let endpoint = match &info.op.route {
         Route::Known(t) => format!("{} {t}", info.method),
         Route::Unknown => format!(
@@ -285,9 +327,10 @@ pub fn check_with_policy(
     let _ = writeln!(
         out,
         "decision: {}",
-        match decision {
-            Decision::Allow(_) => "allow",
-            Decision::Deny(_) => "deny",
+        match judgement {
+            Judgement::Allow(_) => "allow",
+            Judgement::Deny(_) => "deny",
+            Judgement::WouldDeny(_) => "would-deny (shadow: forwarded, and logged as would-deny)",
         }
     );
     let _ = writeln!(out, "rule:     {}", policy.rule_label(&decision));
@@ -295,13 +338,20 @@ pub fn check_with_policy(
     let _ = writeln!(out, "action:   {}", info.op.action.as_str());
     let _ = writeln!(out, "guests:   {guests}");
     let _ = writeln!(out, "identity: {}", info.identity.as_deref().unwrap_or("-"));
-    match decision {
-        Decision::Allow(_) => EXIT_ALLOW,
-        Decision::Deny(reason) => {
+    if let Some(x) = policy.exemption_used(&info.op, info.identity.as_deref()) {
+        let _ = writeln!(out, "exempt:   {x}");
+    }
+    match judgement {
+        Judgement::Allow(_) => EXIT_ALLOW,
+        Judgement::Deny(reason) | Judgement::WouldDeny(reason) => {
             let what = format!("{} {}", info.method, info.path);
             let message = policy.deny_message(&reason, info.op.action, &what);
             let _ = writeln!(out, "message:  Permission check failed ({message})");
-            EXIT_DENY
+            if matches!(judgement, Judgement::Deny(_)) {
+                EXIT_DENY
+            } else {
+                EXIT_ALLOW
+            }
         }
     }
 }

@@ -23,6 +23,9 @@ pub enum ConfigError {
         line: usize,
         message: String,
     },
+    /// Several errors at once (`validate` and reloads report every one), one per line.
+    #[error("{}", .0.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("\n"))]
+    Many(Vec<ConfigError>),
 }
 
 impl ConfigError {
@@ -44,6 +47,23 @@ impl ConfigError {
         }
     }
 
+    /// One error for a list of them (`None` for an empty list).
+    pub fn from_list(mut errors: Vec<ConfigError>) -> Option<Self> {
+        match errors.len() {
+            0 => None,
+            1 => errors.pop(),
+            _ => Some(ConfigError::Many(errors)),
+        }
+    }
+
+    /// Every single error in this one.
+    pub fn list(&self) -> Vec<&ConfigError> {
+        match self {
+            ConfigError::Many(v) => v.iter().flat_map(|e| e.list()).collect(),
+            e => vec![e],
+        }
+    }
+
     /// A TOML parse/schema error, located.
     pub fn toml(path: &Path, src: &str, err: &toml::de::Error) -> Self {
         let offset = err.span().map(|s| s.start);
@@ -59,6 +79,14 @@ struct RawConfig {
     policy: RawPolicy,
     #[serde(default)]
     log: RawLog,
+    #[serde(default)]
+    audit: RawAudit,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAudit {
+    file: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -75,8 +103,7 @@ struct RawUpstream {
     url: toml::Spanned<String>,
     fingerprint: Option<toml::Spanned<String>>,
     ca: Option<toml::Spanned<String>>,
-    #[serde(default)]
-    insecure: bool,
+    insecure: Option<toml::Spanned<bool>>,
     connect_timeout_secs: Option<u64>,
     pool_idle_timeout_ms: Option<toml::Spanned<u64>>,
 }
@@ -87,13 +114,14 @@ struct RawPolicy {
     files: toml::Spanned<Vec<String>>,
     #[serde(default)]
     watch: Option<bool>,
+    mode: Option<toml::Spanned<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawLog {
     format: Option<toml::Spanned<String>>,
-    level: Option<String>,
+    level: Option<toml::Spanned<String>>,
 }
 
 /// Where clients connect.
@@ -148,6 +176,13 @@ pub struct Config {
     pub watch_policy: bool,
     pub log_format: LogFormat,
     pub log_level: String,
+    /// `[policy] mode`: enforce (default) or shadow (refusals only logged as `would-deny`).
+    pub policy_mode: crate::policy::Mode,
+    /// `[audit] file`: where audit lines go (appended; reopened on SIGHUP). `None`: stderr.
+    pub audit_file: Option<PathBuf>,
+    /// Foot-guns worth a warning, each `file:line: text` (`validate` shows them, `serve`
+    /// logs them).
+    pub warnings: Vec<String>,
 }
 
 impl Config {
@@ -176,21 +211,22 @@ impl Config {
             ConfigError::at(path, src, Some(span.start), msg)
         };
 
-        let address = raw
-            .listen
-            .address
-            .get_ref()
-            .parse::<SocketAddr>()
-            .map_err(|_| {
-                err(
-                    raw.listen.address.span(),
-                    format!(
-                        "listen.address {:?} is not an IP:port such as \"0.0.0.0:8006\"",
-                        raw.listen.address.get_ref()
-                    ),
-                )
-            })?;
-        let tls = match (&raw.listen.tls_cert, &raw.listen.tls_key) {
+        let listen = (|| -> Result<Listen, ConfigError> {
+            let address = raw
+                .listen
+                .address
+                .get_ref()
+                .parse::<SocketAddr>()
+                .map_err(|_| {
+                    err(
+                        raw.listen.address.span(),
+                        format!(
+                            "listen.address {:?} is not an IP:port such as \"0.0.0.0:8006\"",
+                            raw.listen.address.get_ref()
+                        ),
+                    )
+                })?;
+            let tls = match (&raw.listen.tls_cert, &raw.listen.tls_key) {
             (Some(c), Some(k)) => Some((resolve(c.get_ref()), resolve(k.get_ref()))),
             (None, None) => None,
             (Some(c), None) => {
@@ -200,86 +236,84 @@ impl Config {
                 return Err(err(k.span(), "listen.tls_key is set but listen.tls_cert is not: set both, or neither for plain HTTP".into()))
             }
         };
+            Ok(Listen { address, tls })
+        })();
 
-        let up = &raw.upstream;
-        let uri: http::Uri = up.url.get_ref().parse().map_err(|_| {
-            err(
-                up.url.span(),
-                format!(
-                    "upstream.url {:?} is not a URL such as \"https://192.168.1.12:8006\"",
-                    up.url.get_ref()
-                ),
-            )
-        })?;
-        let scheme = uri.scheme().cloned().ok_or_else(|| {
-            err(
-                up.url.span(),
-                "upstream.url needs a scheme: https:// (or http:// for tests)".into(),
-            )
-        })?;
-        if scheme != http::uri::Scheme::HTTP && scheme != http::uri::Scheme::HTTPS {
-            return Err(err(up.url.span(), format!("upstream.url scheme {scheme} is not supported: use https:// (or http:// for tests)")));
-        }
-        let authority = uri
-            .authority()
-            .cloned()
-            .ok_or_else(|| err(up.url.span(), "upstream.url needs a host".into()))?;
-        if authority.as_str().contains('@') {
-            return Err(err(
-                up.url.span(),
-                "upstream.url must not carry credentials: pvegate never adds any".into(),
-            ));
-        }
-        if !matches!(uri.path(), "" | "/") || uri.query().is_some() {
-            return Err(err(
-                up.url.span(),
-                "upstream.url must be the server root (Proxmox serves the API at /api2)".into(),
-            ));
-        }
-        let trust = match (&up.fingerprint, &up.ca, up.insecure) {
-            (Some(f), None, false) => {
-                Trust::Fingerprint(parse_fingerprint(f.get_ref()).map_err(|m| err(f.span(), m))?)
-            }
-            (None, Some(c), false) => Trust::Ca(resolve(c.get_ref())),
-            (None, None, false) => Trust::SystemRoots,
-            (None, None, true) => Trust::Insecure,
-            (Some(f), _, _) | (None, Some(f), _) => {
-                return Err(err(
-                    f.span(),
-                    "choose one of upstream.fingerprint, upstream.ca or upstream.insecure".into(),
-                ))
-            }
+        let mut warnings = Vec::new();
+        let warn_at = |span: std::ops::Range<usize>, msg: &str| {
+            let line = src[..span.start.min(src.len())]
+                .bytes()
+                .filter(|b| *b == b'\n')
+                .count()
+                + 1;
+            format!("{}:{line}: {msg}", path.display())
         };
-        let pool_idle_timeout = match &up.pool_idle_timeout_ms {
+        let up = &raw.upstream;
+        let upstream = (|| -> Result<Upstream, ConfigError> {
+            let uri: http::Uri = up.url.get_ref().parse().map_err(|_| {
+                err(
+                    up.url.span(),
+                    format!(
+                        "upstream.url {:?} is not a URL such as \"https://192.168.1.12:8006\"",
+                        up.url.get_ref()
+                    ),
+                )
+            })?;
+            let scheme = uri.scheme().cloned().ok_or_else(|| {
+                err(
+                    up.url.span(),
+                    "upstream.url needs a scheme: https:// (or http:// for tests)".into(),
+                )
+            })?;
+            if scheme != http::uri::Scheme::HTTP && scheme != http::uri::Scheme::HTTPS {
+                return Err(err(up.url.span(), format!("upstream.url scheme {scheme} is not supported: use https:// (or http:// for tests)")));
+            }
+            let authority = uri
+                .authority()
+                .cloned()
+                .ok_or_else(|| err(up.url.span(), "upstream.url needs a host".into()))?;
+            if authority.as_str().contains('@') {
+                return Err(err(
+                    up.url.span(),
+                    "upstream.url must not carry credentials: pvegate never adds any".into(),
+                ));
+            }
+            if !matches!(uri.path(), "" | "/") || uri.query().is_some() {
+                return Err(err(
+                    up.url.span(),
+                    "upstream.url must be the server root (Proxmox serves the API at /api2)".into(),
+                ));
+            }
+            let insecure = up.insecure.as_ref().is_some_and(|i| *i.get_ref());
+            let trust = match (&up.fingerprint, &up.ca, insecure) {
+                (Some(f), None, false) => Trust::Fingerprint(
+                    parse_fingerprint(f.get_ref()).map_err(|m| err(f.span(), m))?,
+                ),
+                (None, Some(c), false) => Trust::Ca(resolve(c.get_ref())),
+                (None, None, false) => Trust::SystemRoots,
+                (None, None, true) => Trust::Insecure,
+                (Some(f), _, _) | (None, Some(f), _) => {
+                    return Err(err(
+                        f.span(),
+                        "choose one of upstream.fingerprint, upstream.ca or upstream.insecure"
+                            .into(),
+                    ))
+                }
+            };
+            if trust == Trust::Insecure {
+                warnings.push(warn_at(up.insecure.as_ref().map_or(0..0, |i| i.span()), "upstream.insecure = true: the Proxmox certificate is NOT verified; anyone on the path can read credentials. Pin it with upstream.fingerprint instead"));
+            }
+            if trust == Trust::SystemRoots && scheme == http::uri::Scheme::HTTPS {
+                warnings.push(warn_at(up.url.span(), "https upstream without upstream.fingerprint or upstream.ca: its certificate must chain to a system root, which Proxmox's self-signed one does not (set upstream.fingerprint to the node's certificate fingerprint)"));
+            }
+            let pool_idle_timeout = match &up.pool_idle_timeout_ms {
             Some(v) if *v.get_ref() == 0 || *v.get_ref() >= 4000 => {
                 return Err(err(v.span(), "upstream.pool_idle_timeout_ms must be between 1 and 3999: pveproxy closes idle connections after 5 s, and a pooled connection must be dropped well before that".into()))
             }
             Some(v) => *v.get_ref(),
             None => 3000,
         };
-
-        let files = raw.policy.files.get_ref();
-        if files.is_empty() {
-            return Err(err(
-                raw.policy.files.span(),
-                "policy.files is empty: name at least one policy file".into(),
-            ));
-        }
-        let log_format = match raw.log.format.as_ref().map(|f| f.get_ref().as_str()) {
-            None | Some("json") => LogFormat::Json,
-            Some("text") => LogFormat::Text,
-            Some(other) => {
-                let span = raw.log.format.as_ref().map(|f| f.span()).unwrap_or(0..0);
-                return Err(err(
-                    span,
-                    format!("log.format {other:?} is not \"json\" or \"text\""),
-                ));
-            }
-        };
-        Ok(Config {
-            path: path.to_path_buf(),
-            listen: Listen { address, tls },
-            upstream: Upstream {
+            Ok(Upstream {
                 scheme,
                 authority,
                 trust,
@@ -287,13 +321,110 @@ impl Config {
                     up.connect_timeout_secs.unwrap_or(10),
                 ),
                 pool_idle_timeout: std::time::Duration::from_millis(pool_idle_timeout),
-            },
+            })
+        })();
+
+        let files = raw.policy.files.get_ref();
+        let files_ok = if files.is_empty() {
+            Err(err(
+                raw.policy.files.span(),
+                "policy.files is empty: name at least one policy file".into(),
+            ))
+        } else {
+            Ok(())
+        };
+        let log_format = match raw.log.format.as_ref().map(|f| f.get_ref().as_str()) {
+            None | Some("json") => Ok(LogFormat::Json),
+            Some("text") => Ok(LogFormat::Text),
+            Some(other) => {
+                let span = raw.log.format.as_ref().map(|f| f.span()).unwrap_or(0..0);
+                Err(err(
+                    span,
+                    format!("log.format {other:?} is not \"json\" or \"text\""),
+                ))
+            }
+        };
+        let log_level = match &raw.log.level {
+            Some(l) => check_log_level(l.get_ref())
+                .map(|()| l.get_ref().clone())
+                .map_err(|m| err(l.span(), m)),
+            None => Ok("info".into()),
+        };
+        let policy_mode = match raw.policy.mode.as_ref().map(|m| (m, m.get_ref().as_str())) {
+            None | Some((_, "enforce")) => Ok(crate::policy::Mode::Enforce),
+            Some((m, "shadow")) => {
+                warnings.push(warn_at(m.span(), "policy.mode = \"shadow\": nothing is refused; what the policy would refuse is forwarded and logged as would-deny"));
+                Ok(crate::policy::Mode::Shadow)
+            }
+            Some((m, other)) => Err(err(
+                m.span(),
+                format!("policy.mode {other:?} is not \"enforce\" or \"shadow\""),
+            )),
+        };
+        // Every error at once (validate shows them all), in file order.
+        let mut errors = Vec::new();
+        let listen = listen.map_err(|e| errors.push(e)).ok();
+        let upstream = upstream.map_err(|e| errors.push(e)).ok();
+        let _ = files_ok.map_err(|e| errors.push(e));
+        let log_format = log_format.map_err(|e| errors.push(e)).ok();
+        let log_level = log_level.map_err(|e| errors.push(e)).ok();
+        let policy_mode = policy_mode.map_err(|e| errors.push(e)).ok();
+        errors.sort_by_key(|e| match e {
+            ConfigError::Invalid { line, .. } => *line,
+            _ => 0,
+        });
+        let (Some(listen), Some(upstream), Some(log_format), Some(log_level), Some(policy_mode)) =
+            (listen, upstream, log_format, log_level, policy_mode)
+        else {
+            return Err(ConfigError::from_list(errors)
+                .unwrap_or_else(|| ConfigError::at(path, src, None, "invalid config")));
+        };
+        if let Some(e) = ConfigError::from_list(errors) {
+            return Err(e);
+        }
+        Ok(Config {
+            path: path.to_path_buf(),
+            listen,
+            upstream,
             policy_files: files.iter().map(|f| resolve(f)).collect(),
             watch_policy: raw.policy.watch.unwrap_or(true),
             log_format,
-            log_level: raw.log.level.unwrap_or_else(|| "info".into()),
+            log_level,
+            policy_mode,
+            audit_file: raw.audit.file.as_deref().map(resolve),
+            warnings,
         })
     }
+}
+
+/// Checks a log filter: a level (`error`, `warn`, `info`, `debug`, `trace`, `off`) or a
+/// comma-separated list of `LEVEL` and `target=LEVEL` directives.
+fn check_log_level(s: &str) -> Result<(), String> {
+    const LEVELS: [&str; 6] = ["error", "warn", "info", "debug", "trace", "off"];
+    let bad = |d: &str| {
+        format!("log.level {s:?}: {d:?} is not a level (use one of error, warn, info, debug, trace, off, or target=level such as \"warn,pvegate=debug\"); the audit is written whatever the level")
+    };
+    if s.trim().is_empty() {
+        return Err(bad(s));
+    }
+    for d in s.split(',') {
+        let d = d.trim();
+        let level = d.rsplit_once('=').map_or(d, |(target, l)| {
+            if target.is_empty()
+                || !target
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | ':' | '-'))
+            {
+                ""
+            } else {
+                l
+            }
+        });
+        if !LEVELS.contains(&level.to_ascii_lowercase().as_str()) {
+            return Err(bad(d));
+        }
+    }
+    Ok(())
 }
 
 /// Parses a SHA-256 fingerprint: 32 hex pairs, with or without `:` separators, any case.
@@ -381,6 +512,65 @@ files = ["policies/homelab.toml"]
         assert!(parse(&src).unwrap_err().to_string().contains("tls_key"));
         let src = MIN.replace("127.0.0.1:8006", "localhost");
         assert!(parse(&src).unwrap_err().to_string().contains(":3:"));
+    }
+
+    #[test]
+    fn unknown_log_levels_and_modes_are_errors_with_lines() {
+        let src = format!("{MIN}[log]\nlevel = \"verbose\"\n");
+        let e = parse(&src).unwrap_err().to_string();
+        assert!(
+            e.starts_with("/etc/pvegate/pvegate.toml:10:") && e.contains("verbose"),
+            "{e}"
+        );
+        for ok in ["warn", "INFO", "warn,pvegate=debug", "off"] {
+            let src = format!("{MIN}[log]\nlevel = \"{ok}\"\n");
+            assert!(parse(&src).is_ok(), "{ok}");
+        }
+        let src = MIN.replace("[policy]", "[policy]\nmode = \"audit\"");
+        assert!(parse(&src).unwrap_err().to_string().contains(":8:"));
+        let src = MIN.replace("[policy]", "[policy]\nmode = \"shadow\"");
+        let c = parse(&src).unwrap();
+        assert_eq!(c.policy_mode, crate::policy::Mode::Shadow);
+        assert!(c.warnings[0].contains("shadow"), "{:?}", c.warnings);
+    }
+
+    #[test]
+    fn every_config_error_is_reported() {
+        let src = MIN
+            .replace("127.0.0.1:8006", "localhost")
+            .replace("[policy]", "pool_idle_timeout_ms = 9000\n[policy]")
+            + "[log]\nformat = \"yaml\"\nlevel = \"verbose\"\n";
+        let e = parse(&src).unwrap_err();
+        let lines: Vec<String> = e.list().iter().map(|e| e.to_string()).collect();
+        assert_eq!(lines.len(), 4, "{lines:?}");
+        for (i, at) in [":3:", ":7:", ":11:", ":12:"].iter().enumerate() {
+            assert!(lines[i].contains(at), "{lines:?}");
+        }
+    }
+
+    #[test]
+    fn audit_file_and_trust_warnings() {
+        let src = format!("{MIN}[audit]\nfile = \"audit.log\"\n");
+        let c = parse(&src).unwrap();
+        assert_eq!(c.audit_file, Some(PathBuf::from("/etc/pvegate/audit.log")));
+        let src = MIN.replace("fingerprint", "insecure = true\n#");
+        let c = parse(&src).unwrap();
+        assert!(
+            c.warnings
+                .iter()
+                .any(|w| w.contains(":6:") && w.contains("insecure")),
+            "{:?}",
+            c.warnings
+        );
+        let src = MIN.replace("fingerprint", "#");
+        let c = parse(&src).unwrap();
+        assert!(
+            c.warnings
+                .iter()
+                .any(|w| w.contains(":5:") && w.contains("system root")),
+            "{:?}",
+            c.warnings
+        );
     }
 
     #[test]

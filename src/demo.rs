@@ -22,14 +22,8 @@ const TOKEN: &str = "root@pam!tofu=11111111-2222-3333-4444-555555555555";
 
 /// Runs the demo. With `tour_only`, prints the tour and returns instead of serving.
 pub async fn run(listen: Option<SocketAddr>, tour_only: bool) -> anyhow::Result<()> {
-    commands::init_logging(
-        LogFormat::Text,
-        if tour_only {
-            "warn"
-        } else {
-            "warn,pvegate::audit=info"
-        },
-    );
+    // Diagnostics from warnings up; the audit lines are always written (stderr).
+    commands::init_logging(LogFormat::Text, "warn", None)?;
     let sim = sim::start(SimConfig {
         tls: true,
         ..SimConfig::demo()

@@ -14,8 +14,10 @@
 //! request to an endpoint of the catalogue generated from the Proxmox API schema
 //! ([`pve::catalogue`]) and finds every guest it touches ([`pve::guests`]). The authorize
 //! layer decides with a pure function ([`policy::Policy::decide`]) on a snapshot of the live
-//! policy, logs one audit event ([`audit`]) and answers denials itself ([`respond`]): a refused
-//! request never reaches Proxmox. Everything else is forwarded unchanged ([`upstream`]), small
+//! policy (enforcing it, or in shadow mode only noting what it would refuse), answers denials
+//! itself ([`respond`]) — a refused request never reaches Proxmox — and writes one audit line
+//! per request once its outcome is known ([`audit::Outcome`]), through a bounded log queue
+//! that a stalled reader cannot block ([`logsink`]). Everything else is forwarded unchanged ([`upstream`]), small
 //! bodies byte for byte, uploads and downloads streamed, websocket consoles spliced.
 //!
 //! pvegate holds no Proxmox credential: it can only take permissions away.

@@ -69,13 +69,18 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::try_parse().unwrap_or_else(|e| pvegate::ops::cli::parse_error(e));
     let code = match cli.command {
-        Command::Serve { config } => match run_async(commands::serve(&config)) {
-            Ok(()) => 0,
-            Err(e) => {
-                eprintln!("error: {e:#}");
-                1
+        Command::Serve { config } => {
+            let result = run_async(commands::serve(&config));
+            // Whatever the log still holds (bounded: a stalled reader does not hold up exit).
+            pvegate::logsink::flush(std::time::Duration::from_secs(2));
+            match result {
+                Ok(()) => 0,
+                Err(e) => {
+                    eprintln!("error: {e:#}");
+                    1
+                }
             }
-        },
+        }
         Command::Check {
             config,
             method,

@@ -1,16 +1,20 @@
-//! The authorize layer: decides each [`Inspected`] request against a snapshot of the live
-//! policy, logs one audit event, and answers denials itself (they never reach Proxmox).
+//! The authorize layer: judges each [`Inspected`] request against a snapshot of the live
+//! policy (enforce or shadow), answers refusals itself (they never reach Proxmox), and writes
+//! the request's audit line once its outcome is known ([`audit::Outcome`]).
 
 use std::convert::Infallible;
+use std::future::Future;
+use std::pin::Pin;
 use std::task::{Context, Poll};
+use std::time::Instant;
 
 use futures_util::future::{Either, Ready};
 use http::{Request, Response};
 use tower::{Layer, Service};
 
 use super::inspect::{ClientConn, Inspected};
-use crate::audit;
-use crate::policy::{Decision, PolicyStore};
+use crate::audit::{self, AuditDecision, Ending, Outcome};
+use crate::policy::{Judgement, PolicyStore};
 use crate::respond::{self, Body};
 
 /// Layer that applies [`Authorize`] with the policy in `store`.
@@ -49,13 +53,14 @@ where
 {
     type Response = Response<Body>;
     type Error = Infallible;
-    type Future = Either<S::Future, Ready<Result<Response<Body>, Infallible>>>;
+    type Future = Audited<Either<S::Future, Ready<Result<Response<Body>, Infallible>>>>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
         self.inner.poll_ready(cx)
     }
 
     fn call(&mut self, req: Request<Body>) -> Self::Future {
+        let started = Instant::now();
         let Some(info) = req.extensions().get::<Inspected>() else {
             // Only reachable if the stack were assembled without the inspect layer: fail closed.
             let res = respond::error(
@@ -63,36 +68,109 @@ where
                 http::StatusCode::INTERNAL_SERVER_ERROR,
                 "pvegate: request was not inspected",
             );
-            return Either::Right(futures_util::future::ready(Ok(res)));
+            return Audited::done(Either::Right(futures_util::future::ready(Ok(res))));
         };
         let client = ClientConn::addr_of(&req);
         let policy = self.store.snapshot();
-        let decision = policy.decide(&info.op, info.identity.as_deref());
-        let rule = policy.rule_label(&decision);
-        audit::record(&audit::AuditEvent {
-            client,
-            identity: info.identity.as_deref(),
-            method: info.method.as_str(),
-            path: &info.path,
-            endpoint: info.endpoint(),
-            action: info.op.action.as_str(),
-            guests: &info.op.guests,
-            decision: match decision {
-                Decision::Allow(_) => "allow",
-                Decision::Deny(_) => "deny",
-            },
-            rule: &rule,
-        });
-        match decision {
-            Decision::Allow(_) => Either::Left(self.inner.call(req)),
-            Decision::Deny(reason) => {
+        let judgement = policy.judge(&info.op, info.identity.as_deref(), self.store.mode());
+        let explaining = policy.explaining();
+        let (decision, message) = match judgement {
+            Judgement::Allow(_) => (AuditDecision::Allow, None),
+            Judgement::Deny(r) | Judgement::WouldDeny(r) => {
                 let what = format!("{} {}", info.method, info.path);
-                let message = policy.deny_message(&reason, info.op.action, &what);
-                Either::Right(futures_util::future::ready(Ok(respond::deny(
-                    info.format,
-                    &message,
-                ))))
+                let m = explaining.deny_message(&r, info.op.action, &what);
+                let d = if matches!(judgement, Judgement::Deny(_)) {
+                    AuditDecision::Deny
+                } else {
+                    AuditDecision::WouldDeny
+                };
+                (d, Some(m))
+            }
+        };
+        let exemption = match judgement {
+            Judgement::Allow(_) if info.identity.is_some() && policy.has_exemptions() => {
+                policy.exemption_used(&info.op, info.identity.as_deref())
+            }
+            _ => None,
+        };
+        let outcome = Outcome::begin(
+            audit::Facts {
+                client,
+                identity: info.identity.as_deref(),
+                method: info.method.as_str(),
+                path: &info.path,
+                endpoint: info.endpoint(),
+                action: Some(info.op.action),
+                guests: &info.op.guests,
+                decision,
+                rule: explaining.rule_label(&judgement.decision()),
+                message: message.as_deref(),
+                generation: Some(policy.generation),
+                exemption: exemption.as_deref(),
+            },
+            started,
+        );
+        match (judgement, message) {
+            (Judgement::Deny(_), Some(message)) => {
+                let res = respond::deny(info.format, &message);
+                outcome.finish(Ending::Answered(res.status()));
+                Audited::done(Either::Right(futures_util::future::ready(Ok(res))))
+            }
+            _ => Audited::new(Either::Left(self.inner.call(req)), outcome),
+        }
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// The answer of a request, writing its audit line when it is ready (the upstream's
+    /// response head, or pvegate's own answer), or when dropped before (the client left).
+    pub struct Audited<F> {
+        #[pin]
+        inner: F,
+        outcome: Option<Outcome>,
+    }
+
+    impl<F> PinnedDrop for Audited<F> {
+        fn drop(this: Pin<&mut Self>) {
+            if let Some(o) = this.project().outcome.take() {
+                o.finish(Ending::ClientGone);
             }
         }
+    }
+}
+
+impl<F> Audited<F> {
+    fn new(inner: F, outcome: Outcome) -> Self {
+        Audited {
+            inner,
+            outcome: Some(outcome),
+        }
+    }
+
+    fn done(inner: F) -> Self {
+        Audited {
+            inner,
+            outcome: None,
+        }
+    }
+}
+
+impl<F> Future for Audited<F>
+where
+    F: Future<Output = Result<Response<Body>, Infallible>>,
+{
+    type Output = Result<Response<Body>, Infallible>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let res = std::task::ready!(this.inner.poll(cx));
+        if let (Some(o), Ok(r)) = (this.outcome.take(), &res) {
+            let ending = match r.extensions().get::<audit::UpstreamFailed>() {
+                Some(e) => Ending::UpstreamFailed(r.status(), &e.0),
+                None => Ending::Upstream(r.status()),
+            };
+            o.finish(ending);
+        }
+        Poll::Ready(res)
     }
 }

@@ -60,7 +60,10 @@ impl Service<Request<Body>> for Forward {
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, "upstream request failed");
-                    Ok(respond::error(format, e.status(), &format!("pvegate: {e}")))
+                    let mut res = respond::error(format, e.status(), &format!("pvegate: {e}"));
+                    res.extensions_mut()
+                        .insert(crate::audit::UpstreamFailed(e.to_string()));
+                    Ok(res)
                 }
             }
         })

@@ -424,18 +424,26 @@ where
             match prepare(req).await {
                 Ok(req) => inner.call(req).await,
                 Err((refusal, client, method, path)) => {
-                    audit::record(&audit::AuditEvent {
-                        client,
-                        identity: None,
-                        method: method.as_str(),
-                        path: &path,
-                        endpoint: "-",
-                        action: "-",
-                        guests: &GuestSet::None,
-                        decision: "invalid",
-                        rule: &refusal.message,
-                    });
-                    Ok(refusal.response())
+                    let res = refusal.response();
+                    audit::Outcome::begin(
+                        audit::Facts {
+                            client,
+                            identity: None,
+                            method: method.as_str(),
+                            path: &path,
+                            endpoint: "-",
+                            action: None,
+                            guests: &GuestSet::None,
+                            decision: audit::AuditDecision::Deny,
+                            rule: std::borrow::Cow::Borrowed("invalid request"),
+                            message: Some(&refusal.message),
+                            generation: None,
+                            exemption: None,
+                        },
+                        std::time::Instant::now(),
+                    )
+                    .finish(audit::Ending::Answered(res.status()));
+                    Ok(res)
                 }
             }
         })

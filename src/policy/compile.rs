@@ -73,11 +73,29 @@ impl ActionSet {
 /// Identities a rule does not apply to: exact names, or `user@realm!*` for every token of a user.
 #[derive(Clone, Debug, Default)]
 pub struct Exempt {
-    exact: Vec<String>,
-    token_users: Vec<String>,
+    pub(super) exact: Vec<String>,
+    pub(super) token_users: Vec<String>,
 }
 
 impl Exempt {
+    /// The pattern that makes `identity` exempt, if any.
+    pub fn matching_pattern(&self, identity: Option<&str>) -> Option<String> {
+        let id = identity?;
+        if let Some(e) = self.exact.iter().find(|e| *e == id) {
+            return Some(e.clone());
+        }
+        let (user, _) = id.split_once('!')?;
+        self.token_users
+            .iter()
+            .find(|u| *u == user)
+            .map(|u| format!("{u}!*"))
+    }
+
+    /// Whether there is no pattern at all.
+    pub fn is_empty(&self) -> bool {
+        self.exact.is_empty() && self.token_users.is_empty()
+    }
+
     /// Whether `identity` is exempt.
     pub fn matches(&self, identity: Option<&str>) -> bool {
         let Some(id) = identity else { return false };
@@ -126,6 +144,8 @@ pub struct GuestRule {
     pub allow: ActionSet,
     pub deny: ActionSet,
     pub exempt: Exempt,
+    /// `mode = "shadow"`: its refusals are logged as `would-deny` and forwarded.
+    pub shadow: bool,
 }
 
 impl GuestRule {
@@ -175,6 +195,18 @@ pub struct Policy {
     pub(super) restrictive: Vec<u32>,
     /// The files it was built from.
     pub files: Vec<PathBuf>,
+    /// Counts successful loads of the live policy (set by the store; 1 for the first).
+    pub generation: u64,
+    /// Foot-guns found while compiling, each `file:line: text` (shown by `validate`, logged
+    /// at start and on reload).
+    pub warnings: Vec<String>,
+    /// When some rules are in shadow mode: the same policy with them enforced, which says
+    /// what would have been refused (`would-deny`). This policy treats them as refusing
+    /// nothing.
+    pub(super) shadowed: Option<std::sync::Arc<Policy>>,
+    /// Whether any exemption exists (global or on a rule), so allowed requests look for the
+    /// one they used only when there can be one.
+    pub(super) any_exempt: bool,
 }
 
 const VMID_MIN: i64 = 100;
@@ -184,12 +216,18 @@ impl Policy {
     /// Loads and compiles policy files.
     pub fn load(files: &[PathBuf]) -> Result<Policy, ConfigError> {
         let mut sources = Vec::new();
+        let mut errors = Vec::new();
         for path in files {
-            let src = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-                path: path.display().to_string(),
-                source,
-            })?;
-            sources.push((path.clone(), src));
+            match std::fs::read_to_string(path) {
+                Ok(src) => sources.push((path.clone(), src)),
+                Err(source) => errors.push(ConfigError::Read {
+                    path: path.display().to_string(),
+                    source,
+                }),
+            }
+        }
+        if let Some(e) = ConfigError::from_list(errors) {
+            return Err(e);
         }
         Self::compile(&sources)
     }
@@ -199,7 +237,8 @@ impl Policy {
         Self::compile(&[(PathBuf::from(name), src.to_string())])
     }
 
-    /// Compiles `(path, text)` sources into one policy.
+    /// Compiles `(path, text)` sources into one policy. Reports every error found (as
+    /// [`ConfigError::Many`] when there are several).
     pub fn compile(sources: &[(PathBuf, String)]) -> Result<Policy, ConfigError> {
         let mut policy = Policy {
             rules: Vec::new(),
@@ -214,23 +253,39 @@ impl Policy {
                 allow: ActionSet::default(),
                 deny: ActionSet::default(),
                 exempt: Exempt::default(),
+                shadow: false,
             },
             strict: false,
             deny_actions: ActionSet::default(),
             exempt: Exempt::default(),
             restrictive: Vec::new(),
             files: sources.iter().map(|(p, _)| p.clone()).collect(),
+            generation: 0,
+            warnings: Vec::new(),
+            shadowed: None,
+            any_exempt: false,
         };
+        let mut errors: Vec<ConfigError> = Vec::new();
+        let mut warnings: Vec<String> = Vec::new();
         let mut settings_seen: Option<String> = None;
+        let mut allow_empty = false;
         for (path, src) in sources {
-            let file: PolicyFile =
-                toml::from_str(src).map_err(|e| ConfigError::toml(path, src, &e))?;
+            let file: PolicyFile = match toml::from_str(src) {
+                Ok(f) => f,
+                Err(e) => {
+                    errors.push(ConfigError::toml(path, src, &e));
+                    continue;
+                }
+            };
             let at = |span: std::ops::Range<usize>, msg: String| {
                 ConfigError::at(path, src, Some(span.start), msg)
             };
+            let warn_at = |span: std::ops::Range<usize>, msg: String| {
+                format!("{}:{}: {msg}", path.display(), line_of(src, span.start))
+            };
             if let Some(s) = file.settings {
                 if let Some(first) = &settings_seen {
-                    return Err(ConfigError::at(
+                    errors.push(ConfigError::at(
                         path,
                         src,
                         None,
@@ -238,34 +293,48 @@ impl Policy {
                             "[settings] is already given in {first}: keep it in one policy file"
                         ),
                     ));
+                    continue;
                 }
                 settings_seen = Some(path.display().to_string());
                 if let Some(strict) = s.strict {
                     policy.strict = *strict.get_ref();
                 }
+                if let Some(a) = s.allow_empty {
+                    allow_empty = *a.get_ref();
+                }
                 if let Some(d) = s.default_access {
-                    policy.default_rule.access = parse_access(&d).map_err(|m| at(d.span(), m))?;
+                    match parse_access(&d) {
+                        Ok(a) => policy.default_rule.access = a,
+                        Err(m) => errors.push(at(d.span(), m)),
+                    }
                     policy.default_rule.origin =
                         format!("{}:{}", path.display(), line_of(src, d.span().start));
                 }
                 for a in &s.deny_actions {
-                    policy
-                        .deny_actions
-                        .add_pattern(a.get_ref())
-                        .map_err(|m| at(a.span(), m))?;
+                    if let Err(m) = policy.deny_actions.add_pattern(a.get_ref()) {
+                        errors.push(at(a.span(), m));
+                    } else if a.get_ref() == "read" {
+                        warnings.push(warn_at(a.span(), "deny_actions contains \"read\": every read is refused (status polling, the web UI, Terraform refresh): remove it unless that is the intent".into()));
+                    }
                 }
                 for e in &s.exempt {
-                    policy
-                        .exempt
-                        .add(e.get_ref())
-                        .map_err(|m| at(e.span(), m))?;
+                    match policy.exempt.add(e.get_ref()) {
+                        Ok(()) => {
+                            if let Some(w) = exempt_warning(e.get_ref()) {
+                                warnings.push(warn_at(e.span(), w));
+                            }
+                        }
+                        Err(m) => errors.push(at(e.span(), m)),
+                    }
                 }
             }
             for entry in &file.guest {
-                let rule = compile_guest(path, src, entry)?;
-                policy
-                    .add_rule(rule)
-                    .map_err(|m| at(entry.access.span(), m))?;
+                let Some(rule) = compile_guest(path, src, entry, &mut errors, &mut warnings) else {
+                    continue;
+                };
+                if let Err(m) = policy.add_rule(rule) {
+                    errors.push(at(entry.access.span(), m));
+                }
             }
         }
         policy.ranges.sort_unstable();
@@ -273,20 +342,67 @@ impl Policy {
             if w[0].1 >= w[1].0 {
                 let a = &policy.rules[w[0].2 as usize];
                 let b = &policy.rules[w[1].2 as usize];
-                return Err(ConfigError::Invalid {
+                errors.push(ConfigError::Invalid {
                     path: b.origin.rsplit_once(':').map_or(b.origin.clone(), |(p, _)| p.to_string()),
                     line: b.origin.rsplit_once(':').and_then(|(_, l)| l.parse().ok()).unwrap_or(1),
                     message: format!("guest range overlaps the one at {}: make ranges disjoint (a single vmid may sit inside a range)", a.origin),
                 });
             }
         }
-        policy.restrictive = (0..policy.rules.len() as u32)
-            .filter(|&i| {
-                let r = &policy.rules[i as usize];
-                r.access == Access::Readonly || r.deny != ActionSet::default()
-            })
-            .collect();
+        policy.restrictive = restrictive(&policy.rules);
+        if errors.is_empty() && !allow_empty && policy.protects_nothing() {
+            let (path, src) = sources
+                .first()
+                .map_or((PathBuf::from("policy"), ""), |(p, s)| {
+                    (p.clone(), s.as_str())
+                });
+            errors.push(ConfigError::at(
+                &path,
+                src,
+                None,
+                "this policy refuses nothing (no readonly guest, no deny list, no deny_actions, no default_access = \"readonly\", no strict): every request would pass. An empty or half-written file looks like this. If it is deliberate, set allow_empty = true under [settings]",
+            ));
+        }
+        if let Some(e) = ConfigError::from_list(errors) {
+            return Err(e);
+        }
+        if allow_empty && policy.protects_nothing() {
+            let first = sources
+                .first()
+                .map_or("policy".into(), |(p, _)| p.display().to_string());
+            warnings.push(format!(
+                "{first}:1: this policy refuses nothing (allow_empty = true): every request passes"
+            ));
+        }
+        policy.warnings = warnings;
+        policy.any_exempt =
+            !policy.exempt.is_empty() || policy.rules.iter().any(|r| !r.exempt.is_empty());
+        if policy.rules.iter().any(|r| r.shadow) {
+            let mut enforced = policy.clone();
+            for r in enforced.rules.iter_mut().filter(|r| r.shadow) {
+                r.access = Access::Managed;
+                r.allow = ActionSet::default();
+                r.deny = ActionSet::default();
+            }
+            enforced.restrictive = restrictive(&enforced.rules);
+            enforced.shadowed = Some(std::sync::Arc::new(policy));
+            return Ok(enforced);
+        }
         Ok(policy)
+    }
+
+    /// Whether this policy (with its shadow rules counted as enforced) refuses nothing at all.
+    pub fn protects_nothing(&self) -> bool {
+        let full = self.shadowed.as_deref().unwrap_or(self);
+        full.restrictive.is_empty()
+            && full.default_rule.access == Access::Managed
+            && full.deny_actions == ActionSet::default()
+            && !full.strict
+    }
+
+    /// With shadow rules: the policy with them enforced (what would be refused).
+    pub fn shadowed(&self) -> Option<&Policy> {
+        self.shadowed.as_deref()
     }
 
     fn add_rule(&mut self, rule: GuestRule) -> Result<(), String> {
@@ -364,10 +480,58 @@ fn parse_access(s: &Spanned<String>) -> Result<Access, String> {
     }
 }
 
-fn compile_guest(path: &Path, src: &str, e: &GuestEntry) -> Result<GuestRule, ConfigError> {
+/// Warns about exemption patterns no identity pveproxy accepts can match.
+fn exempt_warning(pattern: &str) -> Option<String> {
+    let name_ok = |t: &str| {
+        let mut c = t.chars();
+        c.next().is_some_and(|f| f.is_ascii_alphabetic())
+            && t.len() >= 2
+            && t.chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_'))
+    };
+    let (user, token) = match pattern.split_once('!') {
+        Some((u, t)) => (u, Some(t)),
+        None => (pattern, None),
+    };
+    let (name, realm) = user.split_once('@')?;
+    let problem = if name.contains(|c: char| c.is_whitespace() || matches!(c, ':' | '/' | '*')) {
+        Some("its user name holds a character Proxmox user names cannot have (whitespace, ':', '/', or a '*', which is no wildcard here)")
+    } else if !name_ok(realm) {
+        Some(
+            "its realm is not a Proxmox realm name (a letter, then letters, digits, '.', '-', '_')",
+        )
+    } else if token.is_some_and(|t| t != "*" && !name_ok(t)) {
+        Some("its token name is not a Proxmox token name (a letter, then letters, digits, '.', '-', '_'); only a whole \"!*\" is a wildcard")
+    } else {
+        None
+    };
+    problem.map(|p| format!("exempt identity {pattern:?} can never match: {p}"))
+}
+
+fn restrictive(rules: &[GuestRule]) -> Vec<u32> {
+    (0..rules.len() as u32)
+        .filter(|&i| {
+            let r = &rules[i as usize];
+            r.access == Access::Readonly || r.deny != ActionSet::default()
+        })
+        .collect()
+}
+
+/// One `[[guest]]` entry; its errors go to `errors` (all of them), foot-guns to `warnings`.
+fn compile_guest(
+    path: &Path,
+    src: &str,
+    e: &GuestEntry,
+    errors: &mut Vec<ConfigError>,
+    warnings: &mut Vec<String>,
+) -> Option<GuestRule> {
     let at = |span: std::ops::Range<usize>, msg: String| {
         ConfigError::at(path, src, Some(span.start), msg)
     };
+    let warn_at = |span: std::ops::Range<usize>, msg: String| {
+        format!("{}:{}: {msg}", path.display(), line_of(src, span.start))
+    };
+    let before = errors.len();
     let check = |v: i64, span: std::ops::Range<usize>| -> Result<Vmid, ConfigError> {
         if (VMID_MIN..=VMID_MAX).contains(&v) {
             Ok(v as Vmid)
@@ -378,11 +542,8 @@ fn compile_guest(path: &Path, src: &str, e: &GuestEntry) -> Result<GuestRule, Co
             ))
         }
     };
-    let vmids = match (&e.vmid, &e.vmids) {
-        (Some(v), None) => {
-            let id = check(*v.get_ref(), v.span())?;
-            (id, id)
-        }
+    let vmids: Result<(Vmid, Vmid), ConfigError> = match (&e.vmid, &e.vmids) {
+        (Some(v), None) => check(*v.get_ref(), v.span()).map(|id| (id, id)),
         (None, Some(r)) => {
             let bad = || {
                 at(
@@ -393,45 +554,50 @@ fn compile_guest(path: &Path, src: &str, e: &GuestEntry) -> Result<GuestRule, Co
                     ),
                 )
             };
-            let (lo, hi) = r.get_ref().split_once('-').ok_or_else(bad)?;
-            let lo: i64 = lo.trim().parse().map_err(|_| bad())?;
-            let hi: i64 = hi.trim().parse().map_err(|_| bad())?;
-            let (lo, hi) = (check(lo, r.span())?, check(hi, r.span())?);
-            if lo > hi {
-                return Err(bad());
-            }
-            (lo, hi)
+            (|| {
+                let (lo, hi) = r.get_ref().split_once('-').ok_or_else(bad)?;
+                let lo: i64 = lo.trim().parse().map_err(|_| bad())?;
+                let hi: i64 = hi.trim().parse().map_err(|_| bad())?;
+                let (lo, hi) = (check(lo, r.span())?, check(hi, r.span())?);
+                if lo > hi {
+                    return Err(bad());
+                }
+                Ok((lo, hi))
+            })()
         }
-        (Some(v), Some(_)) => {
-            return Err(at(v.span(), "give either vmid or vmids, not both".into()))
-        }
-        (None, None) => {
-            return Err(at(
-                e.access.span(),
-                "this [[guest]] names no guest: add vmid = N or vmids = \"LO-HI\"".into(),
-            ))
-        }
+        (Some(v), Some(_)) => Err(at(v.span(), "give either vmid or vmids, not both".into())),
+        (None, None) => Err(at(
+            e.access.span(),
+            "this [[guest]] names no guest: add vmid = N or vmids = \"LO-HI\"".into(),
+        )),
     };
-    let access = parse_access(&e.access).map_err(|m| at(e.access.span(), m))?;
+    let vmids = vmids.map_err(|err| errors.push(err)).ok();
+    let access = parse_access(&e.access)
+        .map_err(|m| errors.push(at(e.access.span(), m)))
+        .ok();
     let mut allow = ActionSet::default();
     for a in &e.allow {
-        allow
-            .add_pattern(a.get_ref())
-            .map_err(|m| at(a.span(), m))?;
+        if let Err(m) = allow.add_pattern(a.get_ref()) {
+            errors.push(at(a.span(), m));
+        }
     }
     let mut deny = ActionSet::default();
     for a in &e.deny {
-        deny.add_pattern(a.get_ref()).map_err(|m| at(a.span(), m))?;
+        if let Err(m) = deny.add_pattern(a.get_ref()) {
+            errors.push(at(a.span(), m));
+        } else if a.get_ref() == "read" {
+            warnings.push(warn_at(a.span(), "deny = [\"read\"] has no effect: a guest rule never refuses reads (to refuse reads everywhere, use deny_actions under [settings])".into()));
+        }
     }
-    if access == Access::Readonly && !e.deny.is_empty() {
-        return Err(at(
+    if access == Some(Access::Readonly) && !e.deny.is_empty() {
+        errors.push(at(
             e.deny[0].span(),
             "deny has no effect on a readonly guest (it refuses every change already): remove it"
                 .into(),
         ));
     }
-    if access == Access::Managed && !e.allow.is_empty() {
-        return Err(at(
+    if access == Some(Access::Managed) && !e.allow.is_empty() {
+        errors.push(at(
             e.allow[0].span(),
             "allow has no effect on a managed guest (it allows everything already): remove it"
                 .into(),
@@ -439,15 +605,43 @@ fn compile_guest(path: &Path, src: &str, e: &GuestEntry) -> Result<GuestRule, Co
     }
     let mut exempt = Exempt::default();
     for x in &e.exempt {
-        exempt.add(x.get_ref()).map_err(|m| at(x.span(), m))?;
+        match exempt.add(x.get_ref()) {
+            Ok(()) => {
+                if let Some(w) = exempt_warning(x.get_ref()) {
+                    warnings.push(warn_at(x.span(), w));
+                }
+            }
+            Err(m) => errors.push(at(x.span(), m)),
+        }
     }
+    if access == Some(Access::Managed) && e.deny.is_empty() && !e.exempt.is_empty() {
+        warnings.push(warn_at(
+            e.exempt[0].span(),
+            "exempt has no effect here: this managed rule refuses nothing".into(),
+        ));
+    }
+    let shadow = match e.mode.as_ref().map(|m| (m, m.get_ref().as_str())) {
+        None | Some((_, "enforce")) => false,
+        Some((_, "shadow")) => true,
+        Some((m, other)) => {
+            errors.push(at(
+                m.span(),
+                format!("mode {other:?} is not \"enforce\" or \"shadow\""),
+            ));
+            false
+        }
+    };
+    if errors.len() > before {
+        return None;
+    }
+    let (vmids, access) = (vmids?, access?);
     let anchor = e
         .vmid
         .as_ref()
         .map(|v| v.span().start)
         .or_else(|| e.vmids.as_ref().map(|v| v.span().start))
         .unwrap_or(e.access.span().start);
-    Ok(GuestRule {
+    Some(GuestRule {
         origin: format!("{}:{}", path.display(), line_of(src, anchor)),
         vmids,
         name: e.name.clone(),
@@ -456,5 +650,6 @@ fn compile_guest(path: &Path, src: &str, e: &GuestEntry) -> Result<GuestRule, Co
         allow,
         deny,
         exempt,
+        shadow,
     })
 }

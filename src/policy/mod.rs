@@ -6,9 +6,12 @@
 
 pub mod compile;
 pub mod decide;
+pub mod diff;
+pub mod judge;
 pub mod model;
 pub mod store;
 
 pub use compile::{Access, GuestRule, Policy};
 pub use decide::{Decision, DenyReason, Verdict};
+pub use judge::{Judgement, Mode};
 pub use store::PolicyStore;

@@ -29,6 +29,8 @@ pub struct Settings {
     /// "automation@pve!*" (every token of that user).
     #[serde(default)]
     pub exempt: Vec<Spanned<String>>,
+    /// A policy that refuses nothing is an error unless this says it is deliberate.
+    pub allow_empty: Option<Spanned<bool>>,
 }
 
 /// `[[guest]]`: a rule for one guest or a range of guests.
@@ -51,4 +53,6 @@ pub struct GuestEntry {
     /// Identities this rule does not apply to.
     #[serde(default)]
     pub exempt: Vec<Spanned<String>>,
+    /// "enforce" (default) or "shadow": refusals are only logged (`would-deny`).
+    pub mode: Option<Spanned<String>>,
 }
