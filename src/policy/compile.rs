@@ -90,6 +90,14 @@ impl Exempt {
         }
     }
 
+    /// The identities as written in the policy (`user@realm!*` for every token of a user).
+    pub fn patterns(&self) -> impl Iterator<Item = String> + '_ {
+        self.exact
+            .iter()
+            .cloned()
+            .chain(self.token_users.iter().map(|u| format!("{u}!*")))
+    }
+
     fn add(&mut self, pattern: &str) -> Result<(), String> {
         let valid_user = |u: &str| {
             u.split_once('@')
@@ -126,6 +134,8 @@ pub struct GuestRule {
     pub allow: ActionSet,
     pub deny: ActionSet,
     pub exempt: Exempt,
+    /// The rule's own refusal hint (`hint = "…"`); `None` falls back to `[settings] hint`.
+    pub hint: Option<String>,
 }
 
 impl GuestRule {
@@ -173,6 +183,8 @@ pub struct Policy {
     pub(super) exempt: Exempt,
     /// Indexes of rules that refuse at least one action (for requests that touch every guest).
     pub(super) restrictive: Vec<u32>,
+    /// `[settings] hint`: ends every refusal whose rule has no hint of its own.
+    pub(super) hint: Option<String>,
     /// The files it was built from.
     pub files: Vec<PathBuf>,
 }
@@ -214,11 +226,13 @@ impl Policy {
                 allow: ActionSet::default(),
                 deny: ActionSet::default(),
                 exempt: Exempt::default(),
+                hint: None,
             },
             strict: false,
             deny_actions: ActionSet::default(),
             exempt: Exempt::default(),
             restrictive: Vec::new(),
+            hint: None,
             files: sources.iter().map(|(p, _)| p.clone()).collect(),
         };
         let mut settings_seen: Option<String> = None;
@@ -259,6 +273,9 @@ impl Policy {
                         .exempt
                         .add(e.get_ref())
                         .map_err(|m| at(e.span(), m))?;
+                }
+                if let Some(h) = &s.hint {
+                    policy.hint = Some(super::show::check_hint(h).map_err(|m| at(h.span(), m))?);
                 }
             }
             for entry in &file.guest {
@@ -441,6 +458,10 @@ fn compile_guest(path: &Path, src: &str, e: &GuestEntry) -> Result<GuestRule, Co
     for x in &e.exempt {
         exempt.add(x.get_ref()).map_err(|m| at(x.span(), m))?;
     }
+    let hint = match &e.hint {
+        Some(h) => Some(super::show::check_hint(h).map_err(|m| at(h.span(), m))?),
+        None => None,
+    };
     let anchor = e
         .vmid
         .as_ref()
@@ -456,5 +477,6 @@ fn compile_guest(path: &Path, src: &str, e: &GuestEntry) -> Result<GuestRule, Co
         allow,
         deny,
         exempt,
+        hint,
     })
 }

@@ -7,6 +7,7 @@
 pub mod compile;
 pub mod decide;
 pub mod model;
+pub mod show;
 pub mod store;
 
 pub use compile::{Access, GuestRule, Policy};

@@ -29,6 +29,8 @@ pub struct Settings {
     /// "automation@pve!*" (every token of that user).
     #[serde(default)]
     pub exempt: Vec<Spanned<String>>,
+    /// What a refused client should do next, ending every refusal ("ask @ops in #infra").
+    pub hint: Option<Spanned<String>>,
 }
 
 /// `[[guest]]`: a rule for one guest or a range of guests.
@@ -51,4 +53,6 @@ pub struct GuestEntry {
     /// Identities this rule does not apply to.
     #[serde(default)]
     pub exempt: Vec<Spanned<String>>,
+    /// This rule's refusal hint, replacing `[settings] hint`.
+    pub hint: Option<Spanned<String>>,
 }
