@@ -49,13 +49,19 @@ struct PolicySource {
 fn policy_source(opts: &DemoOptions) -> anyhow::Result<PolicySource> {
     if let Some(cfg) = &opts.config {
         let c = Config::load(cfg)?;
+        // Absolute, so the config the demo writes elsewhere still finds them.
+        let files = c
+            .policy_files
+            .iter()
+            .map(|p| std::fs::canonicalize(p).unwrap_or_else(|_| p.clone()))
+            .collect();
         return Ok(PolicySource {
             label: format!(
                 "from {} ({} file(s); its upstream is replaced by the simulated Proxmox)",
                 cfg.display(),
                 c.policy_files.len()
             ),
-            files: c.policy_files,
+            files,
         });
     }
     if !opts.policy.is_empty() {

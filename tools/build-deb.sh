@@ -15,7 +15,7 @@ check() {
     info="$(dpkg-deb -I "$deb")"
     local fail=0
     for path in ./usr/bin/pvegate ./etc/pvegate/pvegate.toml ./etc/pvegate/policies/homelab.toml \
-        ./usr/share/man/man1/pvegate.1 ./usr/share/man/man1/pvegate-serve.1 \
+        ./usr/share/man/man1/pvegate.1.gz ./usr/share/man/man1/pvegate-serve.1.gz \
         ./usr/share/bash-completion/completions/pvegate ./usr/share/zsh/vendor-completions/_pvegate \
         ./usr/share/fish/vendor_completions.d/pvegate.fish ./usr/share/doc/pvegate/copyright \
         ./usr/share/doc/pvegate/deploy.md; do
