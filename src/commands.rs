@@ -203,6 +203,20 @@ pub fn validate(config_path: &Path) -> i32 {
     EXIT_ALLOW
 }
 
+/// `pvegate policy show`: prints every rule of the config's policy with file:line.
+pub fn policy_show(config_path: &Path) -> i32 {
+    match Config::load(config_path).and_then(|c| Policy::load(&c.policy_files)) {
+        Ok(p) => {
+            print!("{}", p.show());
+            EXIT_ALLOW
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            EXIT_BAD_INPUT
+        }
+    }
+}
+
 /// One request for `pvegate check`.
 pub struct CheckRequest<'a> {
     pub method: &'a str,

@@ -38,3 +38,4 @@ pub mod server;
 pub mod sim;
 pub mod stack;
 pub mod upstream;
+pub mod version;

@@ -77,6 +77,8 @@ struct Shared {
 }
 
 static SHARED: OnceLock<Shared> = OnceLock::new();
+/// While set, the writer thread keeps lines queued instead of writing them (see [`hold`]).
+static HELD: AtomicBool = AtomicBool::new(false);
 
 fn lock(s: &Shared) -> MutexGuard<'_, Queue> {
     // A panic while holding the lock leaves the queue consistent (plain pushes and pops).
@@ -128,6 +130,16 @@ fn open_append(p: &std::path::Path) -> std::io::Result<File> {
         .map_err(|e| std::io::Error::new(e.kind(), format!("{}: {e}", p.display())))
 }
 
+/// Holds queued lines back (`true`) or lets them out (`false`). `pvegate demo` holds them while
+/// it prints its tour, so the tour reads on its own and the audit lines follow it. The queue
+/// stays bounded: past its size lines are dropped and counted as usual.
+pub fn hold(on: bool) {
+    HELD.store(on, Ordering::Relaxed);
+    if let Some(s) = SHARED.get() {
+        s.wake.notify_one();
+    }
+}
+
 /// Asks the writer thread to reopen the audit file (after logrotate moved it; SIGHUP).
 pub fn reopen_audit() {
     if let Some(s) = SHARED.get() {
@@ -163,6 +175,10 @@ fn writer(mut audit: Option<(PathBuf, File)>) {
     loop {
         let (reopen, dropped) = {
             let mut q = lock(s);
+            if HELD.load(Ordering::Relaxed) {
+                drop(s.wake.wait_timeout(q, WRITER_TICK));
+                continue;
+            }
             if q.batches.is_empty() && !q.reopen {
                 q = s
                     .wake

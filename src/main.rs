@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 use pvegate::commands;
 
 /// mimalloc: a proxy allocates and frees small buffers and header maps for every request.
@@ -59,6 +59,38 @@ enum Command {
         /// Run the guided tour, print it, and exit instead of serving.
         #[arg(long)]
         tour_only: bool,
+        /// Use this policy file instead of the built-in homelab policy (repeatable).
+        #[arg(long, value_name = "FILE", conflicts_with = "config")]
+        policy: Vec<PathBuf>,
+        /// Use this config's policy files (its upstream is replaced by the simulated Proxmox).
+        #[arg(long, short, value_name = "FILE")]
+        config: Option<PathBuf>,
+    },
+    /// Run the simulated Proxmox alone and print its URL, fingerprint and credentials.
+    Sim {
+        /// Address to listen on (default: a free port on 127.0.0.1).
+        #[arg(long)]
+        listen: Option<std::net::SocketAddr>,
+        /// Serve plain HTTP instead of HTTPS.
+        #[arg(long)]
+        plain: bool,
+        /// Write the simulator's CA certificate (PEM) to this file, for `[upstream] ca`.
+        #[arg(long, value_name = "FILE", conflicts_with = "plain")]
+        ca_out: Option<PathBuf>,
+    },
+    /// Inspect the policy a config loads.
+    #[command(subcommand)]
+    Policy(PolicyCommand),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff), or write one page per command into --dir.
+    Man {
+        /// Write pvegate.1 and pvegate-<command>.1 into this directory instead.
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
     },
     /// Operate guests through pvegate (or Proxmox): list, status, start, clone, … (exit 4: refused by pvegate).
     Ops(pvegate::ops::cli::OpsArgs),
@@ -66,8 +98,28 @@ enum Command {
     Mcp(pvegate::ops::settings::ConnArgs),
 }
 
+#[derive(Subcommand)]
+enum PolicyCommand {
+    /// Every rule with its guests, access, allowed and refused actions, exemptions and file:line.
+    Show {
+        /// Config file (TOML).
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+}
+
+/// The CLI definition with the full version text (git commit, catalogue versions).
+fn command() -> clap::Command {
+    Cli::command()
+        .version(pvegate::version::short())
+        .long_version(pvegate::version::long())
+}
+
 fn main() -> ExitCode {
-    let cli = Cli::try_parse().unwrap_or_else(|e| pvegate::ops::cli::parse_error(e));
+    let cli = command()
+        .try_get_matches()
+        .and_then(|m| Cli::from_arg_matches(&m))
+        .unwrap_or_else(|e| pvegate::ops::cli::parse_error(e));
     let code = match cli.command {
         Command::Serve { config } => {
             let result = run_async(commands::serve(&config));
@@ -99,8 +151,19 @@ fn main() -> ExitCode {
             commands::check(&config, &req, &mut std::io::stdout())
         }
         Command::Validate { config } => commands::validate(&config),
-        Command::Demo { listen, tour_only } => {
-            match run_async(pvegate::demo::run(listen, tour_only)) {
+        Command::Demo {
+            listen,
+            tour_only,
+            policy,
+            config,
+        } => {
+            let opts = pvegate::demo::DemoOptions {
+                listen,
+                tour_only,
+                policy,
+                config,
+            };
+            match run_async(pvegate::demo::run(opts)) {
                 Ok(()) => 0,
                 Err(e) => {
                     eprintln!("error: {e:#}");
@@ -110,8 +173,68 @@ fn main() -> ExitCode {
         }
         Command::Ops(args) => i32::from(pvegate::ops::cli::run(args)),
         Command::Mcp(args) => i32::from(pvegate::mcp::run_stdio(&args)),
+        Command::Sim {
+            listen,
+            plain,
+            ca_out,
+        } => {
+            let opts = pvegate::demo::SimOptions {
+                listen,
+                plain,
+                ca_out,
+            };
+            match run_async(pvegate::demo::run_sim(opts)) {
+                Ok(()) => 0,
+                Err(e) => {
+                    eprintln!("error: {e:#}");
+                    1
+                }
+            }
+        }
+        Command::Policy(PolicyCommand::Show { config }) => commands::policy_show(&config),
+        Command::Completions { shell } => {
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut command(), "pvegate", &mut script);
+            write_stdout(&script)
+        }
+        Command::Man { dir } => man(dir.as_deref()),
     };
     ExitCode::from(code as u8)
+}
+
+/// `pvegate man`: the main page on stdout, or every page into `dir`.
+fn man(dir: Option<&std::path::Path>) -> i32 {
+    let result = match dir {
+        Some(d) => std::fs::create_dir_all(d).and_then(|()| clap_mangen::generate_to(command(), d)),
+        None => {
+            let mut page = Vec::new();
+            match clap_mangen::Man::new(command()).render(&mut page) {
+                Ok(()) => return write_stdout(&page),
+                Err(e) => Err(e),
+            }
+        }
+    };
+    match result {
+        Ok(()) => 0,
+        Err(e) => {
+            let place = dir.map_or("stdout".to_string(), |d| d.display().to_string());
+            eprintln!("error: cannot write the man page to {place}: {e}");
+            1
+        }
+    }
+}
+
+/// Writes generated text to stdout; a closed pipe (`| head`) is not an error.
+fn write_stdout(bytes: &[u8]) -> i32 {
+    use std::io::Write;
+    match std::io::stdout().lock().write_all(bytes) {
+        Ok(()) => 0,
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => 0,
+        Err(e) => {
+            eprintln!("error: cannot write to stdout: {e}");
+            1
+        }
+    }
 }
 
 fn run_async<F: std::future::Future<Output = anyhow::Result<()>>>(f: F) -> anyhow::Result<()> {

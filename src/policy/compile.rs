@@ -108,6 +108,14 @@ impl Exempt {
         }
     }
 
+    /// The identities as written in the policy (`user@realm!*` for every token of a user).
+    pub fn patterns(&self) -> impl Iterator<Item = String> + '_ {
+        self.exact
+            .iter()
+            .cloned()
+            .chain(self.token_users.iter().map(|u| format!("{u}!*")))
+    }
+
     fn add(&mut self, pattern: &str) -> Result<(), String> {
         let valid_user = |u: &str| {
             u.split_once('@')
@@ -146,6 +154,8 @@ pub struct GuestRule {
     pub exempt: Exempt,
     /// `mode = "shadow"`: its refusals are logged as `would-deny` and forwarded.
     pub shadow: bool,
+    /// The rule's own refusal hint (`hint = "…"`); `None` falls back to `[settings] hint`.
+    pub hint: Option<String>,
 }
 
 impl GuestRule {
@@ -193,6 +203,8 @@ pub struct Policy {
     pub(super) exempt: Exempt,
     /// Indexes of rules that refuse at least one action (for requests that touch every guest).
     pub(super) restrictive: Vec<u32>,
+    /// `[settings] hint`: ends every refusal whose rule has no hint of its own.
+    pub(super) hint: Option<String>,
     /// The files it was built from.
     pub files: Vec<PathBuf>,
     /// Counts successful loads of the live policy (set by the store; 1 for the first).
@@ -254,11 +266,13 @@ impl Policy {
                 deny: ActionSet::default(),
                 exempt: Exempt::default(),
                 shadow: false,
+                hint: None,
             },
             strict: false,
             deny_actions: ActionSet::default(),
             exempt: Exempt::default(),
             restrictive: Vec::new(),
+            hint: None,
             files: sources.iter().map(|(p, _)| p.clone()).collect(),
             generation: 0,
             warnings: Vec::new(),
@@ -325,6 +339,12 @@ impl Policy {
                             }
                         }
                         Err(m) => errors.push(at(e.span(), m)),
+                    }
+                }
+                if let Some(h) = &s.hint {
+                    match super::show::check_hint(h) {
+                        Ok(t) => policy.hint = Some(t),
+                        Err(m) => errors.push(at(h.span(), m)),
                     }
                 }
             }
@@ -631,6 +651,16 @@ fn compile_guest(
             false
         }
     };
+    let hint = match &e.hint {
+        Some(h) => match super::show::check_hint(h) {
+            Ok(t) => Some(t),
+            Err(m) => {
+                errors.push(at(h.span(), m));
+                None
+            }
+        },
+        None => None,
+    };
     if errors.len() > before {
         return None;
     }
@@ -651,5 +681,6 @@ fn compile_guest(
         deny,
         exempt,
         shadow,
+        hint,
     })
 }

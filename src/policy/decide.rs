@@ -118,45 +118,89 @@ impl Policy {
         }
     }
 
-    /// The text a refused client sees (it starts with `pvegate:`). `what` names the request
-    /// for messages that have no guest ("POST /nodes/pve/newcall").
+    /// The text a refused client sees (it starts with `pvegate:`). It names the rule that
+    /// refused (the guest's rule, a range with its name, `default_access`, or a setting) and
+    /// ends with the policy's hint for that rule. `what` names the request for messages that
+    /// have no guest ("POST /nodes/pve/newcall").
     pub fn deny_message(&self, reason: &DenyReason, action: Action, what: &str) -> String {
         let act = action.as_str();
         let with_reason = |r: &GuestRule, s: String| match &r.reason {
             Some(why) => format!("{s} ({why})"),
             None => s,
         };
-        match reason {
-            DenyReason::Action(_) => format!("pvegate: {act} is refused by policy ({what})"),
-            DenyReason::Strict => format!(
-                "pvegate: {what} is not in pvegate's API catalogue and strict mode refuses unknown changes"
+        let (core, rule) = match reason {
+            DenyReason::Action(_) => (
+                format!("pvegate: {act} is refused by [settings] deny_actions ({what})"),
+                None,
+            ),
+            DenyReason::Strict => (
+                format!(
+                    "pvegate: {what} is not in pvegate's API catalogue and [settings] strict refuses unknown changes"
+                ),
+                None,
             ),
             DenyReason::Guest { vmid, rule } => {
                 let r = self.rule_at(*rule);
-                let s = match r.access {
-                    super::Access::Readonly => format!("pvegate: {} is readonly: {act} refused", r.describe_guest(*vmid)),
-                    super::Access::Managed => format!("pvegate: {}: {act} refused by policy", r.describe_guest(*vmid)),
+                let guest = match rule {
+                    None => format!("VM {vmid}"),
+                    Some(_) => describe_in_rule(r, *vmid),
                 };
-                with_reason(r, s)
+                let by = if rule.is_none() { " by default_access" } else { "" };
+                let s = match r.access {
+                    super::Access::Readonly => {
+                        format!("pvegate: {guest} is readonly{by}: {act} refused")
+                    }
+                    super::Access::Managed => {
+                        format!("pvegate: {guest}: {act} refused by policy")
+                    }
+                };
+                (with_reason(r, s), rule.map(|_| r))
             }
             DenyReason::AllGuests { rule } => {
                 let r = self.rule_at(*rule);
-                let who = if rule.is_some() {
-                    r.describe_guest(r.vmids.0)
-                } else {
-                    "unlisted guests".to_string()
+                let (who, which) = match rule {
+                    None => (
+                        "unlisted guests".to_string(),
+                        "which are readonly by default_access".to_string(),
+                    ),
+                    Some(_) => (rule_guests(r), "which is readonly".to_string()),
                 };
                 let s = match r.access {
                     super::Access::Readonly => format!(
-                        "pvegate: this request acts on every guest, including {who}, which is readonly: {act} refused"
+                        "pvegate: this request acts on every guest, including {who}, {which}: {act} refused"
                     ),
                     super::Access::Managed => format!(
                         "pvegate: this request acts on every guest, including {who}, whose policy refuses {act}"
                     ),
                 };
-                with_reason(r, s)
+                (with_reason(r, s), rule.map(|_| r))
             }
-        }
+        };
+        format!("{core}; hint: {}", self.hint_for(rule))
+    }
+}
+
+/// "VM 104 'doc1'" for a one-guest rule, "VM 9005 (range 9000-9099 'templates')" for a range.
+fn describe_in_rule(r: &GuestRule, vmid: Vmid) -> String {
+    if r.vmids.0 == r.vmids.1 {
+        return r.describe_guest(vmid);
+    }
+    format!("VM {vmid} ({})", range_label(r))
+}
+
+/// The guests a rule covers, as a refusal names them.
+fn rule_guests(r: &GuestRule) -> String {
+    if r.vmids.0 == r.vmids.1 {
+        r.describe_guest(r.vmids.0)
+    } else {
+        format!("guests {}", range_label(r).trim_start_matches("range "))
+    }
+}
+
+fn range_label(r: &GuestRule) -> String {
+    match &r.name {
+        Some(n) => format!("range {}-{} '{n}'", r.vmids.0, r.vmids.1),
+        None => format!("range {}-{}", r.vmids.0, r.vmids.1),
     }
 }
 
@@ -285,7 +329,7 @@ deny = ["destroy"]
         };
         assert_eq!(
             p.deny_message(&r, "power.stop".parse().unwrap(), "POST /x"),
-            "pvegate: VM 104 'doc1' is readonly: power.stop refused (Main services VM)"
+            "pvegate: VM 104 'doc1' is readonly: power.stop refused (Main services VM); hint: ask whoever runs pvegate to change its policy if you need this"
         );
         let Decision::Deny(r) = p.decide(&op("power.stop", GuestSet::All), None) else {
             panic!()

@@ -9,6 +9,7 @@ pub mod decide;
 pub mod diff;
 pub mod judge;
 pub mod model;
+pub mod show;
 pub mod store;
 
 pub use compile::{Access, GuestRule, Policy};

@@ -31,6 +31,8 @@ pub struct Settings {
     pub exempt: Vec<Spanned<String>>,
     /// A policy that refuses nothing is an error unless this says it is deliberate.
     pub allow_empty: Option<Spanned<bool>>,
+    /// What a refused client should do next, ending every refusal ("ask @ops in #infra").
+    pub hint: Option<Spanned<String>>,
 }
 
 /// `[[guest]]`: a rule for one guest or a range of guests.
@@ -55,4 +57,6 @@ pub struct GuestEntry {
     pub exempt: Vec<Spanned<String>>,
     /// "enforce" (default) or "shadow": refusals are only logged (`would-deny`).
     pub mode: Option<Spanned<String>>,
+    /// This rule's refusal hint, replacing `[settings] hint`.
+    pub hint: Option<Spanned<String>>,
 }

@@ -279,7 +279,12 @@ impl Drop for SimHandle {
 
 /// Starts a sim on `127.0.0.1:0`.
 pub async fn start(cfg: SimConfig) -> io::Result<SimHandle> {
-    let listener = TcpListener::bind("127.0.0.1:0").await?;
+    start_on(SocketAddr::from(([127, 0, 0, 1], 0)), cfg).await
+}
+
+/// Starts a sim listening on `addr` (`pvegate sim --listen`).
+pub async fn start_on(addr: SocketAddr, cfg: SimConfig) -> io::Result<SimHandle> {
+    let listener = TcpListener::bind(addr).await?;
     let addr = listener.local_addr()?;
     let tls = if cfg.tls {
         Some(tls::generate(&cfg.node)?)
