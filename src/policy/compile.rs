@@ -7,6 +7,7 @@ use toml::Spanned;
 
 use super::model::{GuestEntry, PolicyFile};
 use crate::config::ConfigError;
+use crate::pve::host::HostPermit;
 use crate::pve::{Action, Vmid};
 
 /// What may be done to a guest.
@@ -126,6 +127,8 @@ pub struct GuestRule {
     pub allow: ActionSet,
     pub deny: ActionSet,
     pub exempt: Exempt,
+    /// Host values this rule does not object to (`host_paths`, `host_devices`).
+    pub host: HostPermit,
 }
 
 impl GuestRule {
@@ -171,6 +174,8 @@ pub struct Policy {
     pub(super) strict: bool,
     pub(super) deny_actions: ActionSet,
     pub(super) exempt: Exempt,
+    /// `[settings] host_paths` / `host_devices`: host values no rule objects to.
+    pub(super) host: HostPermit,
     /// Indexes of rules that refuse at least one action (for requests that touch every guest).
     pub(super) restrictive: Vec<u32>,
     /// The files it was built from.
@@ -214,10 +219,12 @@ impl Policy {
                 allow: ActionSet::default(),
                 deny: ActionSet::default(),
                 exempt: Exempt::default(),
+                host: HostPermit::default(),
             },
             strict: false,
             deny_actions: ActionSet::default(),
             exempt: Exempt::default(),
+            host: HostPermit::default(),
             restrictive: Vec::new(),
             files: sources.iter().map(|(p, _)| p.clone()).collect(),
         };
@@ -260,6 +267,8 @@ impl Policy {
                         .add(e.get_ref())
                         .map_err(|m| at(e.span(), m))?;
                 }
+                add_host_permits(&mut policy.host, &s.host_paths, &s.host_devices)
+                    .map_err(|(span, m)| at(span, m))?;
             }
             for entry in &file.guest {
                 let rule = compile_guest(path, src, entry)?;
@@ -441,6 +450,8 @@ fn compile_guest(path: &Path, src: &str, e: &GuestEntry) -> Result<GuestRule, Co
     for x in &e.exempt {
         exempt.add(x.get_ref()).map_err(|m| at(x.span(), m))?;
     }
+    let mut host = HostPermit::default();
+    add_host_permits(&mut host, &e.host_paths, &e.host_devices).map_err(|(span, m)| at(span, m))?;
     let anchor = e
         .vmid
         .as_ref()
@@ -456,5 +467,21 @@ fn compile_guest(path: &Path, src: &str, e: &GuestEntry) -> Result<GuestRule, Co
         allow,
         deny,
         exempt,
+        host,
     })
+}
+
+/// Adds `host_paths` and `host_devices` entries; an error carries the entry's span.
+fn add_host_permits(
+    permit: &mut HostPermit,
+    paths: &[Spanned<String>],
+    devices: &[Spanned<String>],
+) -> Result<(), (std::ops::Range<usize>, String)> {
+    for p in paths {
+        permit.add_path(p.get_ref()).map_err(|m| (p.span(), m))?;
+    }
+    for d in devices {
+        permit.add_device(d.get_ref()).map_err(|m| (d.span(), m))?;
+    }
+    Ok(())
 }

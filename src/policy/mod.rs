@@ -6,6 +6,7 @@
 
 pub mod compile;
 pub mod decide;
+mod host;
 pub mod model;
 pub mod store;
 

@@ -29,6 +29,12 @@ pub struct Settings {
     /// "automation@pve!*" (every token of that user).
     #[serde(default)]
     pub exempt: Vec<Spanned<String>>,
+    /// Host paths (globs) every rule permits as disks, mounts, devices or hook scripts.
+    #[serde(default)]
+    pub host_paths: Vec<Spanned<String>>,
+    /// Host PCI/USB devices (globs) every rule permits.
+    #[serde(default)]
+    pub host_devices: Vec<Spanned<String>>,
 }
 
 /// `[[guest]]`: a rule for one guest or a range of guests.
@@ -51,4 +57,10 @@ pub struct GuestEntry {
     /// Identities this rule does not apply to.
     #[serde(default)]
     pub exempt: Vec<Spanned<String>>,
+    /// Host paths (globs) this rule does not object to.
+    #[serde(default)]
+    pub host_paths: Vec<Spanned<String>>,
+    /// Host PCI/USB devices (globs) this rule does not object to.
+    #[serde(default)]
+    pub host_devices: Vec<Spanned<String>>,
 }

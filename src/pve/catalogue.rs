@@ -19,6 +19,7 @@ use std::sync::LazyLock;
 use serde::Deserialize;
 
 use super::action::{self, Action};
+use super::host::HostKind;
 
 /// The four methods pveproxy serves (everything else is 501).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Deserialize)]
@@ -130,6 +131,16 @@ pub struct Param {
     /// A non-path parameter the call requires.
     #[serde(default)]
     pub required: bool,
+    /// How the parameter can reach the host (`paths`, `hookscript`, `pci`, `usb`, `args`;
+    /// `unreviewed` for one the generator's heuristics flagged but no table classified).
+    #[serde(default)]
+    pub host: Option<String>,
+    /// Property-string sub-keys whose value may be an absolute host path.
+    #[serde(default)]
+    pub host_keys: Vec<String>,
+    /// The default key, when it is one of `host_keys`.
+    #[serde(default)]
+    pub host_default: Option<String>,
 }
 
 impl Param {
@@ -298,6 +309,10 @@ pub struct Endpoint {
     pub guest_params: Vec<GuestParam>,
     /// When the call reaches every guest.
     pub all_guests: AllGuests,
+    /// Parameters that can reach the host ([`crate::pve::host`]), precomputed. A parameter
+    /// with a `host` fact this build does not know is [`HostKind::Paths`] over every sub-key
+    /// (fail closed).
+    pub host_params: Vec<(usize, HostKind)>,
 }
 
 impl Endpoint {
@@ -527,7 +542,17 @@ impl Catalogue {
                     GuestKind::from_param(p).map(|kind| GuestParam { index, kind })
                 })
                 .collect();
+            let host_params = r
+                .params
+                .iter()
+                .enumerate()
+                .filter_map(|(index, p)| {
+                    let fact = p.host.as_deref()?;
+                    Some((index, HostKind::from_fact(fact).unwrap_or(HostKind::Paths)))
+                })
+                .collect();
             let ep = Endpoint {
+                host_params,
                 action: action::classify(r.method, &r.path),
                 all_guests: all_guests_rule(r.method, &r.path),
                 path: r.path,
