@@ -405,9 +405,9 @@ mod perl {
                 false
             }
             ["nodes", _, "qemu" | "lxc"] => false,
-            ["nodes", _, "startall" | "stopall" | "suspendall" | "migrateall"] => {
-                all_when_no_vms(&c.params)
-            }
+            // startall clears stale backup locks on every guest of the node first.
+            ["nodes", _, "startall"] => true,
+            ["nodes", _, "stopall" | "suspendall" | "migrateall"] => all_when_no_vms(&c.params),
             ["cluster", "bulk-action", "guest", _] => all_when_no_vms(&c.params),
             ["nodes", _, "vzdump"] | ["cluster", "backup"] => {
                 true_param(&c.params, "all")

@@ -137,7 +137,8 @@ impl Policy {
             None => s,
         };
         match reason {
-            DenyReason::Action(_) => format!("pvegate: {act} is refused by policy ({what})"),
+            // The reason's own action: `host.access` rides on a request of another action.
+            DenyReason::Action(a) => format!("pvegate: {a} is refused by policy ({what})"),
             DenyReason::Strict => format!(
                 "pvegate: {what} is not in pvegate's API catalogue and strict mode refuses unknown changes"
             ),

@@ -248,14 +248,19 @@ const BACKUP_JOB: &str =
     "a backup job: its stored guest selection (vmid/all/exclude/pool) is not known offline";
 const HA_RULE: &str = "an HA rule or group: the guests it places are stored server-side";
 const NODE_SHELL: &str = "a node shell reaches every guest";
+const STARTALL: &str =
+    "startall first clears left-over backup locks on every guest of the node, whatever 'vms' lists";
 
 fn all_guests_rule(m: ApiMethod, template: &str) -> AllGuests {
     use ApiMethod::*;
     match (m, template) {
+        // pve-manager `PVE/API2/Nodes.pm` `startall`: before starting anything it removes
+        // left-over `backup` locks from every guest on the node (`$remove_locks_on_startup`
+        // walks the node's whole guest list), whatever `vms` lists.
+        (Post, "/nodes/{node}/startall") => AllGuests::Always(STARTALL),
         (
             Post,
-            "/nodes/{node}/startall"
-            | "/nodes/{node}/stopall"
+            "/nodes/{node}/stopall"
             | "/nodes/{node}/suspendall"
             | "/nodes/{node}/migrateall"
             | "/cluster/bulk-action/guest/start"
