@@ -55,6 +55,7 @@ fn refused_requests() -> Vec<(String, String)> {
         ("usb0", "host=046d:c52b"),
         ("usb1", "1-2.3"),
         ("serial0", "/dev/ttyUSB0"),
+        ("cdrom", "/dev/sr0"),
         ("hookscript", "local:snippets/hook.pl"),
     ];
     for (k, v) in qemu_values {

@@ -94,6 +94,9 @@ def host_facts(path, p):
             keys.add(k)
     if keys:
         return ("paths", sorted(keys))
+    # `cdrom` (an alias for ide2) names its format only: `[file=]<volume or path>`.
+    if p.get("format") == "pve-qm-ide":
+        return ("paths", ["file", "volume"])
     # Values without a sub-key name are the whole value (`serial0=/dev/ttyS0`) or, for
     # `hostpci`/`usb`, the `host=` key (their default key).
     for rx, pname, kind in HOST_BY_NAME:
@@ -182,6 +185,9 @@ def param_facts(method, path, p):
         if host[1]:
             out["host_keys"] = host[1]
             dflt = [k for k, f in (p.get("fields") or {}).items() if isinstance(f, dict) and f.get("default_key")]
+            named = NAMED_VOLUME_FORMATS.get(p.get("format"))
+            if not dflt and named and named["default"]:
+                dflt = [named["default"]]
             if dflt and dflt[0] in host[1]:
                 out["host_default"] = dflt[0]
     if not p.get("optional") and p.get("in") != "path":
