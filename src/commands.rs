@@ -294,6 +294,14 @@ pub fn check_with_policy(
     let _ = writeln!(out, "endpoint: {endpoint}");
     let _ = writeln!(out, "action:   {}", info.op.action.as_str());
     let _ = writeln!(out, "guests:   {guests}");
+    if !info.op.host.is_empty() {
+        let uses: Vec<String> = info.op.host.iter().map(ToString::to_string).collect();
+        let _ = writeln!(
+            out,
+            "host:     {} (host.access: reaches every guest)",
+            uses.join("; ")
+        );
+    }
     let _ = writeln!(out, "identity: {}", info.identity.as_deref().unwrap_or("-"));
     match decision {
         Decision::Allow(_) => EXIT_ALLOW,

@@ -502,3 +502,51 @@ async fn startall_counts_as_every_guest() {
     assert!(!r.reason.contains("pvegate"), "{}", r.reason);
     assert_eq!(g.sim.recorder.len(), 1);
 }
+
+/// `pvegate check` explains a host-reaching request; `validate` locates a bad pattern.
+#[test]
+fn check_explains_host_access_and_validate_locates_bad_patterns() {
+    let bin = env!("CARGO_BIN_EXE_pvegate");
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("homelab.toml"), HOMELAB).unwrap();
+    let cfg = dir.path().join("pvegate.toml");
+    std::fs::write(
+        &cfg,
+        "[listen]\naddress = \"127.0.0.1:0\"\n[upstream]\nurl = \"http://127.0.0.1:9\"\n[policy]\nfiles = [\"homelab.toml\"]\n",
+    )
+    .unwrap();
+    let out = std::process::Command::new(bin)
+        .args([
+            "check",
+            "--config",
+            cfg.to_str().unwrap(),
+            "PUT",
+            "/api2/json/nodes/prom/qemu/110/config",
+            "--data",
+            "scsi1=%2Fdev%2Fmapper%2Fpve-vm--104--disk--0",
+        ])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(3), "{text}");
+    assert!(text.contains("action:   config.write"), "{text}");
+    assert!(
+        text.contains("host:     scsi1 host path /dev/mapper/pve-vm--104--disk--0"),
+        "{text}"
+    );
+    assert!(text.contains("host.access refused"), "{text}");
+
+    std::fs::write(
+        dir.path().join("homelab.toml"),
+        "[[guest]]\nvmid = 104\naccess = \"readonly\"\nhost_paths = [\n  \"/mnt/ok/*\",\n  \"mnt/relative\",\n]\n",
+    )
+    .unwrap();
+    let out = std::process::Command::new(bin)
+        .args(["validate", "--config", cfg.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_ne!(out.status.code(), Some(0));
+    assert!(err.contains("homelab.toml:6"), "{err}");
+    assert!(err.contains("mnt/relative"), "{err}");
+}
