@@ -169,24 +169,24 @@ pub fn collect(
 }
 
 /// The `key=value` items of a property string as pve-common's `parse_property_string` splits
-/// them (`None` key: the default key). Quoted values are refused: pvegate does not unquote.
-fn items<'a>(key: &str, value: &'a str) -> Result<Vec<(Option<&'a str>, &'a str)>, String> {
+/// them (`None` key: the default key), without allocating. Quoted values are refused:
+/// pvegate does not unquote.
+fn items<'a>(
+    key: &str,
+    value: &'a str,
+) -> Result<impl Iterator<Item = (Option<&'a str>, &'a str)>, String> {
     if value.contains('"') {
         return Err(format!(
             "{key}: quoted values in a host-reaching setting cannot be judged; write it unquoted"
         ));
     }
-    let mut out = Vec::new();
-    for item in value.split(',') {
-        if item.trim().is_empty() {
-            continue;
-        }
-        match item.split_once('=') {
-            Some((k, v)) if is_key(k) => out.push((Some(k), v)),
-            _ => out.push((None, item)),
-        }
-    }
-    Ok(out)
+    Ok(value
+        .split(',')
+        .filter(|item| !item.trim().is_empty())
+        .map(|item| match item.split_once('=') {
+            Some((k, v)) if is_key(k) => (Some(k), v),
+            _ => (None, item),
+        }))
 }
 
 /// pve-common's property key: `[a-z][a-z0-9_-]*`, case-insensitive.
