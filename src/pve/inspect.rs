@@ -9,7 +9,9 @@
 //! 4. apply the endpoint's "every guest" rule ([`AllGuests`]): omitted bulk lists, vzdump's
 //!    `all`/`exclude`/`pool`, node shells, stored backup jobs and HA rules...;
 //! 5. refine the action: `create` with `archive`/`restore=1` is `restore`; the raw agent call
-//!    `POST …/agent` takes the action of its `command` (`shutdown` is `power.stop`).
+//!    `POST …/agent` takes the action of its `command` (`shutdown` is `power.stop`);
+//! 6. collect host-reaching values ([`crate::pve::host`]: host paths, devices, raw `args`,
+//!    hook scripts) into [`Operation::host`]; one pvegate cannot read is `Malformed`.
 //!
 //! `POST /nodes/{node}/execute` is inspected recursively: every nested `{path, method, args}`
 //! is judged as `nodes/<node>/<path>` and its guests are added.
