@@ -351,6 +351,14 @@ pub fn check_in_mode(
     let _ = writeln!(out, "endpoint: {endpoint}");
     let _ = writeln!(out, "action:   {}", info.op.action.as_str());
     let _ = writeln!(out, "guests:   {guests}");
+    if !info.op.host.is_empty() {
+        let uses: Vec<String> = info.op.host.iter().map(ToString::to_string).collect();
+        let _ = writeln!(
+            out,
+            "host:     {} (host.access: reaches every guest)",
+            uses.join("; ")
+        );
+    }
     let _ = writeln!(out, "identity: {}", info.identity.as_deref().unwrap_or("-"));
     if let Some(x) = policy.exemption_used(&info.op, info.identity.as_deref()) {
         let _ = writeln!(out, "exempt:   {x}");

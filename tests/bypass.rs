@@ -405,9 +405,9 @@ mod perl {
                 false
             }
             ["nodes", _, "qemu" | "lxc"] => false,
-            ["nodes", _, "startall" | "stopall" | "suspendall" | "migrateall"] => {
-                all_when_no_vms(&c.params)
-            }
+            // startall clears stale backup locks on every guest of the node first.
+            ["nodes", _, "startall"] => true,
+            ["nodes", _, "stopall" | "suspendall" | "migrateall"] => all_when_no_vms(&c.params),
             ["cluster", "bulk-action", "guest", _] => all_when_no_vms(&c.params),
             ["nodes", _, "vzdump"] | ["cluster", "backup"] => {
                 true_param(&c.params, "all")
@@ -453,6 +453,20 @@ mod perl {
         };
         if everything {
             return Some(format!("{} {} acts on every guest", c.method, s.join("/")));
+        }
+        // A host path, device, raw args or hook script reaches every guest (qemu-server /
+        // pve-container accept them from root where a volume or device is expected).
+        if matches!(
+            s.as_slice(),
+            ["nodes", _, "qemu" | "lxc", _, "config"] | ["nodes", _, "qemu" | "lxc"]
+        ) {
+            if let Some(why) = reaches_host(&c.params) {
+                return Some(format!(
+                    "{} {} reaches the host: {why}",
+                    c.method,
+                    s.join("/")
+                ));
+            }
         }
         // The guest-bearing places of each family (docs/pveproxy.md#guest-params). Other keys are
         // ignored: Proxmox refuses unknown parameters (additionalProperties 0).
@@ -510,6 +524,54 @@ mod perl {
         })
     }
 
+    /// The first host-reaching value among guest config parameters, read from the schema's
+    /// shapes: disk/mount/device values that are absolute paths, raw `args`, hook scripts,
+    /// raw PCI/USB host ids.
+    fn reaches_host(params: &BTreeMap<String, Value>) -> Option<String> {
+        let key_re = regex::Regex::new(r"^[A-Za-z][A-Za-z0-9_-]*$").unwrap();
+        for (k, v) in params {
+            let texts: Vec<&str> = match v {
+                Value::String(t) => vec![t.as_str()],
+                Value::Array(a) => a.iter().filter_map(Value::as_str).collect(),
+                _ => vec![],
+            };
+            let base = k.trim_end_matches(|c: char| c.is_ascii_digit());
+            for text in texts {
+                // (sub-key or None for the default item, value)
+                let items: Vec<(Option<&str>, &str)> = text
+                    .split(',')
+                    .filter(|i| !i.trim().is_empty())
+                    .map(|i| match i.split_once('=') {
+                        Some((a, b)) if key_re.is_match(a) => (Some(a), b),
+                        _ => (None, i),
+                    })
+                    .collect();
+                let hit = match base {
+                    "args" => !text.trim().is_empty(),
+                    "hookscript" => !text.trim().is_empty(),
+                    "ide" | "sata" | "scsi" | "virtio" | "efidisk" | "tpmstate" | "cdrom"
+                    | "mp" | "rootfs" | "dev" | "serial" | "parallel" | "archive"
+                    | "ostemplate" => items.iter().any(|(sub, val)| {
+                        matches!(sub, None | Some("file" | "volume" | "import-from" | "path"))
+                            && (val.trim_start().starts_with('/')
+                                || val.split_once(':').is_some_and(|(_, n)| n.starts_with('/')))
+                    }),
+                    "hostpci" => items
+                        .iter()
+                        .any(|(sub, _)| matches!(sub, None | Some("host"))),
+                    "usb" => items.iter().any(|(sub, val)| {
+                        matches!(sub, None | Some("host")) && !val.eq_ignore_ascii_case("spice")
+                    }),
+                    _ => false,
+                };
+                if hit {
+                    return Some(format!("{k}={text}"));
+                }
+            }
+        }
+        None
+    }
+
     fn is_disk_key(k: &str) -> bool {
         let base = k.trim_end_matches(|c: char| c.is_ascii_digit());
         [
@@ -523,6 +585,15 @@ mod perl {
         // Plugin.pm parse_volume_id: m/^([a-z][a-z0-9\-\_\.]*[a-z0-9]):(.+)$/i
         let valid = regex::Regex::new(r"(?i)^[a-z][a-z0-9._-]*[a-z0-9]:.+$").unwrap();
         if !valid.is_match(vol) {
+            return;
+        }
+        // File-based storages: ISO images, container templates, snippets and import sources
+        // have no owner (pve-storage Plugin.pm parse_volname).
+        let ownerless = regex::Regex::new(
+            r"^[^:]*:(?:(?:iso|vztmpl|snippets)/[^/]+|import/[^/]+(?:\.ova/[^/]+)?)$",
+        )
+        .unwrap();
+        if ownerless.is_match(vol) {
             return;
         }
         let owners = regex::Regex::new(
@@ -688,6 +759,18 @@ fn ops_for(v: u64, other: u64) -> Vec<Op> {
             ..op("POST", format!("{n}/qemu/{v}/agent/exec"))
         },
     ];
+    // Content without an owner, named after the protected guests: no guest but `v`.
+    for (key, val) in [
+        ("ide2", "local:iso/vm-104-install.iso,media=cdrom"),
+        ("cicustom", "user=local:snippets/vm-109-user.yaml"),
+        ("scsi1", "local-lvm:10"),
+        ("ide2", "none,media=cdrom"),
+    ] {
+        ops.push(Op {
+            key: Some((key, Pv::Text(val.to_string()))),
+            ..op("PUT", format!("{n}/qemu/{v}/config"))
+        });
+    }
     for vol in vols {
         ops.push(op("DELETE", format!("{n}/storage/local/content/{vol}")));
         ops.push(Op {
@@ -697,6 +780,84 @@ fn ops_for(v: u64, other: u64) -> Vec<Op> {
         });
     }
     ops
+}
+
+/// Host-reaching values on a managed guest (`other`) that reach `v`'s data, or any guest's:
+/// absolute paths (device-mapper names with doubled dashes, by-id links, image directories
+/// with and without a trailing slash, doubled slashes), raw `args`, host devices, hook
+/// scripts, container bind mounts and devices, and the same on create.
+fn host_ops(v: u64, other: u64) -> Vec<Op> {
+    let n = "nodes/pve";
+    let disk = |key: &'static str, val: String| Op {
+        key: Some((key, Pv::Text(val))),
+        decoy: Some(Pv::Text(format!("local-lvm:vm-{other}-disk-1"))),
+        ..op("PUT", format!("{n}/qemu/{other}/config"))
+    };
+    let mount = |key: &'static str, val: String| Op {
+        key: Some((key, Pv::Text(val))),
+        decoy: Some(Pv::Text("local-lvm:8,mp=/mnt/data".into())),
+        ..op("PUT", format!("{n}/lxc/{other}/config"))
+    };
+    let plain = |key: &'static str, val: String, kind: &str| Op {
+        key: Some((key, Pv::Text(val))),
+        ..op("PUT", format!("{n}/{kind}/{other}/config"))
+    };
+    vec![
+        disk("scsi1", format!("/dev/mapper/pve-vm--{v}--disk--0")),
+        disk(
+            "virtio1",
+            format!("/dev/disk/by-id/dm-name-pve-vm--{v}--disk--0,cache=none"),
+        ),
+        disk("scsi2", format!("file=/dev/pve/vm-{v}-disk-0,cache=none")),
+        disk(
+            "sata1",
+            format!("local-lvm:0,import-from=/dev/pve/vm-{v}-disk-0"),
+        ),
+        disk("ide1", format!("/var/lib/vz/images/{v}/")),
+        disk("efidisk0", "/dev/dm-7".into()),
+        disk("tpmstate0", "//dev//sdb/".into()),
+        disk(
+            "virtio3",
+            format!("volume=/mnt/pve/nfs/images/{v}/vm-{v}-disk-0.raw"),
+        ),
+        plain(
+            "args",
+            format!("-drive file=/dev/pve/vm-{v}-disk-0,if=virtio,format=raw"),
+            "qemu",
+        ),
+        plain("args", "-hda /dev/sdb".into(), "qemu"),
+        plain(
+            "args",
+            format!("-blockdev driver=host_device,filename=/dev/mapper/pve-vm--{v}--disk--0,node-name=x"),
+            "qemu",
+        ),
+        plain("hostpci0", "0000:01:00.0".into(), "qemu"),
+        plain("usb0", "host=046d:c52b".into(), "qemu"),
+        plain("hookscript", "local:snippets/hook.pl".into(), "qemu"),
+        mount("mp0", format!("/var/lib/vz/images/{v},mp=/mnt/doc1")),
+        mount("mp1", format!("/mnt/pve/nfs/images/{v}/,mp=/mnt/igp")),
+        mount("mp0", format!("/dev/mapper/pve-vm--{v}--disk--0,mp=/mnt/x")),
+        mount("rootfs", "/mnt/pve/nfs".into()),
+        plain("dev0", format!("/dev/pve/vm-{v}-disk-0"), "lxc"),
+        Op {
+            key: Some((
+                "scsi0",
+                Pv::Text(format!("/dev/mapper/pve-vm--{v}--disk--0")),
+            )),
+            extra: vec![("vmid", "111")],
+            decoy: Some(Pv::Text("local-lvm:4".into())),
+            ..op("POST", format!("{n}/qemu"))
+        },
+        Op {
+            key: Some((
+                "mp0",
+                Pv::Text(format!("/var/lib/vz/images/{v},mp=/mnt/doc1")),
+            )),
+            extra: vec![("vmid", "121"), ("ostemplate", "local:vztmpl/debian-12.tar.zst")],
+            decoy: Some(Pv::Text("local-lvm:8,mp=/mnt/data".into())),
+            ..op("POST", format!("{n}/lxc"))
+        },
+    ]
 }
 
 /// A request ready to write.
@@ -1458,7 +1619,13 @@ fn corpus(seed: u64, count: usize, mode: Mode) -> Vec<(Op, Req)> {
     let mut rng = Rng(seed);
     let ops: Vec<Op> = match mode {
         Mode::Control => [ops_for(110, 120), ops_for(120, 110)].concat(),
-        _ => [ops_for(104, 110), ops_for(109, 120)].concat(),
+        _ => [
+            ops_for(104, 110),
+            ops_for(109, 120),
+            host_ops(104, 110),
+            host_ops(109, 120),
+        ]
+        .concat(),
     };
     (0..count)
         .map(|_| {

@@ -398,3 +398,167 @@ fn unknown_write_is_judged_generously() {
     assert_eq!(op.action, Action::Write);
     assert!(op.guests.contains(PROTECTED));
 }
+
+// ---------------------------------------------------------------------------------------------
+// Host-reaching parameters (issue 9)
+// ---------------------------------------------------------------------------------------------
+
+/// The host-reaching parameters reviewed against qemu-server and pve-container, per endpoint
+/// family: (endpoint, parameter, kind). A schema change that adds one makes the generator
+/// flag it (`unreviewed`) and fails `every_host_fact_is_reviewed`; one that drops or renames
+/// one fails here.
+const HOST_PARAMS: &[(&str, &str, &str)] = &[
+    ("/nodes/{node}/qemu", "scsi[n]", "paths"),
+    ("/nodes/{node}/qemu", "virtio[n]", "paths"),
+    ("/nodes/{node}/qemu", "ide[n]", "paths"),
+    ("/nodes/{node}/qemu", "sata[n]", "paths"),
+    ("/nodes/{node}/qemu", "efidisk0", "paths"),
+    ("/nodes/{node}/qemu", "tpmstate0", "paths"),
+    ("/nodes/{node}/qemu", "serial[n]", "paths"),
+    ("/nodes/{node}/qemu", "parallel[n]", "paths"),
+    ("/nodes/{node}/qemu", "archive", "paths"),
+    ("/nodes/{node}/qemu", "cdrom", "paths"),
+    ("/nodes/{node}/qemu", "args", "args"),
+    ("/nodes/{node}/qemu", "hookscript", "hookscript"),
+    ("/nodes/{node}/qemu", "hostpci[n]", "pci"),
+    ("/nodes/{node}/qemu", "usb[n]", "usb"),
+    ("/nodes/{node}/qemu/{vmid}/config", "scsi[n]", "paths"),
+    ("/nodes/{node}/qemu/{vmid}/config", "virtio[n]", "paths"),
+    ("/nodes/{node}/qemu/{vmid}/config", "ide[n]", "paths"),
+    ("/nodes/{node}/qemu/{vmid}/config", "sata[n]", "paths"),
+    ("/nodes/{node}/qemu/{vmid}/config", "efidisk0", "paths"),
+    ("/nodes/{node}/qemu/{vmid}/config", "tpmstate0", "paths"),
+    ("/nodes/{node}/qemu/{vmid}/config", "serial[n]", "paths"),
+    ("/nodes/{node}/qemu/{vmid}/config", "parallel[n]", "paths"),
+    ("/nodes/{node}/qemu/{vmid}/config", "cdrom", "paths"),
+    ("/nodes/{node}/qemu/{vmid}/config", "args", "args"),
+    (
+        "/nodes/{node}/qemu/{vmid}/config",
+        "hookscript",
+        "hookscript",
+    ),
+    ("/nodes/{node}/qemu/{vmid}/config", "hostpci[n]", "pci"),
+    ("/nodes/{node}/qemu/{vmid}/config", "usb[n]", "usb"),
+    ("/nodes/{node}/lxc", "rootfs", "paths"),
+    ("/nodes/{node}/lxc", "mp[n]", "paths"),
+    ("/nodes/{node}/lxc", "dev[n]", "paths"),
+    ("/nodes/{node}/lxc", "ostemplate", "paths"),
+    ("/nodes/{node}/lxc", "hookscript", "hookscript"),
+    ("/nodes/{node}/lxc/{vmid}/config", "rootfs", "paths"),
+    ("/nodes/{node}/lxc/{vmid}/config", "mp[n]", "paths"),
+    ("/nodes/{node}/lxc/{vmid}/config", "dev[n]", "paths"),
+    (
+        "/nodes/{node}/lxc/{vmid}/config",
+        "hookscript",
+        "hookscript",
+    ),
+];
+
+/// Volume-bearing guest config parameters that cannot take a host path (their schema format
+/// is `pve-volume-id`, which requires `storage:name`).
+const VOLUME_ONLY: &[&str] = &["unused[n]", "cicustom"];
+
+/// A value of each kind that reaches the host, for the request key `key`.
+fn host_value(kind: &str, p: &Param) -> String {
+    match kind {
+        "paths" => match (&p.host_default, p.host_keys.first()) {
+            (Some(_), _) | (None, None) => "/dev/sdb".to_string(),
+            (None, Some(k)) => format!("{k}=/dev/sdb"),
+        },
+        "pci" => "0000:01:00.0".into(),
+        "usb" => "host=046d:c52b".into(),
+        "args" => "-hda /dev/sdb".into(),
+        "hookscript" => "local:snippets/hook.pl".into(),
+        other => panic!("no test value for host kind {other}"),
+    }
+}
+
+#[test]
+fn every_host_fact_is_reviewed() {
+    let mut failures = Vec::new();
+    let mut seen = Vec::new();
+    for ep in catalogue::endpoints() {
+        for p in &ep.params {
+            let Some(fact) = p.host.as_deref() else {
+                continue;
+            };
+            let id = format!("{} {} {}", ep.method.as_str(), ep.path, p.name);
+            if pvegate::pve::host::HostKind::from_fact(fact).is_none() {
+                failures.push(format!(
+                    "{id}: host fact {fact:?} — review it and classify it in tools/gen_catalogue.py (HOST_BY_NAME / HOST_INDIRECT)"
+                ));
+                continue;
+            }
+            seen.push((ep.path.as_str(), p.name.as_str(), fact));
+            // Every sub-key of the fact is a sub-key the schema gives for volumes or paths.
+            if fact == "paths"
+                && p.host_keys.is_empty()
+                && p.format.as_deref() == Some("property-string")
+            {
+                failures.push(format!("{id}: a property string without host_keys"));
+            }
+            // The value reaches the host through inspect, in a request of its endpoint.
+            let mut params = Params::default();
+            params
+                .map
+                .insert(request_key(p), ParamValue::One(host_value(fact, p)));
+            match inspect(&http_method(ep.method), &segments(ep, None), &params) {
+                Ok(op) if !op.host.is_empty() => {}
+                other => failures.push(format!("{id}: host value not found: {other:?}")),
+            }
+            // A volume id does not.
+            if fact == "paths" {
+                let mut params = Params::default();
+                params.map.insert(
+                    request_key(p),
+                    ParamValue::One("local-lvm:vm-110-disk-0".into()),
+                );
+                if let Ok(op) = inspect(&http_method(ep.method), &segments(ep, None), &params) {
+                    if !op.host.is_empty() {
+                        failures.push(format!("{id}: a volume id read as a host value"));
+                    }
+                }
+            }
+        }
+        // Disk-like parameters of guest configs carry host facts (or are reviewed as
+        // volume-only).
+        if ep.path.starts_with("/nodes/{node}/qemu") || ep.path.starts_with("/nodes/{node}/lxc") {
+            for p in &ep.params {
+                if !p.volume_keys.is_empty()
+                    && p.host.is_none()
+                    && !VOLUME_ONLY.contains(&p.name.as_str())
+                {
+                    failures.push(format!(
+                        "{} {} {}: volume-bearing but no host fact",
+                        ep.method.as_str(),
+                        ep.path,
+                        p.name
+                    ));
+                }
+            }
+        }
+    }
+    for &(path, name, kind) in HOST_PARAMS {
+        if !seen
+            .iter()
+            .any(|&(p, n, k)| p == path && n == name && k == kind)
+        {
+            failures.push(format!(
+                "{path} {name}: expected host kind {kind}, not in the catalogue"
+            ));
+        }
+    }
+    for &(path, name, kind) in &seen {
+        if !HOST_PARAMS
+            .iter()
+            .any(|&(p, n, k)| p == path && n == name && k == kind)
+        {
+            failures.push(format!(
+                "{path} {name} ({kind}): a host-reaching parameter not in HOST_PARAMS; review it"
+            ));
+        }
+    }
+    if !failures.is_empty() {
+        panic!("host coverage failures:\n{}", failures.join("\n"));
+    }
+}

@@ -34,7 +34,7 @@ fn cases() -> Vec<(&'static str, String, String)> {
         ("clone source", form("POST", &format!("{n}/qemu/104/clone"), "newid=111"), form("POST", &format!("{n}/qemu/110/clone"), "newid=112")),
         ("create", form("POST", &format!("{n}/qemu"), "vmid=104&memory=512"), form("POST", &format!("{n}/qemu"), "vmid=113&memory=512")),
         ("restore over", form("POST", &format!("{n}/lxc"), "vmid=109&ostemplate=local%3Abackup%2Fvzdump-lxc-120-2026_01_01-00_00_00.tar.zst&restore=1&force=1"), form("POST", &format!("{n}/lxc"), "vmid=121&ostemplate=local%3Abackup%2Fvzdump-lxc-120-2026_01_01-00_00_00.tar.zst&restore=1")),
-        ("bulk node list", form("POST", &format!("{n}/startall"), "vms=110%3B104"), form("POST", &format!("{n}/startall"), "vms=110%3B120")),
+        ("bulk node list", form("POST", &format!("{n}/stopall"), "vms=110%3B104"), form("POST", &format!("{n}/stopall"), "vms=110%3B120")),
         ("bulk node omitted", form("POST", &format!("{n}/suspendall"), ""), form("POST", &format!("{n}/suspendall"), "vms=110")),
         ("bulk cluster array", json("POST", &format!("{c}/bulk-action/guest/shutdown"), r#"{"vms":[110,104]}"#), json("POST", &format!("{c}/bulk-action/guest/shutdown"), r#"{"vms":[110,120]}"#)),
         ("vzdump list", form("POST", &format!("{n}/vzdump"), "vmid=110,109&mode=stop"), form("POST", &format!("{n}/vzdump"), "vmid=110&mode=stop")),

@@ -45,6 +45,7 @@ so a regeneration shows up as a readable diff.
 import argparse
 import json
 import os
+import re
 import sys
 
 import pve_apidata
@@ -68,6 +69,77 @@ NAMED_VOLUME_FORMATS = {
         "default": None,
     },
 }
+
+# Host-reaching values (see policies/README.md, "Host paths and devices"): formats whose value
+# may be an absolute host path instead of a volume ID, or a host device path.
+HOST_PATH_FORMATS = {
+    "pve-volume-id-or-qm-path",
+    "pve-volume-id-or-absolute-path",
+    "pve-lxc-mp-string",
+    "pve-lxc-dev-string",
+}
+
+# Sub-keys that share a host-path format but name a path inside the guest (reviewed by hand).
+GUEST_SIDE_KEYS = {("mp[n]", "mp")}
+
+# Host-reaching parameters recognised by name or named format, reviewed by hand against
+# qemu-server and pve-container: `(endpoint-path regex, parameter) -> kind`.
+HOST_BY_NAME = [
+    (r"^/nodes/\{node\}/qemu(/\{vmid\}/config)?$", "args", "args"),
+    (r"^/nodes/\{node\}/(qemu|lxc)(/\{vmid\}/config)?$", "hookscript", "hookscript"),
+    (r"^/nodes/\{node\}/qemu(/\{vmid\}/config)?$", "hostpci[n]", "pci"),
+    (r"^/nodes/\{node\}/qemu(/\{vmid\}/config)?$", "usb[n]", "usb"),
+    (r"^/nodes/\{node\}/qemu(/\{vmid\}/config)?$", "serial[n]", "paths"),
+    (r"^/nodes/\{node\}/qemu(/\{vmid\}/config)?$", "parallel[n]", "paths"),
+    # Restore sources may be host paths (`archive=/path/x.vma`, `ostemplate=/path/x.tar`).
+    (r"^/nodes/\{node\}/qemu$", "archive", "paths"),
+    (r"^/nodes/\{node\}/lxc$", "ostemplate", "paths"),
+]
+
+# Parameters that look host-reaching to the heuristics below but act on the node itself, not
+# through a guest: judged by their action (`storage.write`), documented as indirect changes.
+HOST_INDIRECT = {
+    ("/nodes/{node}/disks/initgpt", "disk"),
+    ("/nodes/{node}/disks/wipedisk", "disk"),
+    ("/nodes/{node}/disks/smart", "disk"),
+}
+
+
+def host_facts(path, p):
+    """`(kind, sub-keys)` for a host-reaching parameter, `("unreviewed", [])` for one that looks
+    host-reaching but is in no table (the coverage test fails on it), or None."""
+    name = p["name"]
+    keys = set()
+    fields = p.get("fields") if isinstance(p.get("fields"), dict) else {}
+    for k, f in fields.items():
+        if isinstance(f, dict) and f.get("format") in HOST_PATH_FORMATS and (name, k) not in GUEST_SIDE_KEYS:
+            keys.add(k)
+    for k, f in fields.items():
+        if isinstance(f, dict) and f.get("alias") in keys:
+            keys.add(k)
+    if keys:
+        return ("paths", sorted(keys))
+    # `cdrom` (an alias for ide2) names its format only: `[file=]<volume or path>`.
+    if p.get("format") == "pve-qm-ide":
+        return ("paths", ["file", "volume"])
+    # Values without a sub-key name are the whole value (`serial0=/dev/ttyS0`) or, for
+    # `hostpci`/`usb`, the `host=` key (their default key).
+    for rx, pname, kind in HOST_BY_NAME:
+        if pname == name and re.match(rx, path):
+            return (kind, [])
+    fmt = p.get("format")
+    pattern = p.get("pattern") or ""
+    looks = (
+        fmt in HOST_PATH_FORMATS
+        or fmt == "pve-qm-hostpci"
+        or "/dev" in pattern
+        or pattern.startswith("^/")
+        or any(isinstance(f, dict) and "/dev" in (f.get("pattern") or "") for f in fields.values())
+    )
+    if looks and (path, name) not in HOST_INDIRECT:
+        return ("unreviewed", [])
+    return None
+
 
 # Parameters the schema does not hint at but which carry a volume ID (reviewed by hand).
 EXTRA_REFS = {
@@ -127,6 +199,17 @@ def param_facts(method, path, p):
         out["volume_keys"] = sorted(keys)
         if default:
             out["default_key"] = default
+    host = host_facts(path, p)
+    if host:
+        out["host"] = host[0]
+        if host[1]:
+            out["host_keys"] = host[1]
+            dflt = [k for k, f in (p.get("fields") or {}).items() if isinstance(f, dict) and f.get("default_key")]
+            named = NAMED_VOLUME_FORMATS.get(p.get("format"))
+            if not dflt and named and named["default"]:
+                dflt = [named["default"]]
+            if dflt and dflt[0] in host[1]:
+                out["host_default"] = dflt[0]
     if not p.get("optional") and p.get("in") != "path":
         out["required"] = True
     return out
@@ -142,7 +225,9 @@ def merge_params(a, b):
             continue
         if "volume_keys" in p:
             q["volume_keys"] = sorted(set(q.get("volume_keys", [])) | set(p["volume_keys"]))
-        for k in ("vmid_ref", "default_key", "format", "items_format", "list"):
+        if "host_keys" in p:
+            q["host_keys"] = sorted(set(q.get("host_keys", [])) | set(p["host_keys"]))
+        for k in ("vmid_ref", "default_key", "format", "items_format", "list", "host", "host_default"):
             if k not in q and k in p:
                 q[k] = p[k]
     return [by_name[n] for n in sorted(by_name)]

@@ -7,6 +7,7 @@ use toml::Spanned;
 
 use super::model::{GuestEntry, PolicyFile};
 use crate::config::ConfigError;
+use crate::pve::host::HostPermit;
 use crate::pve::{Action, Vmid};
 
 /// What may be done to a guest.
@@ -156,6 +157,8 @@ pub struct GuestRule {
     pub shadow: bool,
     /// The rule's own refusal hint (`hint = "…"`); `None` falls back to `[settings] hint`.
     pub hint: Option<String>,
+    /// Host values this rule does not object to (`host_paths`, `host_devices`).
+    pub host: HostPermit,
 }
 
 impl GuestRule {
@@ -201,6 +204,8 @@ pub struct Policy {
     pub(super) strict: bool,
     pub(super) deny_actions: ActionSet,
     pub(super) exempt: Exempt,
+    /// `[settings] host_paths` / `host_devices`: host values no rule objects to.
+    pub(super) host: HostPermit,
     /// Indexes of rules that refuse at least one action (for requests that touch every guest).
     pub(super) restrictive: Vec<u32>,
     /// `[settings] hint`: ends every refusal whose rule has no hint of its own.
@@ -267,10 +272,12 @@ impl Policy {
                 exempt: Exempt::default(),
                 shadow: false,
                 hint: None,
+                host: HostPermit::default(),
             },
             strict: false,
             deny_actions: ActionSet::default(),
             exempt: Exempt::default(),
+            host: HostPermit::default(),
             restrictive: Vec::new(),
             hint: None,
             files: sources.iter().map(|(p, _)| p.clone()).collect(),
@@ -347,6 +354,8 @@ impl Policy {
                         Err(m) => errors.push(at(h.span(), m)),
                     }
                 }
+                add_host_permits(&mut policy.host, &s.host_paths, &s.host_devices)
+                    .map_err(|(span, m)| at(span, m))?;
             }
             for entry in &file.guest {
                 let Some(rule) = compile_guest(path, src, entry, &mut errors, &mut warnings) else {
@@ -661,6 +670,10 @@ fn compile_guest(
         },
         None => None,
     };
+    let mut host = HostPermit::default();
+    if let Err((span, m)) = add_host_permits(&mut host, &e.host_paths, &e.host_devices) {
+        errors.push(at(span, m));
+    }
     if errors.len() > before {
         return None;
     }
@@ -682,5 +695,21 @@ fn compile_guest(
         exempt,
         shadow,
         hint,
+        host,
     })
+}
+
+/// Adds `host_paths` and `host_devices` entries; an error carries the entry's span.
+fn add_host_permits(
+    permit: &mut HostPermit,
+    paths: &[Spanned<String>],
+    devices: &[Spanned<String>],
+) -> Result<(), (std::ops::Range<usize>, String)> {
+    for p in paths {
+        permit.add_path(p.get_ref()).map_err(|m| (p.span(), m))?;
+    }
+    for d in devices {
+        permit.add_device(d.get_ref()).map_err(|m| (d.span(), m))?;
+    }
+    Ok(())
 }

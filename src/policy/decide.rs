@@ -34,6 +34,9 @@ pub enum DenyReason {
     Guest { vmid: Vmid, rule: Option<u32> },
     /// The request acts on every guest and this rule refuses the action.
     AllGuests { rule: Option<u32> },
+    /// The request reaches the host (a host path, device, raw `args`, hook script), so every
+    /// guest, and this rule does not permit it (`host.access`).
+    Host { rule: Option<u32> },
 }
 
 /// The outcome of [`Policy::decide`].
@@ -67,6 +70,9 @@ impl Policy {
         }
         if self.strict && op.route == Route::Unknown {
             return Decision::Deny(DenyReason::Strict);
+        }
+        if let Some(d) = self.decide_host(op, identity) {
+            return d;
         }
         match &op.guests {
             GuestSet::None => Decision::Allow(AllowReason::Permitted),
@@ -107,7 +113,11 @@ impl Policy {
                 Cow::Owned(format!("settings.deny_actions {}", a.as_str()))
             }
             Decision::Deny(DenyReason::Strict) => Cow::Borrowed("settings.strict"),
-            Decision::Deny(DenyReason::Guest { rule, .. } | DenyReason::AllGuests { rule }) => {
+            Decision::Deny(
+                DenyReason::Guest { rule, .. }
+                | DenyReason::AllGuests { rule }
+                | DenyReason::Host { rule },
+            ) => {
                 let r = self.rule_at(*rule);
                 Cow::Owned(if rule.is_some() {
                     r.label()
@@ -129,8 +139,9 @@ impl Policy {
             None => s,
         };
         let (core, rule) = match reason {
-            DenyReason::Action(_) => (
-                format!("pvegate: {act} is refused by [settings] deny_actions ({what})"),
+            // The reason's own action: `host.access` rides on a request of another action.
+            DenyReason::Action(a) => (
+                format!("pvegate: {a} is refused by [settings] deny_actions ({what})"),
                 None,
             ),
             DenyReason::Strict => (
@@ -154,6 +165,19 @@ impl Policy {
                         format!("pvegate: {guest}: {act} refused by policy")
                     }
                 };
+                (with_reason(r, s), rule.map(|_| r))
+            }
+            DenyReason::Host { rule } => {
+                let r = self.rule_at(*rule);
+                let who = if rule.is_some() {
+                    r.describe_guest(r.vmids.0)
+                } else {
+                    "unlisted guests".to_string()
+                };
+                let s = format!(
+                    "pvegate: this request gives the guest a host path, host device, raw QEMU args or hook script, which can reach every guest, including {who} ({}): host.access refused; permit it with host_paths/host_devices in the policy",
+                    r.access.as_str()
+                );
                 (with_reason(r, s), rule.map(|_| r))
             }
             DenyReason::AllGuests { rule } => {

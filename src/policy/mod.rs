@@ -8,6 +8,7 @@ pub mod compile;
 pub mod decide;
 pub mod diff;
 pub mod judge;
+mod host;
 pub mod model;
 pub mod show;
 pub mod store;

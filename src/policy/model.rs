@@ -33,6 +33,12 @@ pub struct Settings {
     pub allow_empty: Option<Spanned<bool>>,
     /// What a refused client should do next, ending every refusal ("ask @ops in #infra").
     pub hint: Option<Spanned<String>>,
+    /// Host paths (globs) every rule permits as disks, mounts, devices or hook scripts.
+    #[serde(default)]
+    pub host_paths: Vec<Spanned<String>>,
+    /// Host PCI/USB devices (globs) every rule permits.
+    #[serde(default)]
+    pub host_devices: Vec<Spanned<String>>,
 }
 
 /// `[[guest]]`: a rule for one guest or a range of guests.
@@ -59,4 +65,10 @@ pub struct GuestEntry {
     pub mode: Option<Spanned<String>>,
     /// This rule's refusal hint, replacing `[settings] hint`.
     pub hint: Option<Spanned<String>>,
+    /// Host paths (globs) this rule does not object to.
+    #[serde(default)]
+    pub host_paths: Vec<Spanned<String>>,
+    /// Host PCI/USB devices (globs) this rule does not object to.
+    #[serde(default)]
+    pub host_devices: Vec<Spanned<String>>,
 }

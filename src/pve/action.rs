@@ -123,6 +123,10 @@ actions! {
     ClusterWrite => "cluster.write", "change cluster settings, mappings, notifications, ACME";
     /// Change SDN zones, vnets, subnets, IPAM, controllers, fabrics.
     SdnWrite => "sdn.write", "change SDN configuration";
+    /// Give a guest a piece of the host: an absolute host path as disk or mount, a host
+    /// device, raw QEMU `args`, a hook script. Decided on top of the call's own action, as if
+    /// it touched every guest (see `policies/README.md`).
+    HostAccess => "host.access", "host paths/devices, raw QEMU args, hook scripts (reach every guest)";
 }
 
 impl Action {

@@ -19,6 +19,7 @@ use std::sync::LazyLock;
 use serde::Deserialize;
 
 use super::action::{self, Action};
+use super::host::HostKind;
 
 /// The four methods pveproxy serves (everything else is 501).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Deserialize)]
@@ -130,6 +131,16 @@ pub struct Param {
     /// A non-path parameter the call requires.
     #[serde(default)]
     pub required: bool,
+    /// How the parameter can reach the host (`paths`, `hookscript`, `pci`, `usb`, `args`;
+    /// `unreviewed` for one the generator's heuristics flagged but no table classified).
+    #[serde(default)]
+    pub host: Option<String>,
+    /// Property-string sub-keys whose value may be an absolute host path.
+    #[serde(default)]
+    pub host_keys: Vec<String>,
+    /// The default key, when it is one of `host_keys`.
+    #[serde(default)]
+    pub host_default: Option<String>,
 }
 
 impl Param {
@@ -237,14 +248,19 @@ const BACKUP_JOB: &str =
     "a backup job: its stored guest selection (vmid/all/exclude/pool) is not known offline";
 const HA_RULE: &str = "an HA rule or group: the guests it places are stored server-side";
 const NODE_SHELL: &str = "a node shell reaches every guest";
+const STARTALL: &str =
+    "startall first clears left-over backup locks on every guest of the node, whatever 'vms' lists";
 
 fn all_guests_rule(m: ApiMethod, template: &str) -> AllGuests {
     use ApiMethod::*;
     match (m, template) {
+        // pve-manager `PVE/API2/Nodes.pm` `startall`: before starting anything it removes
+        // left-over `backup` locks from every guest on the node (`$remove_locks_on_startup`
+        // walks the node's whole guest list), whatever `vms` lists.
+        (Post, "/nodes/{node}/startall") => AllGuests::Always(STARTALL),
         (
             Post,
-            "/nodes/{node}/startall"
-            | "/nodes/{node}/stopall"
+            "/nodes/{node}/stopall"
             | "/nodes/{node}/suspendall"
             | "/nodes/{node}/migrateall"
             | "/cluster/bulk-action/guest/start"
@@ -298,6 +314,10 @@ pub struct Endpoint {
     pub guest_params: Vec<GuestParam>,
     /// When the call reaches every guest.
     pub all_guests: AllGuests,
+    /// Parameters that can reach the host ([`crate::pve::host`]), precomputed. A parameter
+    /// with a `host` fact this build does not know is [`HostKind::Paths`] over every sub-key
+    /// (fail closed).
+    pub host_params: Vec<(usize, HostKind)>,
 }
 
 impl Endpoint {
@@ -527,7 +547,17 @@ impl Catalogue {
                     GuestKind::from_param(p).map(|kind| GuestParam { index, kind })
                 })
                 .collect();
+            let host_params = r
+                .params
+                .iter()
+                .enumerate()
+                .filter_map(|(index, p)| {
+                    let fact = p.host.as_deref()?;
+                    Some((index, HostKind::from_fact(fact).unwrap_or(HostKind::Paths)))
+                })
+                .collect();
             let ep = Endpoint {
+                host_params,
                 action: action::classify(r.method, &r.path),
                 all_guests: all_guests_rule(r.method, &r.path),
                 path: r.path,

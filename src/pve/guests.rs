@@ -457,6 +457,16 @@ pub fn volume_owners(s: &str, out: &mut GuestSet) {
         return;
     }
     let name = volume_name(strip_nl(s));
+    if ownerless(name) {
+        return;
+    }
+    // A container's old-style root directory `rootdir/<vmid>`: the last component is the owner.
+    if let Some(v) = name.strip_prefix("rootdir/").and_then(|d| {
+        let d = d.trim_end_matches('/');
+        all_digits(d).then(|| candidate(d)).flatten()
+    }) {
+        out.insert(v);
+    }
     // Each non-empty `/` component is judged once the next one is found, as only components
     // before the last can be owner directories.
     let mut pending: Option<&str> = None;
@@ -478,6 +488,31 @@ pub fn volume_owners(s: &str, out: &mut GuestSet) {
     }
     if let Some(last) = pending {
         component_owners(last, true, out);
+    }
+}
+
+/// Volume names of content without an owner, as pve-storage's file-based `parse_volname`
+/// reads them: `iso/<file>`, `vztmpl/<file>`, `snippets/<file>`, `import/<file>` and
+/// `import/<file>.ova/<member>` (no further `/`). Only ISO images, container templates,
+/// snippets and import sources have no owner there; images (`<vmid>/…`), container volumes
+/// (`rootdir/<vmid>`, `subvol-…`) and backups (`backup/vzdump-<type>-<vmid>-…`, PBS
+/// `backup/vm/<vmid>/…`) do. Block and object storages (LVM, ZFS, RBD, iSCSI) accept none
+/// of these prefixes, so the name is refused there. Anything else keeps every owner-like
+/// number (fail closed).
+fn ownerless(name: &str) -> bool {
+    let Some((kind, rest)) = name.split_once('/') else {
+        return false;
+    };
+    let one = |s: &str| !s.is_empty() && !s.contains('/');
+    match kind {
+        "iso" | "vztmpl" | "snippets" => one(rest),
+        "import" => {
+            one(rest)
+                || rest
+                    .split_once(".ova/")
+                    .is_some_and(|(a, b)| one(a) && one(b))
+        }
+        _ => false,
     }
 }
 
@@ -693,6 +728,16 @@ mod reference {
 
     pub fn volume_owners(s: &str, out: &mut GuestSet) {
         let name = volume_name(strip_nl(s));
+        // Added with the ownerless content types (issue 9); not part of the speed rewrite.
+        if super::ownerless(name) {
+            return;
+        }
+        if let Some(v) = name.strip_prefix("rootdir/").and_then(|d| {
+            let d = d.trim_end_matches('/');
+            all_digits(d).then(|| candidate(d)).flatten()
+        }) {
+            out.insert(v);
+        }
         let mut segs = name.split('/').filter(|x| !x.is_empty()).peekable();
         while let Some(seg) = segs.next() {
             if segs.peek().is_some() && all_digits(seg) {
@@ -974,6 +1019,19 @@ mod tests {
             ("local:iso/debian-12.7.0-amd64-netinst.iso", vec![]),
             ("local-lvm:128", vec![]),
             ("local:snippets/user.yaml", vec![]),
+            // Content without an owner, whatever its file name says.
+            ("local:iso/vm-104-install.iso", vec![]),
+            ("local:snippets/vm-104-user.yaml", vec![]),
+            ("local:vztmpl/vm-104-base.tar.zst", vec![]),
+            ("local:import/vm-104-disk-0.qcow2", vec![]),
+            ("local:import/vm-104.ova/vm-104-disk1.vmdk", vec![]),
+            // Not one of those shapes: every owner-like number counts.
+            ("local:iso/104/vm-104-disk-0.qcow2", vec![104]),
+            ("local:iso/", vec![]),
+            ("local:snippets/a/vm-104-user.yaml", vec![104]),
+            ("local:import/x/y/vm-104-disk-0.raw", vec![104]),
+            ("local:rootdir/104", vec![104]),
+            ("/var/lib/vz/template/iso/vm-104-install.iso", vec![104]),
             ("iscsi:0.0.1.scsi-36001405e6b3d0b1c4", vec![]),
             (
                 "local:vztmpl/debian-12-standard_12.7-1_amd64.tar.zst",

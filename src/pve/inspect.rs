@@ -9,7 +9,9 @@
 //! 4. apply the endpoint's "every guest" rule ([`AllGuests`]): omitted bulk lists, vzdump's
 //!    `all`/`exclude`/`pool`, node shells, stored backup jobs and HA rules...;
 //! 5. refine the action: `create` with `archive`/`restore=1` is `restore`; the raw agent call
-//!    `POST …/agent` takes the action of its `command` (`shutdown` is `power.stop`).
+//!    `POST …/agent` takes the action of its `command` (`shutdown` is `power.stop`);
+//! 6. collect host-reaching values ([`crate::pve::host`]: host paths, devices, raw `args`,
+//!    hook scripts) into [`Operation::host`]; one pvegate cannot read is `Malformed`.
 //!
 //! `POST /nodes/{node}/execute` is inspected recursively: every nested `{path, method, args}`
 //! is judged as `nodes/<node>/<path>` and its guests are added.
@@ -23,6 +25,7 @@ use std::ops::Bound;
 
 use super::catalogue::{self, AllGuests, ApiMethod, GuestKind, Match, Param, Resolution};
 use super::guests::{self, GuestParseError};
+use super::host::{self, HostUse};
 use super::{Action, GuestSet, ParamValue, Params};
 
 /// Which route of the API a request reached.
@@ -49,6 +52,9 @@ pub struct Operation {
     /// A short explanation for `pvegate check` and logs, set when something is notable: why
     /// every guest is affected, an unknown endpoint, the nested calls of `execute`.
     pub detail: Option<Cow<'static, str>>,
+    /// Host-reaching values (host paths, devices, raw `args`, hook scripts): the request
+    /// reaches every guest through them and is also decided as `host.access`.
+    pub host: Vec<HostUse>,
 }
 
 impl Operation {
@@ -59,6 +65,7 @@ impl Operation {
             action,
             guests,
             detail: None,
+            host: Vec::new(),
         }
     }
 
@@ -194,6 +201,29 @@ fn inspect_known(
         }
     }
 
+    let mut host_uses = Vec::new();
+    for &(index, kind) in &ep.host_params {
+        let p = &ep.params[index];
+        for (k, v) in family_entries(params, p) {
+            match v {
+                ParamValue::Absent => {}
+                ParamValue::One(s) => {
+                    host::collect(kind, p, k, s, &mut host_uses).map_err(malformed)?
+                }
+                ParamValue::Many(_) => {
+                    return Err(malformed(format!("parameter '{k}' given more than once")))
+                }
+            }
+        }
+    }
+    if !host_uses.is_empty() && detail.is_none() {
+        let list: Vec<String> = host_uses.iter().map(ToString::to_string).collect();
+        detail = Some(Cow::Owned(format!(
+            "reaches the host, so every guest ({})",
+            list.join("; ")
+        )));
+    }
+
     let get = |k: &str| params.map.get(k);
     match ep.all_guests {
         AllGuests::Never => {}
@@ -257,6 +287,7 @@ fn inspect_known(
         action,
         guests,
         detail,
+        host: host_uses,
     })
 }
 
@@ -421,6 +452,11 @@ fn inspect_commands(
         segments.extend(path.split('/').filter(|s| !s.is_empty()).map(String::from));
         let op = inspect_at(method, &segments, &params, depth + 1)?;
         out.union(&op.guests);
+        if !op.host.is_empty() {
+            // A nested call that reaches the host reaches every guest; `execute` has no
+            // host allow-list of its own.
+            out.set_all();
+        }
         let target = match op.route {
             Route::Known(t) => t.to_string(),
             _ => format!("unknown /{}", segments.join("/")),
@@ -478,11 +514,39 @@ fn inspect_unknown(
     } else {
         Action::Write
     };
+    // An unknown call may take host paths too (a newer Proxmox's disk key): any absolute path
+    // in a parameter value, or in a property-string item, counts (fail closed).
+    let mut host_uses = Vec::new();
+    if action != Action::Read {
+        for (k, v) in &params.map {
+            let values: &[String] = match v {
+                ParamValue::Absent => &[],
+                ParamValue::One(s) => std::slice::from_ref(s),
+                ParamValue::Many(list) => list,
+            };
+            for s in values {
+                let found = s.split(',').any(|item| {
+                    let val = item.split_once('=').map_or(item, |(_, v)| v);
+                    val.trim_start().starts_with('/')
+                });
+                if found {
+                    host_uses.push(HostUse {
+                        key: k.clone(),
+                        target: host::HostTarget::Path {
+                            path: s.clone(),
+                            plain: false,
+                        },
+                    });
+                }
+            }
+        }
+    }
     Operation {
         route: Route::Unknown,
         action,
         guests,
         detail: Some(why),
+        host: host_uses,
     }
 }
 

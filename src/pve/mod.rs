@@ -7,6 +7,7 @@ pub mod action;
 pub mod auth;
 pub mod catalogue;
 pub mod guests;
+pub mod host;
 pub mod inspect;
 pub mod request;
 
