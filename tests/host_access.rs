@@ -420,7 +420,8 @@ host_devices = ["0000:02:00.*"]
     verdicts(&g, &[("args", "-hda /dev/sdb", true)]).await;
     // A policy that protects nothing has no objection; deny_actions refuses outright.
     let g = start_with(Opts {
-        policy: "[[guest]]\nvmid = 104\naccess = \"managed\"\n".to_string(),
+        policy: "[settings]\nallow_empty = true\n[[guest]]\nvmid = 104\naccess = \"managed\"\n"
+            .to_string(),
         ..Opts::default()
     })
     .await;
@@ -433,7 +434,7 @@ host_devices = ["0000:02:00.*"]
     .await;
     g.sim.recorder.clear();
     let r = raw(g.addr, &form("PUT", Q110, "scsi1=%2Fmnt%2Fx")).await;
-    assert_denied_json(&g, &r, "host.access is refused by policy");
+    assert_denied_json(&g, &r, "host.access is refused by [settings] deny_actions");
 }
 
 /// Changes that can break a protected guest without naming it (resource mappings, storage
@@ -478,7 +479,11 @@ access = "readonly"
     ] {
         g.sim.recorder.clear();
         let r = raw(g.addr, &req).await;
-        assert_denied_json(&g, &r, &format!("{action} is refused by policy"));
+        assert_denied_json(
+            &g,
+            &r,
+            &format!("{action} is refused by [settings] deny_actions"),
+        );
     }
 }
 

@@ -467,7 +467,7 @@ async fn a_refusal_names_the_guest_the_gate_refused_for() {
     assert_eq!(o.code, 4, "{}", o.stderr);
     assert_eq!(
         o.stderr.trim_end(),
-        "refused by pvegate: start CT 120 'scratch-ct': pvegate: VM 120 is readonly: power.start refused"
+        "refused by pvegate: start CT 120 'scratch-ct': pvegate: VM 120 (range 120-129) is readonly: power.start refused; hint: ask whoever runs pvegate to change its policy if you need this"
     );
     // Cloning the readonly guest: the line names the source the gate refused for.
     let o = ops(&env, &["clone", "104", "130"]).await;

@@ -139,8 +139,12 @@ host_devices = ["0000:01:00.*"]
 
     #[test]
     fn who_objects() {
-        // Managed without deny, and an empty policy, protect nothing.
-        for src in ["", "[[guest]]\nvmid = 104\naccess = \"managed\"\n"] {
+        // Managed without deny, and an empty policy, protect nothing (both must be declared
+        // deliberate with allow_empty).
+        for src in [
+            "[settings]\nallow_empty = true\n",
+            "[settings]\nallow_empty = true\n[[guest]]\nvmid = 104\naccess = \"managed\"\n",
+        ] {
             let p = Policy::from_toml_str("h.toml", src).unwrap();
             assert_eq!(
                 p.decide(&op(&[HostTarget::Args]), None).verdict(),

@@ -7,8 +7,8 @@
 pub mod compile;
 pub mod decide;
 pub mod diff;
-pub mod judge;
 mod host;
+pub mod judge;
 pub mod model;
 pub mod show;
 pub mod store;
