@@ -59,6 +59,13 @@ struct RawConfig {
     policy: RawPolicy,
     #[serde(default)]
     log: RawLog,
+    admin: Option<RawAdmin>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAdmin {
+    address: toml::Spanned<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -67,6 +74,9 @@ struct RawListen {
     address: toml::Spanned<String>,
     tls_cert: Option<toml::Spanned<String>>,
     tls_key: Option<toml::Spanned<String>>,
+    body_timeout_secs: Option<toml::Spanned<u64>>,
+    max_connections: Option<toml::Spanned<u64>>,
+    drain_secs: Option<u64>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -79,6 +89,7 @@ struct RawUpstream {
     insecure: bool,
     connect_timeout_secs: Option<u64>,
     pool_idle_timeout_ms: Option<toml::Spanned<u64>>,
+    response_timeout_secs: Option<toml::Spanned<u64>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -102,6 +113,34 @@ pub struct Listen {
     pub address: SocketAddr,
     /// PEM certificate chain and key; `None` serves plain HTTP.
     pub tls: Option<(PathBuf, PathBuf)>,
+}
+
+/// Bounds on what clients and the upstream may hold (`[listen]` and `[upstream]` keys).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Limits {
+    /// The longest wait for the upstream's response head once the request has been sent
+    /// (`upstream.response_timeout_secs`, default 60): then 504. Response bodies (downloads,
+    /// task logs) and websockets after their `101` are not limited by it.
+    pub response_timeout: std::time::Duration,
+    /// The longest silence between two pieces of a request body (`listen.body_timeout_secs`,
+    /// default 30): then the request is answered 408 (or cut) and the connection closed.
+    pub body_timeout: std::time::Duration,
+    /// Most client connections at once (`listen.max_connections`, default 4096); further
+    /// clients wait in the kernel's listen queue until one closes.
+    pub max_connections: usize,
+    /// How long a shutdown waits for requests in flight (`listen.drain_secs`, default 30).
+    pub drain: std::time::Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            response_timeout: std::time::Duration::from_secs(60),
+            body_timeout: std::time::Duration::from_secs(30),
+            max_connections: 4096,
+            drain: std::time::Duration::from_secs(30),
+        }
+    }
 }
 
 /// How the upstream's certificate is checked.
@@ -148,6 +187,10 @@ pub struct Config {
     pub watch_policy: bool,
     pub log_format: LogFormat,
     pub log_level: String,
+    /// Timeouts and connection bounds.
+    pub limits: Limits,
+    /// The admin listener (`/healthz`, `/readyz`, `/metrics`); `None`: off.
+    pub admin: Option<SocketAddr>,
 }
 
 impl Config {
@@ -276,6 +319,62 @@ impl Config {
                 ));
             }
         };
+        let defaults = Limits::default();
+        let positive = |v: &Option<toml::Spanned<u64>>, key: &str, default: u64| match v {
+            Some(v) if *v.get_ref() == 0 => Err(err(
+                v.span(),
+                format!("{key} must be at least 1 (leave it out for the default, {default})"),
+            )),
+            Some(v) => Ok(*v.get_ref()),
+            None => Ok(default),
+        };
+        let limits = Limits {
+            response_timeout: std::time::Duration::from_secs(positive(
+                &up.response_timeout_secs,
+                "upstream.response_timeout_secs",
+                defaults.response_timeout.as_secs(),
+            )?),
+            body_timeout: std::time::Duration::from_secs(positive(
+                &raw.listen.body_timeout_secs,
+                "listen.body_timeout_secs",
+                defaults.body_timeout.as_secs(),
+            )?),
+            max_connections: usize::try_from(positive(
+                &raw.listen.max_connections,
+                "listen.max_connections",
+                defaults.max_connections as u64,
+            )?)
+            .unwrap_or(usize::MAX),
+            drain: raw
+                .listen
+                .drain_secs
+                .map_or(defaults.drain, std::time::Duration::from_secs),
+        };
+        let admin = match &raw.admin {
+            None => None,
+            Some(a) => {
+                let addr = a.address.get_ref().parse::<SocketAddr>().map_err(|_| {
+                    err(
+                        a.address.span(),
+                        format!(
+                            "admin.address {:?} is not an IP:port such as \"127.0.0.1:9106\"",
+                            a.address.get_ref()
+                        ),
+                    )
+                })?;
+                let same_port = addr.port() == address.port() && addr.port() != 0;
+                let overlaps = addr.ip() == address.ip()
+                    || addr.ip().is_unspecified()
+                    || address.ip().is_unspecified();
+                if same_port && overlaps {
+                    return Err(err(
+                        a.address.span(),
+                        format!("admin.address {addr} is the proxy's own listen address ({address}): give the admin listener a port of its own, such as 127.0.0.1:9106"),
+                    ));
+                }
+                Some(addr)
+            }
+        };
         Ok(Config {
             path: path.to_path_buf(),
             listen: Listen { address, tls },
@@ -292,6 +391,8 @@ impl Config {
             watch_policy: raw.policy.watch.unwrap_or(true),
             log_format,
             log_level: raw.log.level.unwrap_or_else(|| "info".into()),
+            limits,
+            admin,
         })
     }
 }
@@ -381,6 +482,42 @@ files = ["policies/homelab.toml"]
         assert!(parse(&src).unwrap_err().to_string().contains("tls_key"));
         let src = MIN.replace("127.0.0.1:8006", "localhost");
         assert!(parse(&src).unwrap_err().to_string().contains(":3:"));
+    }
+
+    #[test]
+    fn limits_default_and_admin_is_off() {
+        let c = parse(MIN).unwrap();
+        assert_eq!(c.limits, Limits::default());
+        assert_eq!(c.limits.response_timeout.as_secs(), 60);
+        assert_eq!(c.limits.max_connections, 4096);
+        assert!(c.admin.is_none());
+    }
+
+    #[test]
+    fn limits_and_admin_are_read_and_checked() {
+        let src = MIN.replace(
+            "[policy]",
+            "response_timeout_secs = 5\n[admin]\naddress = \"127.0.0.1:9106\"\n[policy]",
+        ).replace(
+            "address = \"127.0.0.1:8006\"",
+            "address = \"127.0.0.1:8006\"\nbody_timeout_secs = 3\nmax_connections = 10\ndrain_secs = 0",
+        );
+        let c = parse(&src).unwrap();
+        assert_eq!(c.limits.response_timeout.as_secs(), 5);
+        assert_eq!(c.limits.body_timeout.as_secs(), 3);
+        assert_eq!(c.limits.max_connections, 10);
+        assert!(c.limits.drain.is_zero());
+        assert_eq!(c.admin, Some("127.0.0.1:9106".parse().unwrap()));
+
+        let same = src.replace("127.0.0.1:9106", "0.0.0.0:8006");
+        let e = parse(&same).unwrap_err().to_string();
+        assert!(e.contains("proxy's own listen address"), "{e}");
+        let zero = src.replace("max_connections = 10", "max_connections = 0");
+        let e = parse(&zero).unwrap_err().to_string();
+        assert!(
+            e.contains("listen.max_connections must be at least 1"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -21,12 +21,15 @@
 //! pvegate holds no Proxmox credential: it can only take permissions away.
 #![forbid(unsafe_code)]
 
+pub mod admin;
 pub mod audit;
+pub mod bounded;
 pub mod commands;
 pub mod config;
 pub mod demo;
 pub mod layer;
 pub mod logsink;
+pub mod metrics;
 pub mod policy;
 pub mod pve;
 pub mod respond;

@@ -2,7 +2,10 @@
 //! policy, logs one audit event, and answers denials itself (they never reach Proxmox).
 
 use std::convert::Infallible;
+use std::future::Future;
+use std::pin::Pin;
 use std::task::{Context, Poll};
+use std::time::Instant;
 
 use futures_util::future::{Either, Ready};
 use http::{Request, Response};
@@ -46,10 +49,11 @@ pub struct Authorize<S> {
 impl<S> Service<Request<Body>> for Authorize<S>
 where
     S: Service<Request<Body>, Response = Response<Body>, Error = Infallible>,
+    S::Future: Unpin,
 {
     type Response = Response<Body>;
     type Error = Infallible;
-    type Future = Either<S::Future, Ready<Result<Response<Body>, Infallible>>>;
+    type Future = Either<Observed<S::Future>, Ready<Result<Response<Body>, Infallible>>>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
         self.inner.poll_ready(cx)
@@ -84,8 +88,22 @@ where
             rule: &rule,
         });
         match decision {
-            Decision::Allow(_) => Either::Left(self.inner.call(req)),
+            Decision::Allow(_) => {
+                let action = info.op.action.as_str();
+                Either::Left(Observed {
+                    inner: self.inner.call(req),
+                    action,
+                    start: Instant::now(),
+                })
+            }
             Decision::Deny(reason) => {
+                crate::metrics::observe_request(
+                    info.op.action.as_str(),
+                    "deny",
+                    Some(&rule),
+                    None,
+                    std::time::Duration::ZERO,
+                );
                 let what = format!("{} {}", info.method, info.path);
                 let message = policy.deny_message(&reason, info.op.action, &what);
                 Either::Right(futures_util::future::ready(Ok(respond::deny(
@@ -94,5 +112,37 @@ where
                 ))))
             }
         }
+    }
+}
+
+/// An allowed request on its way to Proxmox: counted in [`crate::metrics`] once answered.
+pub struct Observed<F> {
+    inner: F,
+    action: &'static str,
+    start: Instant,
+}
+
+impl<F> Future for Observed<F>
+where
+    F: Future<Output = Result<Response<Body>, Infallible>> + Unpin,
+{
+    type Output = F::Output;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+        let res = std::task::ready!(Pin::new(&mut self.inner).poll(cx));
+        if let Ok(res) = &res {
+            let forwarded = res
+                .extensions()
+                .get::<super::forward::NotForwarded>()
+                .is_none();
+            crate::metrics::observe_request(
+                self.action,
+                "allow",
+                None,
+                forwarded.then(|| res.status().as_u16()),
+                self.start.elapsed(),
+            );
+        }
+        Poll::Ready(res)
     }
 }

@@ -2,6 +2,7 @@
 //! when a policy file changes. A policy that fails to load leaves the last good one in force.
 
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -15,6 +16,8 @@ use crate::config::ConfigError;
 pub struct PolicyStore {
     current: Arc<ArcSwap<Policy>>,
     files: Arc<Vec<PathBuf>>,
+    generation: Arc<AtomicU64>,
+    last_reload_ok: Arc<AtomicBool>,
 }
 
 impl PolicyStore {
@@ -23,6 +26,8 @@ impl PolicyStore {
         PolicyStore {
             current: Arc::new(ArcSwap::from_pointee(policy)),
             files: Arc::new(files),
+            generation: Arc::new(AtomicU64::new(1)),
+            last_reload_ok: Arc::new(AtomicBool::new(true)),
         }
     }
 
@@ -44,14 +49,27 @@ impl PolicyStore {
             Ok(p) => {
                 let rules = p.rules().len();
                 self.current.store(Arc::new(p));
+                self.generation.fetch_add(1, Ordering::Relaxed);
+                self.last_reload_ok.store(true, Ordering::Relaxed);
                 tracing::info!(rules, "policy reloaded");
                 Ok(())
             }
             Err(e) => {
+                self.last_reload_ok.store(false, Ordering::Relaxed);
                 tracing::error!(error = %e, "policy reload failed; the previous policy stays in force");
                 Err(e)
             }
         }
+    }
+
+    /// How many policies have been put in force: 1 at start, plus one per successful reload.
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Relaxed)
+    }
+
+    /// Whether the last load or reload succeeded (a failed one leaves the previous policy).
+    pub fn last_reload_ok(&self) -> bool {
+        self.last_reload_ok.load(Ordering::Relaxed)
     }
 
     fn mtimes(&self) -> Vec<Option<SystemTime>> {
