@@ -27,6 +27,7 @@ pub mod bounded;
 pub mod commands;
 pub mod config;
 pub mod demo;
+pub mod early;
 pub mod layer;
 pub mod logsink;
 pub mod metrics;
