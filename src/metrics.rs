@@ -75,7 +75,7 @@ impl Collector for Dropped {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
         let counter = ConstCounter::new(AUDIT_LINES_DROPPED.load(Ordering::Relaxed));
         let metric = encoder.encode_descriptor(
-            "pvegate_audit_lines_dropped",
+            "audit_lines_dropped",
             "Audit lines dropped because the audit stream's reader did not keep up",
             None,
             counter.metric_type(),
@@ -83,7 +83,7 @@ impl Collector for Dropped {
         counter.encode(metric)?;
         let build = ConstGauge::new(1i64);
         let metric = encoder.encode_descriptor(
-            "pvegate_build_info",
+            "build_info",
             concat!("pvegate version ", env!("CARGO_PKG_VERSION")),
             None,
             build.metric_type(),

@@ -86,7 +86,7 @@ fn is_streamed(req: &Request<Body>) -> bool {
         && req
             .extensions()
             .get::<Inspected>()
-            .is_none_or(|i| i.path.ends_with("/upload"))
+            .map_or(true, |i| i.path.ends_with("/upload"))
 }
 
 impl Service<Request<Body>> for Forward {
