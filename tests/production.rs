@@ -189,11 +189,19 @@ async fn read_head(s: &mut TcpStream) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hung_upstream_is_answered_504_in_the_request_format() {
-    // Accepts, reads the request, never answers.
-    let url = fake_upstream(|mut s| async move {
-        read_head(&mut s).await;
-        tokio::time::sleep(Duration::from_secs(3600)).await;
-        drop(s);
+    // Accepts, reads the request, never answers; reports when pvegate closes the connection.
+    let (closed_tx, mut closed) = tokio::sync::mpsc::unbounded_channel();
+    let url = fake_upstream(move |mut s| {
+        let closed_tx = closed_tx.clone();
+        async move {
+            read_head(&mut s).await;
+            let mut sink = [0u8; 64];
+            let _ = tokio::time::timeout(Duration::from_secs(3600), async {
+                while let Ok(1..) = s.read(&mut sink).await {}
+            })
+            .await;
+            let _ = closed_tx.send(());
+        }
     })
     .await;
     let served = serve(&url, "", "response_timeout_secs = 1", "");
@@ -218,6 +226,10 @@ async fn a_hung_upstream_is_answered_504_in_the_request_format() {
         r.header("content-type"),
         Some("application/json;charset=UTF-8")
     );
+    // The upstream connection is given up with the request: hung upstreams do not pile up.
+    tokio::time::timeout(Duration::from_secs(20), closed.recv())
+        .await
+        .expect("upstream connection closed after the 504");
 
     // The web UI's format: HTTP 200 with the status inside.
     let r = raw(
