@@ -153,7 +153,7 @@ impl Metrics {
         let open_connections = Gauge::default();
         registry.register(
             "open_connections",
-            "Client connections open now (websockets included)",
+            "Client connections open now",
             open_connections.clone(),
         );
         let open_websockets = Gauge::default();
