@@ -1,6 +1,19 @@
 //! Listeners and connections: TCP, optional TLS (rustls, TLS 1.2/1.3, ALPN http/1.1), hyper
 //! HTTP/1.1 serving with upgrades, policy reload on SIGHUP, graceful shutdown.
 //!
+//! # Bounds and shutdown
+//!
+//! - At most `listen.max_connections` connections: the accept loop takes a semaphore slot
+//!   before accepting, so at the limit new clients wait in the kernel's listen queue. A
+//!   connection (and, for plain TCP, its websocket tunnel) holds its slot until it ends.
+//! - Every request body is read under `listen.body_timeout_secs` of allowed silence
+//!   ([`crate::bounded`]).
+//! - hyper's own answers to heads it cannot parse are rewritten into Proxmox's shape
+//!   ([`crate::early`]).
+//! - [`Listener::serve_until`] drains on shutdown: the listener is closed, idle (parked)
+//!   connections close, busy ones get `graceful_shutdown` (their current message finishes,
+//!   then they close), all within `listen.drain_secs`; websocket tunnels are closed last.
+//!
 //! # Idle plain-TCP connections are parked outside hyper
 //!
 //! hyper keeps an 8 KiB read and an 8 KiB write buffer for as long as it serves a connection.
