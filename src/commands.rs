@@ -86,6 +86,7 @@ pub async fn serve(config_path: &Path) -> anyhow::Result<()> {
     let listener = Listener::bind(config.listen.address, tls)
         .await?
         .with_limits(config.limits);
+    crate::metrics::init();
     let health = admin::Health::new(store.clone());
     if let Some(address) = config.admin {
         let admin_listener = admin::bind(address).await?;

@@ -8,8 +8,9 @@
 
 use std::borrow::Cow;
 use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::LazyLock;
+use std::sync::{LazyLock, OnceLock};
 use std::time::Duration;
 
 use prometheus_client::collector::Collector;
@@ -55,9 +56,11 @@ struct Metrics {
     registry: Registry,
     requests: Family<RequestLabels, Counter>,
     /// `requests` resolved at start: action name -> one counter per entry of [`DECISIONS`].
-    resolved: HashMap<&'static str, [Counter; 3]>,
+    resolved: HashMap<&'static str, [Counter; 3], BuildHasherDefault<Fnv>>,
     refusals: Family<RuleLabels, Counter>,
     upstream_codes: Family<CodeLabels, Counter>,
+    /// `upstream_codes` resolved on first use, for codes 100 to 599.
+    codes: [OnceLock<Counter>; 500],
     upstream_errors: Family<KindLabels, Counter>,
     upstream_seconds: Histogram,
     upstream_up: Gauge,
@@ -65,6 +68,30 @@ struct Metrics {
     open_websockets: Gauge,
     policy_generation: Gauge,
     policy_reload_ok: Gauge,
+}
+
+/// FNV-1a: the action names are few, short and not attacker-chosen (they come from the
+/// catalogue), so a cheap hash fits better than SipHash here.
+#[derive(Default)]
+struct Fnv(u64);
+
+impl Hasher for Fnv {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        let mut h = if self.0 == 0 {
+            0xcbf2_9ce4_8422_2325
+        } else {
+            self.0
+        };
+        for b in bytes {
+            h ^= u64::from(*b);
+            h = h.wrapping_mul(0x0100_0000_01b3);
+        }
+        self.0 = h;
+    }
 }
 
 /// Values read at scrape time rather than kept in the registry.
@@ -181,6 +208,7 @@ impl Metrics {
             resolved,
             refusals,
             upstream_codes,
+            codes: std::array::from_fn(|_| OnceLock::new()),
             upstream_errors,
             upstream_seconds,
             upstream_up,
@@ -228,9 +256,19 @@ pub fn observe_request(
             .inc();
     }
     if let Some(code) = upstream_status {
-        m.upstream_codes.get_or_create(&CodeLabels { code }).inc();
+        match m.codes.get(usize::from(code).wrapping_sub(100)) {
+            Some(cached) => cached
+                .get_or_init(|| m.upstream_codes.get_or_create(&CodeLabels { code }).clone())
+                .inc(),
+            None => m.upstream_codes.get_or_create(&CodeLabels { code }).inc(),
+        };
         m.upstream_seconds.observe(duration.as_secs_f64());
     }
+}
+
+/// Builds the registry now (otherwise on first use), so the first request does not pay for it.
+pub fn init() {
+    LazyLock::force(&METRICS);
 }
 
 /// Counts a forwarded request Proxmox did not answer (`connect`, `exchange` or `timeout`).
