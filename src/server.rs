@@ -628,6 +628,9 @@ async fn serve_round(
     let mut tick = tokio::time::interval_at(Instant::now() + PARK_AFTER, PARK_AFTER);
     tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
     let mut closing = false;
+    // Made once: a new one per loop turn would register and unregister a waiter each time.
+    let stopped = ctx.stop.cancelled();
+    let mut stopped = std::pin::pin!(stopped);
     loop {
         tokio::select! {
             res = std::future::poll_fn(|cx| conn.poll_without_shutdown(cx)) => {
@@ -647,7 +650,7 @@ async fn serve_round(
                     }
                 };
             }
-            _ = ctx.stop.cancelled(), if !closing => {
+            _ = &mut stopped, if !closing => {
                 // Shutting down: hyper finishes the message in progress (if any), then ends
                 // the connection, which is closed rather than parked.
                 Pin::new(&mut conn).graceful_shutdown();
