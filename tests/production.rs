@@ -417,6 +417,8 @@ async fn sigterm_during_an_upload_lets_it_finish_and_exits_0() {
     for p in &parts[..half] {
         s.write_all(p).await.unwrap();
     }
+    // The upload is being forwarded (its audit line is written when it is decided).
+    served.wait_log("/storage/local/upload");
     served.signal("-TERM");
     served.wait_log("shutting down");
     // Draining: not ready, and no new connections.
@@ -477,6 +479,7 @@ async fn sigterm_with_a_websocket_open_closes_it_last_and_exits_0() {
     let mut up = TcpStream::connect(served.addr).await.unwrap();
     up.write_all(head.as_bytes()).await.unwrap();
     up.write_all(&parts[0]).await.unwrap();
+    served.wait_log("/storage/local/upload");
     served.signal("-TERM");
     served.wait_log("shutting down");
     // While requests are in flight, the tunnel still carries frames: websockets close last.
