@@ -6,6 +6,11 @@
 2. RSS (VmRSS) with 10,000 idle keep-alive client connections, each of which has made one
    status request (so every connection has been through a full request/response).
 
+Standalone, pvegate only: `python3 bench/mem.py --slow-bodies BINARY` measures memory under
+slow request bodies (parameter bodies, which pvegate buffers to judge them):
+3. one connection sending a 20,000-byte body one byte per TCP segment (RSS growth per byte);
+4. 2,000 connections each sending one body byte per second for 20 s (RSS during and after).
+
 Every measurement uses a freshly started proxy (VmHWM is a high-water mark since start), not
 pinned, with as many workers as CPUs: pvegate's default runtime, nginx worker_processes = CPUs,
 HAProxy nbthread = CPUs. For nginx the figure is the sum over master and workers.
@@ -214,5 +219,88 @@ def run(procs: bench.Procs, res: Path, certs: dict, pvegate_bin: str, quick: boo
     return "\n".join(lines)
 
 
+SLOW_PATH = "/api2/json/nodes/pve/qemu/100/config"
+
+
+def slow_head(port: int, length: int) -> bytes:
+    return (f"POST {SLOW_PATH} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
+            f"Authorization: {bench.AUTH}\r\n"
+            "Content-Type: application/x-www-form-urlencoded\r\n"
+            f"Content-Length: {length}\r\nConnection: close\r\n\r\n").encode()
+
+
+def byte_by_byte(port: int, n: int) -> None:
+    """One connection: `description=` then n-12 bytes, each in its own TCP segment."""
+    s = socket.create_connection(("127.0.0.1", port))
+    s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    body = b"description=" + b"x" * (n - 12)
+    s.sendall(slow_head(port, len(body)))
+    for i in range(len(body)):
+        s.send(body[i:i + 1])
+        time.sleep(0.0005)
+    s.recv(65536)
+    s.close()
+
+
+async def dribble(port: int, conns: int, seconds: int) -> None:
+    """`conns` connections, each sending one body byte per second for `seconds`."""
+    length = 12 + seconds + 10
+
+    async def one() -> None:
+        try:
+            r, w = await asyncio.open_connection("127.0.0.1", port)
+            w.write(slow_head(port, length) + b"description=")
+            await w.drain()
+            for _ in range(seconds):
+                await asyncio.sleep(1)
+                w.write(b"x")
+                await w.drain()
+            w.close()
+        except OSError:
+            pass
+
+    await asyncio.gather(*(one() for _ in range(conns)))
+
+
+def slow_bodies(pvegate_bin: str) -> None:
+    import subprocess
+    import tempfile
+    d = Path(tempfile.mkdtemp(prefix="pvegate-slow-"))
+    srv = subprocess.Popen([sys.executable, str(Path(__file__)), "--discard-server"])
+    conf = bench.pvegate_conf(d, "pvegate-slow", PORTS["pvegate"],
+                              f"http://127.0.0.1:{DISCARD_PORT}", None,
+                              bench.ROOT / "policies" / "homelab.toml")
+    with open(d / "pvegate.log", "w") as log:
+        p = subprocess.Popen([pvegate_bin, "serve", "--config", str(conf)], stderr=log)
+    try:
+        bench.wait_port(DISCARD_PORT, srv, "discard upstream")
+        bench.wait_port(PORTS["pvegate"], p, "pvegate")
+        time.sleep(0.5)
+        before = bench.proc_status(p.pid, "VmRSS")
+        byte_by_byte(PORTS["pvegate"], 20_000)
+        hwm = bench.proc_status(p.pid, "VmHWM")
+        print(f"byte by byte: 20,000 body bytes in single segments: VmRSS before "
+              f"{before / 1024:.1f} MiB, VmHWM after {hwm / 1024:.1f} MiB "
+              f"({(hwm - before) * 1024 / 20_000:.0f} bytes per body byte)", flush=True)
+        before = bench.proc_status(p.pid, "VmRSS")
+        loop = asyncio.new_event_loop()
+        task = loop.create_task(dribble(PORTS["pvegate"], 2000, 20))
+        loop.run_until_complete(asyncio.sleep(18))
+        during = bench.proc_status(p.pid, "VmRSS")
+        loop.run_until_complete(task)
+        time.sleep(2)
+        after = bench.proc_status(p.pid, "VmRSS")
+        loop.close()
+        print(f"2,000 connections x 1 body byte/s for 20 s: VmRSS before {before / 1024:.1f} "
+              f"MiB, at 18 s {during / 1024:.1f} MiB, after {after / 1024:.1f} MiB", flush=True)
+    finally:
+        p.terminate()
+        srv.terminate()
+        p.wait()
+        srv.wait()
+
+
 if __name__ == "__main__" and sys.argv[1:] == ["--discard-server"]:
     Server(("127.0.0.1", DISCARD_PORT), Discard).serve_forever()
+elif __name__ == "__main__" and sys.argv[1:2] == ["--slow-bodies"]:
+    slow_bodies(sys.argv[2])

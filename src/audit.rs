@@ -195,6 +195,13 @@ impl Outcome {
             Ending::UpstreamFailed(s, e) => (Some(s), None, Some(e)),
             Ending::ClientGone => (None, None, Some("the client went away before the answer")),
         };
+        crate::metrics::observe_request(
+            self.action.map_or("invalid", |a| a.as_str()),
+            self.decision.as_str(),
+            (self.decision == AuditDecision::Deny).then_some(&*self.rule),
+            upstream.map(|s| s.as_u16()),
+            took,
+        );
         let micros = took.as_micros();
         let buf = &mut self.line;
         if self.json {

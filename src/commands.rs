@@ -11,7 +11,7 @@ use crate::layer::inspect::{self, BodyPlan};
 use crate::policy::{Judgement, Mode, Policy, PolicyStore};
 use crate::pve::{GuestSet, Route};
 use crate::server::{self, Listener};
-use crate::{audit, logsink, stack, upstream};
+use crate::{admin, audit, logsink, stack, upstream};
 
 /// Exit code: allowed.
 pub const EXIT_ALLOW: i32 = 0;
@@ -83,7 +83,8 @@ pub async fn serve(config_path: &Path) -> anyhow::Result<()> {
     for w in config.warnings.iter().chain(&store.snapshot().warnings) {
         tracing::warn!("{w}");
     }
-    let upstream = upstream::Upstream::new(&config.upstream)?;
+    let upstream = upstream::Upstream::new(&config.upstream)?
+        .with_response_timeout(config.limits.response_timeout);
     let tls = match &config.listen.tls {
         Some((cert, key)) => Some(server::server_tls(cert, key)?),
         None => {
@@ -93,7 +94,20 @@ pub async fn serve(config_path: &Path) -> anyhow::Result<()> {
             None
         }
     };
-    let listener = Listener::bind(config.listen.address, tls).await?;
+    let listener = Listener::bind(config.listen.address, tls)
+        .await?
+        .with_limits(config.limits);
+    crate::metrics::init();
+    let health = admin::Health::new(store.clone());
+    if let Some(address) = config.admin {
+        let admin_listener = admin::bind(address).await?;
+        tracing::info!(address = %admin_listener.local_addr()?, "admin listener (/healthz, /readyz, /metrics)");
+        tokio::spawn(admin::serve(admin_listener, health.clone()));
+        tokio::spawn(admin::probe(
+            upstream::Upstream::new(&config.upstream)?,
+            health.clone(),
+        ));
+    }
     tracing::info!(
         address = %listener.local_addr()?,
         tls = listener.is_tls(),
@@ -106,10 +120,17 @@ pub async fn serve(config_path: &Path) -> anyhow::Result<()> {
         tokio::spawn(store.clone().watch(Duration::from_millis(250)));
     }
     tokio::spawn(reload_on_sighup(store));
-    tokio::select! {
-        _ = listener.serve(gate) => {}
-        _ = shutdown_signal() => tracing::info!("shutting down"),
-    }
+    let drain = config.limits.drain;
+    let shutdown = async {
+        shutdown_signal().await;
+        health.set_draining();
+        tracing::info!(
+            drain_secs = drain.as_secs(),
+            "shutting down: no new connections; finishing the requests in flight"
+        );
+    };
+    listener.serve_until(gate, shutdown).await;
+    tracing::info!("stopped");
     Ok(())
 }
 

@@ -81,6 +81,7 @@ struct RawConfig {
     log: RawLog,
     #[serde(default)]
     audit: RawAudit,
+    admin: Option<RawAdmin>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -91,10 +92,19 @@ struct RawAudit {
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
+struct RawAdmin {
+    address: toml::Spanned<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
 struct RawListen {
     address: toml::Spanned<String>,
     tls_cert: Option<toml::Spanned<String>>,
     tls_key: Option<toml::Spanned<String>>,
+    body_timeout_secs: Option<toml::Spanned<u64>>,
+    max_connections: Option<toml::Spanned<u64>>,
+    drain_secs: Option<u64>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -106,6 +116,7 @@ struct RawUpstream {
     insecure: Option<toml::Spanned<bool>>,
     connect_timeout_secs: Option<u64>,
     pool_idle_timeout_ms: Option<toml::Spanned<u64>>,
+    response_timeout_secs: Option<toml::Spanned<u64>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -130,6 +141,34 @@ pub struct Listen {
     pub address: SocketAddr,
     /// PEM certificate chain and key; `None` serves plain HTTP.
     pub tls: Option<(PathBuf, PathBuf)>,
+}
+
+/// Bounds on what clients and the upstream may hold (`[listen]` and `[upstream]` keys).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Limits {
+    /// The longest wait for the upstream's response head once the request has been sent
+    /// (`upstream.response_timeout_secs`, default 60): then 504. Response bodies (downloads,
+    /// task logs) and websockets after their `101` are not limited by it.
+    pub response_timeout: std::time::Duration,
+    /// The longest silence between two pieces of a request body (`listen.body_timeout_secs`,
+    /// default 30): then the request is answered 408 (or cut) and the connection closed.
+    pub body_timeout: std::time::Duration,
+    /// Most client connections at once (`listen.max_connections`, default 4096); further
+    /// clients wait in the kernel's listen queue until one closes.
+    pub max_connections: usize,
+    /// How long a shutdown waits for requests in flight (`listen.drain_secs`, default 30).
+    pub drain: std::time::Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            response_timeout: std::time::Duration::from_secs(60),
+            body_timeout: std::time::Duration::from_secs(30),
+            max_connections: 4096,
+            drain: std::time::Duration::from_secs(30),
+        }
+    }
 }
 
 /// How the upstream's certificate is checked.
@@ -183,6 +222,10 @@ pub struct Config {
     /// Foot-guns worth a warning, each `file:line: text` (`validate` shows them, `serve`
     /// logs them).
     pub warnings: Vec<String>,
+    /// Timeouts and connection bounds.
+    pub limits: Limits,
+    /// The admin listener (`/healthz`, `/readyz`, `/metrics`); `None`: off.
+    pub admin: Option<SocketAddr>,
 }
 
 impl Config {
@@ -361,6 +404,67 @@ impl Config {
                 format!("policy.mode {other:?} is not \"enforce\" or \"shadow\""),
             )),
         };
+        let defaults = Limits::default();
+        let positive = |v: &Option<toml::Spanned<u64>>, key: &str, default: u64| match v {
+            Some(v) if *v.get_ref() == 0 => Err(err(
+                v.span(),
+                format!("{key} must be at least 1 (leave it out for the default, {default})"),
+            )),
+            Some(v) => Ok(*v.get_ref()),
+            None => Ok(default),
+        };
+        let limits = (|| -> Result<Limits, ConfigError> {
+            Ok(Limits {
+                response_timeout: std::time::Duration::from_secs(positive(
+                    &up.response_timeout_secs,
+                    "upstream.response_timeout_secs",
+                    defaults.response_timeout.as_secs(),
+                )?),
+                body_timeout: std::time::Duration::from_secs(positive(
+                    &raw.listen.body_timeout_secs,
+                    "listen.body_timeout_secs",
+                    defaults.body_timeout.as_secs(),
+                )?),
+                max_connections: usize::try_from(positive(
+                    &raw.listen.max_connections,
+                    "listen.max_connections",
+                    defaults.max_connections as u64,
+                )?)
+                .unwrap_or(usize::MAX),
+                drain: raw
+                    .listen
+                    .drain_secs
+                    .map_or(defaults.drain, std::time::Duration::from_secs),
+            })
+        })();
+        let listen_address = listen.as_ref().ok().map(|l| l.address);
+        let admin = match &raw.admin {
+            None => Ok(None),
+            Some(a) => (|| -> Result<Option<SocketAddr>, ConfigError> {
+                let addr = a.address.get_ref().parse::<SocketAddr>().map_err(|_| {
+                    err(
+                        a.address.span(),
+                        format!(
+                            "admin.address {:?} is not an IP:port such as \"127.0.0.1:9106\"",
+                            a.address.get_ref()
+                        ),
+                    )
+                })?;
+                if let Some(address) = listen_address {
+                    let same_port = addr.port() == address.port() && addr.port() != 0;
+                    let overlaps = addr.ip() == address.ip()
+                        || addr.ip().is_unspecified()
+                        || address.ip().is_unspecified();
+                    if same_port && overlaps {
+                        return Err(err(
+                            a.address.span(),
+                            format!("admin.address {addr} is the proxy's own listen address ({address}): give the admin listener a port of its own, such as 127.0.0.1:9106"),
+                        ));
+                    }
+                }
+                Ok(Some(addr))
+            })(),
+        };
         // Every error at once (validate shows them all), in file order.
         let mut errors = Vec::new();
         let listen = listen.map_err(|e| errors.push(e)).ok();
@@ -369,12 +473,29 @@ impl Config {
         let log_format = log_format.map_err(|e| errors.push(e)).ok();
         let log_level = log_level.map_err(|e| errors.push(e)).ok();
         let policy_mode = policy_mode.map_err(|e| errors.push(e)).ok();
+        let limits = limits.map_err(|e| errors.push(e)).ok();
+        let admin = admin.map_err(|e| errors.push(e)).ok();
         errors.sort_by_key(|e| match e {
             ConfigError::Invalid { line, .. } => *line,
             _ => 0,
         });
-        let (Some(listen), Some(upstream), Some(log_format), Some(log_level), Some(policy_mode)) =
-            (listen, upstream, log_format, log_level, policy_mode)
+        let (
+            Some(listen),
+            Some(upstream),
+            Some(log_format),
+            Some(log_level),
+            Some(policy_mode),
+            Some(limits),
+            Some(admin),
+        ) = (
+            listen,
+            upstream,
+            log_format,
+            log_level,
+            policy_mode,
+            limits,
+            admin,
+        )
         else {
             return Err(ConfigError::from_list(errors)
                 .unwrap_or_else(|| ConfigError::at(path, src, None, "invalid config")));
@@ -393,6 +514,8 @@ impl Config {
             policy_mode,
             audit_file: raw.audit.file.as_deref().map(resolve),
             warnings,
+            limits,
+            admin,
         })
     }
 }
@@ -570,6 +693,42 @@ files = ["policies/homelab.toml"]
                 .any(|w| w.contains(":5:") && w.contains("system root")),
             "{:?}",
             c.warnings
+        );
+    }
+
+    #[test]
+    fn limits_default_and_admin_is_off() {
+        let c = parse(MIN).unwrap();
+        assert_eq!(c.limits, Limits::default());
+        assert_eq!(c.limits.response_timeout.as_secs(), 60);
+        assert_eq!(c.limits.max_connections, 4096);
+        assert!(c.admin.is_none());
+    }
+
+    #[test]
+    fn limits_and_admin_are_read_and_checked() {
+        let src = MIN.replace(
+            "[policy]",
+            "response_timeout_secs = 5\n[admin]\naddress = \"127.0.0.1:9106\"\n[policy]",
+        ).replace(
+            "address = \"127.0.0.1:8006\"",
+            "address = \"127.0.0.1:8006\"\nbody_timeout_secs = 3\nmax_connections = 10\ndrain_secs = 0",
+        );
+        let c = parse(&src).unwrap();
+        assert_eq!(c.limits.response_timeout.as_secs(), 5);
+        assert_eq!(c.limits.body_timeout.as_secs(), 3);
+        assert_eq!(c.limits.max_connections, 10);
+        assert!(c.limits.drain.is_zero());
+        assert_eq!(c.admin, Some("127.0.0.1:9106".parse().unwrap()));
+
+        let same = src.replace("127.0.0.1:9106", "0.0.0.0:8006");
+        let e = parse(&same).unwrap_err().to_string();
+        assert!(e.contains("proxy's own listen address"), "{e}");
+        let zero = src.replace("max_connections = 10", "max_connections = 0");
+        let e = parse(&zero).unwrap_err().to_string();
+        assert!(
+            e.contains("listen.max_connections must be at least 1"),
+            "{e}"
         );
     }
 

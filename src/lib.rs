@@ -23,13 +23,17 @@
 //! pvegate holds no Proxmox credential: it can only take permissions away.
 #![forbid(unsafe_code)]
 
+pub mod admin;
 pub mod audit;
+pub mod bounded;
 pub mod commands;
 pub mod config;
 pub mod demo;
+pub mod early;
 pub mod layer;
 pub mod logsink;
 pub mod mcp;
+pub mod metrics;
 pub mod ops;
 pub mod policy;
 pub mod pve;

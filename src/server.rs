@@ -1,6 +1,19 @@
 //! Listeners and connections: TCP, optional TLS (rustls, TLS 1.2/1.3, ALPN http/1.1), hyper
 //! HTTP/1.1 serving with upgrades, policy reload on SIGHUP, graceful shutdown.
 //!
+//! # Bounds and shutdown
+//!
+//! - At most `listen.max_connections` connections: the accept loop takes a semaphore slot
+//!   before accepting, so at the limit new clients wait in the kernel's listen queue. A
+//!   connection (and, for plain TCP, its websocket tunnel) holds its slot until it ends.
+//! - Every request body is read under `listen.body_timeout_secs` of allowed silence
+//!   ([`crate::bounded`]).
+//! - hyper's own answers to heads it cannot parse are rewritten into Proxmox's shape
+//!   ([`crate::early`]).
+//! - [`Listener::serve_until`] drains on shutdown: the listener is closed, idle (parked)
+//!   connections close, busy ones get `graceful_shutdown` (their current message finishes,
+//!   then they close), all within `listen.drain_secs`; websocket tunnels are closed last.
+//!
 //! # Idle plain-TCP connections are parked outside hyper
 //!
 //! hyper keeps an 8 KiB read and an 8 KiB write buffer for as long as it serves a connection.
@@ -55,12 +68,18 @@ use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::{Instant, MissedTickBehavior};
 use tokio_rustls::TlsAcceptor;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 use tower::Service;
 
-use crate::config::ConfigError;
+use crate::bounded::IdleTimeout;
+use crate::config::{ConfigError, Limits};
+use crate::early::{Busy, Shaped};
 use crate::layer::ClientConn;
+use crate::metrics::OpenConnection;
 use crate::respond::Body;
 use crate::stack::Gate;
 use crate::upstream::upgrade::UpgradeSlot;
@@ -127,7 +146,24 @@ pub fn server_tls(cert: &Path, key: &Path) -> Result<rustls::ServerConfig, Serve
 pub struct Listener {
     tcp: TcpListener,
     tls: Option<TlsAcceptor>,
+    limits: Limits,
 }
+
+/// What every connection task of a listener shares.
+struct ConnCtx {
+    gate: Gate,
+    /// `listen.body_timeout_secs`.
+    body_timeout: Duration,
+    /// Cancelled when a shutdown begins: idle connections close, busy ones finish first.
+    stop: CancellationToken,
+}
+
+/// What a client connection holds until it ends (for a websocket, until its tunnel ends): its
+/// slot under `listen.max_connections` and its entry in the open connections gauge.
+type Hold = (OwnedSemaphorePermit, OpenConnection);
+
+/// Accept failures (out of file descriptors and the like) are logged at most this often.
+const ACCEPT_WARN_EVERY: Duration = Duration::from_secs(10);
 
 impl Listener {
     /// Binds `addr`, with TLS when `tls` is given.
@@ -141,7 +177,14 @@ impl Listener {
         Ok(Listener {
             tcp,
             tls: tls.map(|c| TlsAcceptor::from(Arc::new(c))),
+            limits: Limits::default(),
         })
+    }
+
+    /// The same listener with other limits (body timeout, connection count, drain time).
+    pub fn with_limits(mut self, limits: Limits) -> Listener {
+        self.limits = limits;
+        self
     }
 
     /// The bound address (useful with port 0).
@@ -156,50 +199,143 @@ impl Listener {
 
     /// Accepts connections until the task is dropped, serving each with a clone of `gate`.
     pub async fn serve(self, gate: Gate) {
-        loop {
-            let (stream, peer) = match self.tcp.accept().await {
-                Ok(c) => c,
-                Err(e) => {
-                    // Out of file descriptors and the like: back off instead of spinning.
-                    tracing::warn!(error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            };
-            let _ = stream.set_nodelay(true);
-            let gate = gate.clone();
-            let Some(acceptor) = self.tls.clone() else {
-                // A task of its own: the parked state is all a connection holds when idle,
-                // so the TLS path (hyper connection inline) must not size this future.
-                tokio::spawn(serve_parking(stream, peer, gate));
-                continue;
-            };
-            tokio::spawn(async move {
-                match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(stream)).await {
-                    Ok(Ok(s)) => serve_connection(TokioIo::new(s), peer, gate).await,
-                    Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
-                    Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
-                }
-            });
+        self.serve_until(gate, std::future::pending()).await
+    }
+
+    /// Serves until `shutdown` completes, then drains: stops accepting, lets the requests in
+    /// flight finish for up to `listen.drain_secs` (idle connections close at once), and
+    /// closes websocket tunnels last.
+    pub async fn serve_until(self, gate: Gate, shutdown: impl std::future::Future<Output = ()>) {
+        let Listener { tcp, tls, limits } = self;
+        let ctx = Arc::new(ConnCtx {
+            gate,
+            body_timeout: limits.body_timeout,
+            stop: CancellationToken::new(),
+        });
+        let tasks = TaskTracker::new();
+        let slots = Arc::new(Semaphore::new(limits.max_connections));
+        tokio::select! {
+            _ = accept(&tcp, tls, &ctx, &tasks, &slots) => {}
+            _ = shutdown => {}
         }
+        // Closed: new clients are refused by the kernel from here on.
+        drop(tcp);
+        ctx.stop.cancel();
+        tasks.close();
+        if !tasks.is_empty() {
+            tracing::info!(
+                connections = tasks.len(),
+                drain_secs = limits.drain.as_secs(),
+                "stopped accepting; waiting for the requests in flight"
+            );
+        }
+        if tokio::time::timeout(limits.drain, tasks.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                connections = tasks.len(),
+                "listen.drain_secs is over: closing the connections still busy"
+            );
+        }
+        let tunnels = crate::upstream::upgrade::close_tunnels(Duration::from_secs(2)).await;
+        tracing::info!(websockets_closed = tunnels, "drained");
+    }
+}
+
+/// Accepts while a slot under `listen.max_connections` is free: at the limit, new clients
+/// wait in the kernel's listen queue until a connection closes (no accept storm).
+async fn accept(
+    tcp: &TcpListener,
+    tls: Option<TlsAcceptor>,
+    ctx: &Arc<ConnCtx>,
+    tasks: &TaskTracker,
+    slots: &Arc<Semaphore>,
+) {
+    let mut last_warn: Option<Instant> = None;
+    let mut unreported = 0u64;
+    loop {
+        let Ok(permit) = Arc::clone(slots).acquire_owned().await else {
+            return;
+        };
+        let (stream, peer) = match tcp.accept().await {
+            Ok(c) => c,
+            Err(e) => {
+                // Out of file descriptors and the like: back off instead of spinning, and
+                // say so once in a while rather than for every attempt.
+                unreported += 1;
+                if last_warn.map_or(true, |t| t.elapsed() >= ACCEPT_WARN_EVERY) {
+                    tracing::warn!(error = %e, failures = unreported, "accept failed (raise the file descriptor limit or lower listen.max_connections)");
+                    last_warn = Some(Instant::now());
+                    unreported = 0;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        let hold: Hold = (permit, OpenConnection::new());
+        let ctx = Arc::clone(ctx);
+        let Some(acceptor) = tls.clone() else {
+            // A task of its own: the parked state is all a connection holds when idle,
+            // so the TLS path (hyper connection inline) must not size this future.
+            tasks.spawn(serve_parking(stream, peer, ctx, hold));
+            continue;
+        };
+        tasks.spawn(async move {
+            let _hold = hold;
+            let handshake = tokio::time::timeout(Duration::from_secs(10), acceptor.accept(stream));
+            let stream = tokio::select! {
+                s = handshake => s,
+                _ = ctx.stop.cancelled() => return,
+            };
+            match stream {
+                Ok(Ok(s)) => serve_connection(s, peer, ctx).await,
+                Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
+                Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
+            }
+        });
     }
 }
 
 /// Serves a TLS connection with hyper for its whole life (buffers included).
-async fn serve_connection<I>(io: I, peer: SocketAddr, gate: Gate)
+async fn serve_connection<I>(io: I, peer: SocketAddr, ctx: Arc<ConnCtx>)
 where
-    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
+    let activity = Arc::new(Activity::default());
+    let counted = Arc::clone(&activity);
     let conn = ClientConn::new(peer, None);
-    let service = hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
+    let gate = ctx.gate.clone();
+    let body_timeout = ctx.body_timeout;
+    let service = hyper::service::service_fn(move |req: hyper::Request<Incoming>| {
+        let mut req = req.map(|b| IdleTimeout::new(b, body_timeout));
         req.extensions_mut().insert(conn.clone());
+        let in_flight = InFlight::start(&counted);
         let mut gate = gate.clone();
-        async move { gate.call(req).await }
+        gate.call(req).map(move |res| {
+            res.map(|res| {
+                res.map(|body| Tracked {
+                    body,
+                    _in_flight: in_flight,
+                })
+            })
+        })
     });
+    let io = TokioIo::new(Shaped::new(io, activity));
     let conn = http1_builder(IDLE_TIMEOUT)
         .serve_connection(io, service)
         .with_upgrades();
-    if let Err(e) = conn.await {
+    let mut conn = std::pin::pin!(conn);
+    let res = tokio::select! {
+        res = conn.as_mut() => res,
+        _ = ctx.stop.cancelled() => {
+            // Finish the request in flight (if any), then close.
+            conn.as_mut().graceful_shutdown();
+            conn.await
+        }
+    };
+    if let Err(e) = res {
         tracing::debug!(%peer, error = %e, "connection ended with an error");
     }
 }
@@ -219,6 +355,12 @@ fn http1_builder(header_read_timeout: Duration) -> hyper::server::conn::http1::B
 struct Activity {
     in_flight: AtomicUsize,
     events: AtomicU64,
+}
+
+impl Busy for Activity {
+    fn busy(&self) -> bool {
+        self.in_flight.load(Ordering::Relaxed) != 0
+    }
 }
 
 /// One request in progress: from the service call until hyper drops the response body (it
@@ -332,11 +474,14 @@ enum Round {
     Ended(Replay, Bytes),
     /// hyper failed; the socket is dropped.
     Failed,
+    /// hyper could not parse a request and a Proxmox-shaped error was written ([`crate::early`]):
+    /// close the socket gracefully so the client reads the answer.
+    Rejected(Replay),
 }
 
 /// Serves a plain-TCP connection, holding hyper (and its two 8 KiB buffers) only while the
 /// connection is in use; see the module documentation.
-async fn serve_parking(mut tcp: TcpStream, peer: SocketAddr, gate: Gate) {
+async fn serve_parking(mut tcp: TcpStream, peer: SocketAddr, ctx: Arc<ConnCtx>, hold: Hold) {
     let activity = Arc::new(Activity::default());
     let slot = UpgradeSlot::default();
     let mut pre = Bytes::new();
@@ -345,7 +490,15 @@ async fn serve_parking(mut tcp: TcpStream, peer: SocketAddr, gate: Gate) {
     let mut partial_since: Option<Instant> = None;
     loop {
         if pre.is_empty() {
-            match tokio::time::timeout(IDLE_TIMEOUT, tcp.readable()).await {
+            let readable = tokio::select! {
+                biased;
+                _ = ctx.stop.cancelled() => {
+                    tracing::debug!(%peer, "idle connection closed: shutting down");
+                    return;
+                }
+                r = tokio::time::timeout(IDLE_TIMEOUT, tcp.readable()) => r,
+            };
+            match readable {
                 Ok(Ok(())) => {}
                 Ok(Err(e)) => {
                     tracing::debug!(%peer, error = %e, "idle connection failed");
@@ -372,7 +525,7 @@ async fn serve_parking(mut tcp: TcpStream, peer: SocketAddr, gate: Gate) {
             Replay { pre, tcp },
             header_read_timeout,
             peer,
-            gate.clone(),
+            Arc::clone(&ctx),
             Arc::clone(&activity),
             slot.clone(),
         ))
@@ -392,15 +545,38 @@ async fn serve_parking(mut tcp: TcpStream, peer: SocketAddr, gate: Gate) {
             Round::Ended(mut io, rest) => {
                 if let Some(upstream) = slot.take() {
                     io.pre = join(rest, std::mem::take(&mut io.pre));
-                    crate::upstream::upgrade::splice_io(io, upstream);
+                    crate::upstream::upgrade::splice_io(io, upstream, hold);
                 } else {
                     let _ = io.shutdown().await;
                 }
                 return;
             }
             Round::Failed => return,
+            Round::Rejected(io) => {
+                linger(io.tcp).await;
+                return;
+            }
         }
     }
+}
+
+/// Closes a connection after an error answer without discarding it: our side is shut down,
+/// then what the client still sends is read and dropped (closing with unread bytes would
+/// reset the connection, and the client could lose the answer), for at most a second.
+async fn linger(mut tcp: TcpStream) {
+    use tokio::io::AsyncReadExt;
+    let _ = tcp.shutdown().await;
+    let mut sink = [0u8; 4096];
+    let drain = async {
+        let mut total = 0usize;
+        while let Ok(n @ 1..) = tcp.read(&mut sink).await {
+            total += n;
+            if total > 1 << 20 {
+                break;
+            }
+        }
+    };
+    let _ = tokio::time::timeout(Duration::from_secs(1), drain).await;
 }
 
 /// `a` then `b`, in a buffer of their own: hyper's read buffer comes back as a view into its
@@ -421,15 +597,18 @@ async fn serve_round(
     io: Replay,
     header_read_timeout: Duration,
     peer: SocketAddr,
-    gate: Gate,
+    ctx: Arc<ConnCtx>,
     activity: Arc<Activity>,
     slot: UpgradeSlot,
 ) -> Round {
     let counted = Arc::clone(&activity);
+    let gate = ctx.gate.clone();
+    let body_timeout = ctx.body_timeout;
     // Per round: parking drops it, and with it hands the upstream connection this client
     // connection used last to the shared pool.
     let conn = ClientConn::new(peer, Some(slot));
-    let service = hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
+    let service = hyper::service::service_fn(move |req: hyper::Request<Incoming>| {
+        let mut req = req.map(|b| IdleTimeout::new(b, body_timeout));
         req.extensions_mut().insert(conn.clone());
         let in_flight = InFlight::start(&counted);
         let mut gate = gate.clone();
@@ -442,25 +621,40 @@ async fn serve_round(
             })
         })
     });
+    let io = Shaped::new(io, Arc::clone(&activity));
     let mut conn = http1_builder(header_read_timeout).serve_connection(TokioIo::new(io), service);
     let start = activity.events.load(Ordering::Relaxed);
     let mut seen = start;
     let mut tick = tokio::time::interval_at(Instant::now() + PARK_AFTER, PARK_AFTER);
     tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
     let mut closing = false;
+    // Made once: a new one per loop turn would register and unregister a waiter each time.
+    let stopped = ctx.stop.cancelled();
+    let mut stopped = std::pin::pin!(stopped);
     loop {
         tokio::select! {
             res = std::future::poll_fn(|cx| conn.poll_without_shutdown(cx)) => {
                 return match res {
                     Ok(()) => {
                         let parts = conn.into_parts();
-                        Round::Ended(parts.io.into_inner(), parts.read_buf)
+                        Round::Ended(parts.io.into_inner().inner, parts.read_buf)
                     }
                     Err(e) => {
                         tracing::debug!(%peer, error = %e, "connection ended with an error");
-                        Round::Failed
+                        let io = conn.into_parts().io.into_inner();
+                        if io.rewrote() {
+                            Round::Rejected(io.inner)
+                        } else {
+                            Round::Failed
+                        }
                     }
                 };
+            }
+            _ = &mut stopped, if !closing => {
+                // Shutting down: hyper finishes the message in progress (if any), then ends
+                // the connection, which is closed rather than parked.
+                Pin::new(&mut conn).graceful_shutdown();
+                closing = true;
             }
             _ = tick.tick(), if !closing => {
                 let now = activity.events.load(Ordering::Relaxed);
@@ -477,7 +671,7 @@ async fn serve_round(
                     match std::future::poll_fn(|cx| Poll::Ready(conn.poll_without_shutdown(cx))).await {
                         Poll::Ready(Ok(())) => {
                             let parts = conn.into_parts();
-                            let (tcp, rest) = parts.io.into_inner().into_parts();
+                            let (tcp, rest) = parts.io.into_inner().inner.into_parts();
                             return Round::Parked(tcp, join(parts.read_buf, rest));
                         }
                         Poll::Ready(Err(e)) => {

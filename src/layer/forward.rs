@@ -1,5 +1,10 @@
 //! The innermost service: sends allowed requests to Proxmox, and turns upstream failures into
-//! 502 responses in the request's API format.
+//! 502 responses (504 when no answer came in time) in the request's API format.
+//!
+//! The response timeout (`upstream.response_timeout_secs`) covers the wait for the upstream's
+//! response head after the request has been sent in full: an upload's own transfer time does
+//! not count (its body is bounded by the client body timeout instead), and neither does a
+//! response body (downloads, task logs) or a websocket after its `101`.
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -7,12 +12,13 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use http::{Request, Response};
+use http::{Method, Request, Response};
 use tower::Service;
 
 use super::inspect::{ClientConn, Inspected};
+use crate::metrics;
 use crate::respond::{self, Body};
-use crate::upstream::Upstream;
+use crate::upstream::{ForwardError, Upstream};
 
 /// Forwards to the upstream.
 ///
@@ -32,6 +38,57 @@ impl Forward {
     }
 }
 
+/// Marks a response pvegate wrote itself because the upstream gave none (502/504/408).
+#[derive(Clone, Copy, Debug)]
+pub struct NotForwarded;
+
+/// A streamed request body that says when it has been sent in full (or given up).
+struct Sent {
+    body: Body,
+    done: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+impl http_body::Body for Sent {
+    type Data = bytes::Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<bytes::Bytes>, axum::Error>>> {
+        let polled = Pin::new(&mut self.body).poll_frame(cx);
+        if matches!(polled, Poll::Ready(None | Some(Err(_)))) {
+            self.done.take().map(|tx| tx.send(()));
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.body.size_hint()
+    }
+}
+
+impl Drop for Sent {
+    fn drop(&mut self) {
+        self.done.take().map(|tx| tx.send(()));
+    }
+}
+
+/// An upload (the one streamed request body): the response timeout starts once it has been
+/// sent. Every other body is buffered (or empty) and sent at once.
+fn is_streamed(req: &Request<Body>) -> bool {
+    req.method() == Method::POST
+        && !http_body::Body::is_end_stream(req.body())
+        && req
+            .extensions()
+            .get::<Inspected>()
+            .map_or(true, |i| i.path.ends_with("/upload"))
+}
+
 impl Service<Request<Body>> for Forward {
     type Response = Response<Body>;
     type Error = Infallible;
@@ -41,8 +98,17 @@ impl Service<Request<Body>> for Forward {
         Poll::Ready(Ok(()))
     }
 
-    fn call(&mut self, req: Request<Body>) -> Self::Future {
+    fn call(&mut self, mut req: Request<Body>) -> Self::Future {
         let upstream = Arc::clone(&self.upstream);
+        let sent = is_streamed(&req).then(|| {
+            let (tx, rx) = tokio::sync::oneshot::channel();
+            let body = std::mem::take(req.body_mut());
+            *req.body_mut() = Body::new(Sent {
+                body,
+                done: Some(tx),
+            });
+            rx
+        });
         Box::pin(async move {
             // Let the other requests that became ready in this turn of the event loop reach
             // this point first, so their upstream writes leave back to back: the upstream then
@@ -52,20 +118,52 @@ impl Service<Request<Body>> for Forward {
             tokio::task::yield_now().await;
             let format = req.extensions().get::<Inspected>().and_then(|i| i.format);
             let conn = req.extensions().get::<ClientConn>().cloned();
-            match upstream.forward(req, conn.as_ref().map(|c| &*c.0)).await {
-                Ok(res) => {
-                    // The same for the answers: written to the clients in one burst.
-                    tokio::task::yield_now().await;
-                    Ok(res)
-                }
-                Err(e) => {
-                    tracing::warn!(error = %e, "upstream request failed");
-                    let mut res = respond::error(format, e.status(), &format!("pvegate: {e}"));
-                    res.extensions_mut()
-                        .insert(crate::audit::UpstreamFailed(e.to_string()));
-                    Ok(res)
+            let timeout = upstream.response_timeout();
+            let forward = upstream.forward(req, conn.as_ref().map(|c| &*c.0));
+            let mut forward = std::pin::pin!(forward);
+            if let Some(sent) = sent {
+                // Until an upload has been sent, its client's body timeout bounds the wait.
+                tokio::select! {
+                    res = &mut forward => return Ok(answer(res, format)),
+                    _ = sent => {}
                 }
             }
+            let res = match tokio::time::timeout(timeout, forward).await {
+                Ok(res) => res,
+                Err(_) => Err(ForwardError::Timeout {
+                    authority: upstream.authority().to_string(),
+                    after: timeout,
+                }),
+            };
+            if res.is_ok() {
+                // The same for the answers: written to the clients in one burst.
+                tokio::task::yield_now().await;
+            }
+            Ok(answer(res, format))
         })
+    }
+}
+
+/// The upstream's answer, or pvegate's own in the request's API format.
+fn answer(
+    res: Result<Response<Body>, ForwardError>,
+    format: Option<crate::pve::ApiFormat>,
+) -> Response<Body> {
+    match res {
+        Ok(res) => res,
+        Err(e) => {
+            metrics::upstream_error(match e {
+                ForwardError::Connect { .. } => "connect",
+                ForwardError::Timeout { .. } => "timeout",
+                ForwardError::ClientBody(_) => "client_body",
+                ForwardError::Exchange { .. } | ForwardError::Build(_) => "exchange",
+            });
+            tracing::warn!(error = %e, "upstream request failed");
+            let mut res = respond::error(format, e.status(), &format!("pvegate: {e}"));
+            res.extensions_mut().insert(NotForwarded);
+            res.extensions_mut()
+                .insert(crate::audit::UpstreamFailed(e.to_string()));
+            res
+        }
     }
 }

@@ -14,7 +14,6 @@ use std::task::{Context, Poll};
 
 use bytes::Bytes;
 use http::{header, HeaderMap, HeaderValue, Method, Request, Response, StatusCode};
-use http_body_util::BodyExt;
 use tower::{Layer, Service};
 
 use crate::audit;
@@ -485,22 +484,18 @@ where
                 Target::Api { format, .. } => Some(*format),
                 Target::Other { .. } => None,
             };
-            let collected = http_body_util::Limited::new(body, MAX_BODY)
-                .collect()
+            // One contiguous buffer: memory follows the bytes received, not the reads.
+            let bytes = crate::bounded::read_to_limit(body, MAX_BODY)
                 .await
-                .map_err(|e| {
-                    if e.downcast_ref::<http_body_util::LengthLimitError>()
-                        .is_some()
-                    {
-                        reject(too_large(format))
-                    } else {
-                        reject(Refusal::bad(
-                            format,
-                            format!("the request body could not be read: {e}"),
-                        ))
-                    }
+                .map_err(|e| match e {
+                    crate::bounded::ReadError::TooLarge(_) => reject(too_large(format)),
+                    crate::bounded::ReadError::Timeout(t) => reject(Refusal {
+                        status: StatusCode::REQUEST_TIMEOUT,
+                        format,
+                        message: t.to_string(),
+                    }),
+                    crate::bounded::ReadError::Failed(m) => reject(Refusal::bad(format, m)),
                 })?;
-            let bytes = collected.to_bytes();
             parts.headers.remove(header::TRANSFER_ENCODING);
             parts
                 .headers

@@ -37,6 +37,10 @@ pub enum ForwardError {
     Exchange { authority: String, detail: String },
     #[error("the request could not be rebuilt for the upstream: {0}")]
     Build(String),
+    #[error("the Proxmox upstream at {authority} did not answer within {after:?} (upstream.response_timeout_secs)")]
+    Timeout { authority: String, after: Duration },
+    #[error("{0}")]
+    ClientBody(String),
 }
 
 impl ForwardError {
@@ -44,6 +48,8 @@ impl ForwardError {
     pub fn status(&self) -> StatusCode {
         match self {
             ForwardError::Build(_) => StatusCode::BAD_REQUEST,
+            ForwardError::Timeout { .. } => StatusCode::GATEWAY_TIMEOUT,
+            ForwardError::ClientBody(_) => StatusCode::REQUEST_TIMEOUT,
             _ => StatusCode::BAD_GATEWAY,
         }
     }
@@ -58,6 +64,7 @@ pub struct Upstream {
     authority: http::uri::Authority,
     host_header: HeaderValue,
     connect_timeout: Duration,
+    response_timeout: Duration,
     pool: Arc<Pool>,
 }
 
@@ -105,8 +112,50 @@ impl Upstream {
             authority: cfg.authority.clone(),
             host_header,
             connect_timeout: cfg.connect_timeout,
+            response_timeout: crate::config::Limits::default().response_timeout,
             pool: Pool::new(cfg.pool_idle_timeout),
         })
+    }
+
+    /// The same upstream with another response timeout (`upstream.response_timeout_secs`).
+    pub fn with_response_timeout(mut self, timeout: Duration) -> Upstream {
+        self.response_timeout = timeout;
+        self
+    }
+
+    /// The longest wait for a response head once the request has been sent.
+    pub fn response_timeout(&self) -> Duration {
+        self.response_timeout
+    }
+
+    /// Sends `GET /api2/json/version` without credentials on a connection of its own and
+    /// returns the status: any answer means the upstream is up.
+    pub async fn probe(&self, timeout: Duration) -> Result<StatusCode, ForwardError> {
+        let attempt = async {
+            let mut sender = self.connect().await?;
+            let req = Request::get("/api2/json/version")
+                .header(header::HOST, self.host_header.clone())
+                .header(header::CONNECTION, HeaderValue::from_static("close"))
+                .header(
+                    header::USER_AGENT,
+                    HeaderValue::from_static("pvegate-probe"),
+                )
+                .body(Body::empty())
+                .map_err(|e| ForwardError::Build(e.to_string()))?;
+            let res = sender
+                .send_request(req)
+                .await
+                .map_err(|e| self.exchange(&e))?;
+            Ok(res.status())
+        };
+        tokio::time::timeout(timeout, attempt)
+            .await
+            .unwrap_or_else(|_| {
+                Err(ForwardError::Timeout {
+                    authority: self.authority.to_string(),
+                    after: timeout,
+                })
+            })
     }
 
     /// `host:port` of the upstream.
@@ -263,6 +312,9 @@ impl Upstream {
     }
 
     fn exchange(&self, e: &hyper::Error) -> ForwardError {
+        if crate::bounded::is_body_timeout(e) {
+            return ForwardError::ClientBody(error_chain(e));
+        }
         ForwardError::Exchange {
             authority: self.authority.to_string(),
             detail: error_chain(e),
