@@ -8,11 +8,11 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
+use pvegate_sim::{self as sim, SimConfig};
 
 use crate::config::{self, LogFormat, Trust};
 use crate::policy::{Policy, PolicyStore};
 use crate::server::Listener;
-use crate::sim::{self, SimConfig};
 use crate::{commands, stack, upstream};
 
 /// The policy the demo runs with (the repo's `policies/homelab.toml`).

@@ -22,8 +22,10 @@
 #![forbid(unsafe_code)]
 
 pub mod audit;
+pub mod body;
 pub mod commands;
 pub mod config;
+#[cfg(feature = "demo")]
 pub mod demo;
 pub mod layer;
 pub mod logsink;
@@ -31,6 +33,5 @@ pub mod policy;
 pub mod pve;
 pub mod respond;
 pub mod server;
-pub mod sim;
 pub mod stack;
 pub mod upstream;

@@ -52,6 +52,7 @@ enum Command {
         config: PathBuf,
     },
     /// Start a simulated Proxmox with pvegate in front of it, and show what to try.
+    #[cfg(feature = "demo")]
     Demo {
         /// Address for pvegate (default 127.0.0.1:8006, or a free port if taken).
         #[arg(long)]
@@ -90,6 +91,7 @@ fn main() -> ExitCode {
             commands::check(&config, &req, &mut std::io::stdout())
         }
         Command::Validate { config } => commands::validate(&config),
+        #[cfg(feature = "demo")]
         Command::Demo { listen, tour_only } => {
             match run_async(pvegate::demo::run(listen, tour_only)) {
                 Ok(()) => 0,

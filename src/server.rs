@@ -59,9 +59,9 @@ use tokio::time::{Instant, MissedTickBehavior};
 use tokio_rustls::TlsAcceptor;
 use tower::Service;
 
+use crate::body::{Body, BoxError};
 use crate::config::ConfigError;
 use crate::layer::ClientConn;
-use crate::respond::Body;
 use crate::stack::Gate;
 use crate::upstream::upgrade::UpgradeSlot;
 
@@ -248,12 +248,12 @@ struct Tracked {
 
 impl http_body::Body for Tracked {
     type Data = Bytes;
-    type Error = axum::Error;
+    type Error = BoxError;
 
     fn poll_frame(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<http_body::Frame<Bytes>, axum::Error>>> {
+    ) -> Poll<Option<Result<http_body::Frame<Bytes>, BoxError>>> {
         Pin::new(&mut self.body).poll_frame(cx)
     }
 

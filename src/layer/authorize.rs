@@ -10,8 +10,9 @@ use tower::{Layer, Service};
 
 use super::inspect::{ClientConn, Inspected};
 use crate::audit;
+use crate::body::Body;
 use crate::policy::{Decision, PolicyStore};
-use crate::respond::{self, Body};
+use crate::respond;
 
 /// Layer that applies [`Authorize`] with the policy in `store`.
 #[derive(Clone)]

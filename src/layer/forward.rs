@@ -11,7 +11,8 @@ use http::{Request, Response};
 use tower::Service;
 
 use super::inspect::{ClientConn, Inspected};
-use crate::respond::{self, Body};
+use crate::body::Body;
+use crate::respond;
 use crate::upstream::Upstream;
 
 /// Forwards to the upstream.
