@@ -1,5 +1,6 @@
 //! `pvegate demo`: a simulated Proxmox with pvegate in front of it, using the shipped homelab
-//! policy, a short guided tour, and curl lines to try. Needs nothing but the binary.
+//! policy, a short guided tour, and curl lines to try. Needs nothing but the binary. Built with
+//! the `demo` feature (on by default), which brings in the simulator crate `pvegate-sim`.
 
 use std::net::SocketAddr;
 use std::time::Duration;

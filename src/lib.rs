@@ -19,6 +19,11 @@
 //! bodies byte for byte, uploads and downloads streamed, websocket consoles spliced.
 //!
 //! pvegate holds no Proxmox credential: it can only take permissions away.
+//!
+//! Every request and response body in the pipeline is one type ([`body::Body`]). The simulated
+//! Proxmox that `pvegate demo` and the tests run against is a crate of its own, `pvegate-sim`
+//! (`sim/` in the workspace), which the module `demo` brings in through the cargo feature
+//! `demo` (on by default); the rest of the library uses nothing from it.
 #![forbid(unsafe_code)]
 
 pub mod audit;
