@@ -21,8 +21,8 @@ use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
 
+use crate::body::Body;
 use crate::policy::PolicyStore;
-use crate::respond::Body;
 use crate::server::ServeError;
 use crate::upstream::Upstream;
 

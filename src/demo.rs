@@ -4,6 +4,8 @@
 //! or the user's own (`--policy`, `--config`) — runs a short guided tour, then serves with curl
 //! lines to try. `sim` runs the simulated Proxmox alone and prints how to reach it. Both need
 //! nothing but the binary.
+//! Built with the `demo` feature (on by default), which brings in the simulator crate
+//! `pvegate-sim`.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -13,11 +15,11 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
+use pvegate_sim::{self as sim, SimConfig, SimHandle};
 
 use crate::config::{self, Config, LogFormat, Trust};
 use crate::policy::{Policy, PolicyStore};
 use crate::server::Listener;
-use crate::sim::{self, SimConfig, SimHandle};
 use crate::{commands, logsink, stack, upstream};
 
 /// The policy the demo runs with (the repo's `policies/homelab.toml`).

@@ -21,13 +21,20 @@
 //! bodies byte for byte, uploads and downloads streamed, websocket consoles spliced.
 //!
 //! pvegate holds no Proxmox credential: it can only take permissions away.
+//!
+//! Every request and response body in the pipeline is one type ([`body::Body`]). The simulated
+//! Proxmox that `pvegate demo` and the tests run against is a crate of its own, `pvegate-sim`
+//! (`sim/` in the workspace), which the module `demo` brings in through the cargo feature
+//! `demo` (on by default); the rest of the library uses nothing from it.
 #![forbid(unsafe_code)]
 
 pub mod admin;
 pub mod audit;
+pub mod body;
 pub mod bounded;
 pub mod commands;
 pub mod config;
+#[cfg(feature = "demo")]
 pub mod demo;
 pub mod early;
 pub mod layer;
@@ -39,7 +46,6 @@ pub mod policy;
 pub mod pve;
 pub mod respond;
 pub mod server;
-pub mod sim;
 pub mod stack;
 pub mod upstream;
 pub mod version;

@@ -52,6 +52,7 @@ enum Command {
         config: PathBuf,
     },
     /// Start a simulated Proxmox with pvegate in front of it, and show what to try.
+    #[cfg(feature = "demo")]
     Demo {
         /// Address for pvegate (default 127.0.0.1:8006, or a free port if taken).
         #[arg(long)]
@@ -67,6 +68,7 @@ enum Command {
         config: Option<PathBuf>,
     },
     /// Run the simulated Proxmox alone and print its URL, fingerprint and credentials.
+    #[cfg(feature = "demo")]
     Sim {
         /// Address to listen on (default: a free port on 127.0.0.1).
         #[arg(long)]
@@ -151,6 +153,7 @@ fn main() -> ExitCode {
             commands::check(&config, &req, &mut std::io::stdout())
         }
         Command::Validate { config } => commands::validate(&config),
+        #[cfg(feature = "demo")]
         Command::Demo {
             listen,
             tour_only,
@@ -173,6 +176,7 @@ fn main() -> ExitCode {
         }
         Command::Ops(args) => i32::from(pvegate::ops::cli::run(args)),
         Command::Mcp(args) => i32::from(pvegate::mcp::run_stdio(&args)),
+        #[cfg(feature = "demo")]
         Command::Sim {
             listen,
             plain,

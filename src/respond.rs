@@ -9,10 +9,8 @@ use bytes::Bytes;
 use http::{header, HeaderValue, Response, StatusCode};
 use hyper::ext::ReasonPhrase;
 
+use crate::body::Body;
 use crate::pve::ApiFormat;
-
-/// The body type of every response pvegate sends.
-pub type Body = axum::body::Body;
 
 /// A response in the error shape of `format` (`None`: outside `/api2`, answered like json).
 pub fn error(format: Option<ApiFormat>, status: StatusCode, message: &str) -> Response<Body> {

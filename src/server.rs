@@ -75,12 +75,12 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tower::Service;
 
+use crate::body::{Body, BoxError};
 use crate::bounded::IdleTimeout;
 use crate::config::{ConfigError, Limits};
 use crate::early::{Busy, Shaped};
 use crate::layer::ClientConn;
 use crate::metrics::OpenConnection;
-use crate::respond::Body;
 use crate::stack::Gate;
 use crate::upstream::upgrade::UpgradeSlot;
 
@@ -390,12 +390,12 @@ struct Tracked {
 
 impl http_body::Body for Tracked {
     type Data = Bytes;
-    type Error = axum::Error;
+    type Error = BoxError;
 
     fn poll_frame(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<http_body::Frame<Bytes>, axum::Error>>> {
+    ) -> Poll<Option<Result<http_body::Frame<Bytes>, BoxError>>> {
         Pin::new(&mut self.body).poll_frame(cx)
     }
 

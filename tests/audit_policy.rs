@@ -116,8 +116,8 @@ fn serve(cfg: &Path) -> Served {
     serve_with(cfg, &[])
 }
 
-async fn sim() -> pvegate::sim::SimHandle {
-    pvegate::sim::start(pvegate::sim::SimConfig::demo())
+async fn sim() -> pvegate_sim::SimHandle {
+    pvegate_sim::start(pvegate_sim::SimConfig::demo())
         .await
         .unwrap()
 }

@@ -18,7 +18,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use common::*;
-use pvegate::sim::{Recorded, SimGuest};
+use pvegate_sim::{Recorded, SimGuest};
 use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 

@@ -263,9 +263,9 @@ fn serve(cfg: &Path) -> Served {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn serve_pins_the_upstream_and_reloads_the_policy() {
-    let sim = pvegate::sim::start(pvegate::sim::SimConfig {
+    let sim = pvegate_sim::start(pvegate_sim::SimConfig {
         tls: true,
-        ..pvegate::sim::SimConfig::demo()
+        ..pvegate_sim::SimConfig::demo()
     })
     .await
     .unwrap();
@@ -343,9 +343,9 @@ async fn serve_pins_the_upstream_and_reloads_the_policy() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn serve_refuses_a_wrong_pin_with_502() {
-    let sim = pvegate::sim::start(pvegate::sim::SimConfig {
+    let sim = pvegate_sim::start(pvegate_sim::SimConfig {
         tls: true,
-        ..pvegate::sim::SimConfig::demo()
+        ..pvegate_sim::SimConfig::demo()
     })
     .await
     .unwrap();
@@ -369,9 +369,9 @@ async fn serve_refuses_a_wrong_pin_with_502() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn serve_verifies_the_upstream_by_ca_bundle() {
-    let sim = pvegate::sim::start(pvegate::sim::SimConfig {
+    let sim = pvegate_sim::start(pvegate_sim::SimConfig {
         tls: true,
-        ..pvegate::sim::SimConfig::demo()
+        ..pvegate_sim::SimConfig::demo()
     })
     .await
     .unwrap();

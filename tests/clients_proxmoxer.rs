@@ -22,7 +22,7 @@ use std::time::Duration;
 
 use common::clients::{repo_root, start_tls_pinned};
 use common::HOMELAB;
-use pvegate::sim::{SimConfig, DEMO_PASSWORD, DEMO_TOKEN_ID, DEMO_TOKEN_SECRET, DEMO_USER};
+use pvegate_sim::{SimConfig, DEMO_PASSWORD, DEMO_TOKEN_ID, DEMO_TOKEN_SECRET, DEMO_USER};
 
 /// `.venv/bin/python` with proxmoxer importable, creating or repairing the venv if needed.
 async fn venv_python() -> PathBuf {

@@ -26,7 +26,7 @@ use std::time::Duration;
 
 use common::clients::{start_tls_pinned, TlsGate};
 use common::HOMELAB;
-use pvegate::sim::{SimConfig, SimGuest, DEMO_TOKEN_ID, DEMO_TOKEN_SECRET};
+use pvegate_sim::{SimConfig, SimGuest, DEMO_TOKEN_ID, DEMO_TOKEN_SECRET};
 use serde_json::Value;
 
 const POLL: Duration = Duration::from_millis(20);

@@ -24,7 +24,7 @@ use std::time::Duration;
 
 use common::clients::{repo_root, start_tls_pinned};
 use common::HOMELAB;
-use pvegate::sim::{SimConfig, DEMO_PASSWORD};
+use pvegate_sim::{SimConfig, DEMO_PASSWORD};
 
 const CHROMIUM: &str = "/usr/bin/chromium";
 const PAGE: &str = "/pve2/js/pvegate-uitest.html";

@@ -162,9 +162,9 @@ async fn tls_server(
 #[tokio::test]
 async fn upstream_pin_checks_the_whole_handshake() {
     // The sim with its own certificate: the right pin works, a wrong one is a clear 502.
-    let sim = pvegate::sim::start(pvegate::sim::SimConfig {
+    let sim = pvegate_sim::start(pvegate_sim::SimConfig {
         tls: true,
-        ..pvegate::sim::SimConfig::demo()
+        ..pvegate_sim::SimConfig::demo()
     })
     .await
     .unwrap();
@@ -235,7 +235,7 @@ async fn requests_spaced_across_pveproxys_keepalive_succeed() {
     // The sim closes idle connections after 5 s like pveproxy. With the shipped default
     // (a config that does not set `pool_idle_timeout_ms`), pvegate's pool gives them up first,
     // so a request 5.3 s later goes out on a fresh connection.
-    let sim = pvegate::sim::start(pvegate::sim::SimConfig::demo())
+    let sim = pvegate_sim::start(pvegate_sim::SimConfig::demo())
         .await
         .unwrap();
     let cfg = pvegate::config::Config::parse(
@@ -247,11 +247,11 @@ async fn requests_spaced_across_pveproxys_keepalive_succeed() {
         ),
     )
     .unwrap();
-    assert!(cfg.upstream.pool_idle_timeout < pvegate::sim::IDLE_TIMEOUT);
+    assert!(cfg.upstream.pool_idle_timeout < pvegate_sim::IDLE_TIMEOUT);
     let g = front(&cfg.upstream, HOMELAB, None).await;
     let r = raw(g.addr, &get("/api2/json/version")).await;
     assert_eq!(r.status, 200);
-    tokio::time::sleep(pvegate::sim::IDLE_TIMEOUT + Duration::from_millis(300)).await;
+    tokio::time::sleep(pvegate_sim::IDLE_TIMEOUT + Duration::from_millis(300)).await;
     let r = raw(g.addr, &get("/api2/json/nodes/pve/qemu/110/status/current")).await;
     assert_eq!(r.status, 200, "{} {}", r.status, r.reason);
     let r = raw(

@@ -9,7 +9,7 @@ mod common;
 use std::time::Duration;
 
 use common::*;
-use pvegate::sim::{DEMO_TOKEN_ID, DEMO_TOKEN_SECRET};
+use pvegate_sim::{DEMO_TOKEN_ID, DEMO_TOKEN_SECRET};
 use serde_json::{json, Value};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::process::{Child, ChildStdin, ChildStdout, Command};

@@ -8,8 +8,8 @@ mod common;
 use std::path::PathBuf;
 
 use common::*;
-use pvegate::sim::DEMO_TOKEN_ID;
-use pvegate::sim::DEMO_TOKEN_SECRET;
+use pvegate_sim::DEMO_TOKEN_ID;
+use pvegate_sim::DEMO_TOKEN_SECRET;
 use serde_json::Value;
 
 const BIN: &str = env!("CARGO_BIN_EXE_pvegate");

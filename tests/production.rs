@@ -291,7 +291,7 @@ async fn a_slow_body_outlives_the_response_timeout_and_a_reset_is_502() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bodies_that_stop_arriving_are_cut_after_the_body_timeout() {
-    let sim = pvegate::sim::start(pvegate::sim::SimConfig::demo())
+    let sim = pvegate_sim::start(pvegate_sim::SimConfig::demo())
         .await
         .unwrap();
     let served = serve(&sim.url, "body_timeout_secs = 1", "", "");
@@ -337,7 +337,7 @@ async fn bodies_that_stop_arriving_are_cut_after_the_body_timeout() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn at_max_connections_new_clients_wait_and_are_served_when_one_closes() {
-    let sim = pvegate::sim::start(pvegate::sim::SimConfig::demo())
+    let sim = pvegate_sim::start(pvegate_sim::SimConfig::demo())
         .await
         .unwrap();
     let served = serve(&sim.url, "max_connections = 2", "", ADMIN);
@@ -427,7 +427,7 @@ async fn start_upload(addr: std::net::SocketAddr, head: &str) -> TcpStream {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_during_an_upload_lets_it_finish_and_exits_0() {
-    let sim = pvegate::sim::start(pvegate::sim::SimConfig::demo())
+    let sim = pvegate_sim::start(pvegate_sim::SimConfig::demo())
         .await
         .unwrap();
     let mut served = serve(&sim.url, "drain_secs = 20", "", ADMIN);
@@ -471,7 +471,7 @@ async fn sigterm_during_an_upload_lets_it_finish_and_exits_0() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_with_a_websocket_open_closes_it_last_and_exits_0() {
-    let sim = pvegate::sim::start(pvegate::sim::SimConfig::demo())
+    let sim = pvegate_sim::start(pvegate_sim::SimConfig::demo())
         .await
         .unwrap();
     let mut served = serve(&sim.url, "drain_secs = 20", "", "");
@@ -526,7 +526,7 @@ async fn sigterm_with_a_websocket_open_closes_it_last_and_exits_0() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn admin_reports_health_readiness_and_metrics() {
-    let sim = pvegate::sim::start(pvegate::sim::SimConfig::demo())
+    let sim = pvegate_sim::start(pvegate_sim::SimConfig::demo())
         .await
         .unwrap();
     let served = serve(&sim.url, "", "", ADMIN);

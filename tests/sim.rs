@@ -1,11 +1,11 @@
-//! Integration tests of the simulated Proxmox VE API (`pvegate::sim`): auth, state changes,
+//! Integration tests of the simulated Proxmox VE API (`pvegate_sim`): auth, state changes,
 //! tasks, websockets, streamed uploads, pveproxy's framing refusals and the recorder, driven
 //! over real sockets on `127.0.0.1:0` (reqwest, tokio-tungstenite, raw TCP).
 
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
-use pvegate::sim::{self, GuestKind, SimConfig, SimHandle};
+use pvegate_sim::{self as sim, GuestKind, SimConfig, SimHandle};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};

@@ -14,8 +14,9 @@ use tower::{Layer, Service};
 
 use super::inspect::{ClientConn, Inspected};
 use crate::audit::{self, AuditDecision, Ending, Outcome};
+use crate::body::Body;
 use crate::policy::{Judgement, PolicyStore};
-use crate::respond::{self, Body};
+use crate::respond;
 
 /// Layer that applies [`Authorize`] with the policy in `store`.
 #[derive(Clone)]

@@ -16,8 +16,9 @@ use http::{Method, Request, Response};
 use tower::Service;
 
 use super::inspect::{ClientConn, Inspected};
+use crate::body::Body;
 use crate::metrics;
-use crate::respond::{self, Body};
+use crate::respond;
 use crate::upstream::{ForwardError, Upstream};
 
 /// Forwards to the upstream.
@@ -50,12 +51,12 @@ struct Sent {
 
 impl http_body::Body for Sent {
     type Data = bytes::Bytes;
-    type Error = axum::Error;
+    type Error = crate::body::BoxError;
 
     fn poll_frame(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<http_body::Frame<bytes::Bytes>, axum::Error>>> {
+    ) -> Poll<Option<Result<http_body::Frame<bytes::Bytes>, crate::body::BoxError>>> {
         let polled = Pin::new(&mut self.body).poll_frame(cx);
         if matches!(polled, Poll::Ready(None | Some(Err(_)))) {
             self.done.take().map(|tx| tx.send(()));

@@ -17,9 +17,10 @@ use http::{header, HeaderMap, HeaderValue, Method, Request, Response, StatusCode
 use tower::{Layer, Service};
 
 use crate::audit;
+use crate::body::Body;
 use crate::pve::request::{self, BodyKind};
 use crate::pve::{self, auth, ApiFormat, GuestSet, InspectError, Operation, Params, Route, Target};
-use crate::respond::{self, Body};
+use crate::respond;
 use crate::upstream::upgrade::UpgradeSlot;
 use crate::upstream::ConnCache;
 

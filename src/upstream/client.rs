@@ -24,9 +24,9 @@ use tokio_rustls::TlsConnector;
 use super::pool::{ConnCache, Pool};
 use super::tls;
 use super::upgrade::UpgradeSlot;
+use crate::body::Body;
 use crate::config;
 use crate::layer::ConnInfo;
-use crate::respond::Body;
 
 /// Why a request could not be forwarded.
 #[derive(Debug, thiserror::Error)]

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use hyper::client::conn::http1::SendRequest;
 
-use crate::respond::Body;
+use crate::body::Body;
 
 /// At most this many idle connections wait in the shared pool (as the pooled client before).
 const SHARED_MAX: usize = 256;

@@ -9,8 +9,8 @@ use std::time::Duration;
 use pvegate::config::{self, Trust};
 use pvegate::policy::{Policy, PolicyStore};
 use pvegate::server::Listener;
-use pvegate::sim::{self, SimConfig, SimHandle};
 use pvegate::{stack, upstream};
+use pvegate_sim::{self as sim, SimConfig, SimHandle};
 
 /// A CA and a server certificate it signed for `127.0.0.1`, `::1` and `localhost`, as PEM
 /// files (what an operator gives pvegate's `[listen]` and its clients).

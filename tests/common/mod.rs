@@ -10,8 +10,8 @@ use std::time::Duration;
 use pvegate::config::{self, Trust};
 use pvegate::policy::{Policy, PolicyStore};
 use pvegate::server::Listener;
-use pvegate::sim::{self, SimConfig, SimHandle};
 use pvegate::{stack, upstream};
+use pvegate_sim::{self as sim, SimConfig, SimHandle};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// The homelab policy shipped in the repo.

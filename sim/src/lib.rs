@@ -1,4 +1,4 @@
-//! A simulated Proxmox VE API server for `pvegate demo` and the tests.
+//! pvegate-sim: a simulated Proxmox VE API server for `pvegate demo` and pvegate's tests.
 //!
 //! It speaks HTTP/1.1 (plain or TLS) the way pveproxy does where clients notice: the API
 //! envelope per format, reason phrases carrying the error text, tickets with CSRF tokens and
@@ -13,7 +13,7 @@
 //!
 //! ```no_run
 //! # async fn demo() -> std::io::Result<()> {
-//! let sim = pvegate::sim::start(pvegate::sim::SimConfig::demo()).await?;
+//! let sim = pvegate_sim::start(pvegate_sim::SimConfig::demo()).await?;
 //! println!("Proxmox sim at {}", sim.url);
 //! // … point a client or pvegate at sim.url …
 //! for r in sim.recorder.requests() {
@@ -27,6 +27,10 @@
 //! phrases), `record`, `tls`, `ws` (console echo), `upload` (multipart), `web` (index and
 //! static files), `gzip` (pveproxy's response compression), `guestnet` (guest addresses: agent, LXC
 //! interfaces).
+//!
+//! The crate depends on nothing in the proxy (pvegate uses it, never the other way round),
+//! and a proxy-only build of pvegate (`--no-default-features`) does not compile it.
+#![forbid(unsafe_code)]
 
 mod api;
 mod auth;

@@ -109,7 +109,7 @@ pub(crate) fn parse(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sim::params::ParamsExt;
+    use crate::params::ParamsExt;
 
     #[test]
     fn parses_fields_and_file_size() {

@@ -51,14 +51,14 @@ pub(crate) fn lxc_interfaces(st: &State, vmid: u32) -> Result<Value, ApiError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sim::SimConfig;
+    use crate::SimConfig;
 
     #[test]
     fn configured_addresses_win_and_stopped_containers_have_none() {
         let mut st = State::new(&SimConfig::demo());
         let vm = st.guest(GuestKind::Qemu, 110).unwrap();
         assert_eq!(address_of(vm), ("10.0.0.110".to_owned(), 24));
-        let mut p = super::super::params::Params::new();
+        let mut p = crate::params::Params::new();
         p.insert(
             "ipconfig0".into(),
             Some("ip=192.168.5.7/16,gw=192.168.0.1".into()),

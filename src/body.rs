@@ -1,0 +1,170 @@
+//! The one body type of every request and response in the pipeline ([`Body`]): nothing, a
+//! buffered body, a body streamed from hyper's side of a connection, or any other body boxed.
+//!
+//! An enum rather than one boxed type: the bodies pvegate handles are almost all hyper's own
+//! streams (uploads from the client, answers from Proxmox) or bytes it holds (buffered request
+//! bodies, its own responses), and those need no allocation or dynamic dispatch per request.
+//! Every variant streams: a body is never collected here.
+
+use std::any::Any;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use http_body::{Frame, SizeHint};
+use http_body_util::combinators::UnsyncBoxBody;
+use http_body_util::{BodyExt, Empty, Full};
+use hyper::body::Incoming;
+
+/// The error a [`Body`] can yield: whatever its source failed with.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// The body type of every request and response in the pipeline.
+#[derive(Debug, Default)]
+#[must_use]
+pub struct Body(Kind);
+
+#[derive(Debug)]
+enum Kind {
+    Empty(Empty<Bytes>),
+    Full(Full<Bytes>),
+    Incoming(Incoming),
+    Boxed(UnsyncBoxBody<Bytes, BoxError>),
+}
+
+impl Default for Kind {
+    fn default() -> Self {
+        Kind::Empty(Empty::new())
+    }
+}
+
+impl Body {
+    /// No body.
+    pub fn empty() -> Body {
+        Body::default()
+    }
+
+    /// `body`, streamed as it comes. hyper's [`Incoming`] and a `Body` are taken as they are;
+    /// any other body type is boxed.
+    pub fn new<B>(body: B) -> Body
+    where
+        B: http_body::Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<BoxError>,
+    {
+        let mut slot = Some(body);
+        let any: &mut dyn Any = &mut slot;
+        if let Some(incoming) = any
+            .downcast_mut::<Option<Incoming>>()
+            .and_then(Option::take)
+        {
+            return Body(Kind::Incoming(incoming));
+        }
+        if let Some(body) = any.downcast_mut::<Option<Body>>().and_then(Option::take) {
+            return body;
+        }
+        match slot {
+            Some(body) => Body(Kind::Boxed(body.map_err(Into::into).boxed_unsync())),
+            // Unreachable: `slot` is only emptied by a downcast that returned above.
+            None => Body::empty(),
+        }
+    }
+}
+
+impl From<Bytes> for Body {
+    fn from(bytes: Bytes) -> Body {
+        Body(Kind::Full(Full::new(bytes)))
+    }
+}
+
+impl From<Incoming> for Body {
+    fn from(body: Incoming) -> Body {
+        Body(Kind::Incoming(body))
+    }
+}
+
+impl http_body::Body for Body {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        match &mut self.get_mut().0 {
+            Kind::Empty(_) => Poll::Ready(None),
+            Kind::Full(b) => Pin::new(b).poll_frame(cx).map_err(|never| match never {}),
+            Kind::Incoming(b) => Pin::new(b).poll_frame(cx).map_err(Into::into),
+            Kind::Boxed(b) => Pin::new(b).poll_frame(cx),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match &self.0 {
+            Kind::Empty(_) => true,
+            Kind::Full(b) => b.is_end_stream(),
+            Kind::Incoming(b) => b.is_end_stream(),
+            Kind::Boxed(b) => b.is_end_stream(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match &self.0 {
+            Kind::Empty(_) => SizeHint::with_exact(0),
+            Kind::Full(b) => b.size_hint(),
+            Kind::Incoming(b) => b.size_hint(),
+            Kind::Boxed(b) => b.size_hint(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http_body::Body as _;
+
+    async fn collect(body: Body) -> Bytes {
+        body.collect().await.unwrap().to_bytes()
+    }
+
+    #[tokio::test]
+    async fn empty_is_at_its_end_with_an_exact_zero_length() {
+        let body = Body::empty();
+        assert!(body.is_end_stream());
+        assert_eq!(body.size_hint().exact(), Some(0));
+        assert_eq!(collect(body).await, Bytes::new());
+    }
+
+    #[tokio::test]
+    async fn bytes_keep_their_exact_length_and_content() {
+        let body = Body::from(Bytes::from_static(b"{\"data\":null}"));
+        assert!(!body.is_end_stream());
+        assert_eq!(body.size_hint().exact(), Some(13));
+        assert_eq!(collect(body).await, Bytes::from_static(b"{\"data\":null}"));
+    }
+
+    #[tokio::test]
+    async fn a_body_is_not_wrapped_twice() {
+        let body = Body::new(Body::from(Bytes::from_static(b"abc")));
+        assert!(matches!(body.0, Kind::Full(_)));
+        assert_eq!(collect(body).await, Bytes::from_static(b"abc"));
+    }
+
+    #[tokio::test]
+    async fn other_bodies_stream_frame_by_frame_and_keep_their_errors() {
+        let frames: Vec<Result<Frame<Bytes>, std::io::Error>> = vec![
+            Ok(Frame::data(Bytes::from_static(b"ab"))),
+            Ok(Frame::data(Bytes::from_static(b"cd"))),
+            Err(std::io::Error::other("upstream reset")),
+        ];
+        let mut body = Body::new(http_body_util::StreamBody::new(futures_util::stream::iter(
+            frames,
+        )));
+        assert!(matches!(body.0, Kind::Boxed(_)));
+        let first = body.frame().await.unwrap().unwrap().into_data().unwrap();
+        assert_eq!(first, Bytes::from_static(b"ab"));
+        let second = body.frame().await.unwrap().unwrap().into_data().unwrap();
+        assert_eq!(second, Bytes::from_static(b"cd"));
+        let err = body.frame().await.unwrap().unwrap_err();
+        assert_eq!(err.to_string(), "upstream reset");
+    }
+}
