@@ -12,11 +12,14 @@
 //! `agent/file-read` and the websocket consoles are GETs with effect, while the login calls
 //! (`POST /access/ticket`, `/access/vncticket`, OpenID) and the guest agent's `ping` and
 //! `fsfreeze-status` are POSTs without one.
+//!
+//! The table speaks in methods ([`ApiMethod`]) and path templates only; the catalogue imports
+//! it to give each endpoint its action, and nothing here imports the catalogue.
 
 use std::fmt;
 use std::str::FromStr;
 
-use super::catalogue::ApiMethod;
+use super::method::ApiMethod;
 
 macro_rules! actions {
     ($( $(#[$doc:meta])* $variant:ident => $name:literal, $desc:literal; )*) => {

@@ -1,7 +1,10 @@
 //! Proxmox VE API knowledge, free of HTTP framework types: how pveproxy reads a request
-//! ([`request`]), the endpoint catalogue ([`catalogue`]), guest references ([`guests`]), the
-//! action taxonomy ([`action`]) and the step that turns a parsed request into an
-//! [`Operation`] ([`inspect`](mod@inspect)).
+//! ([`request`], with one file per reader: target, content type, form/query, JSON), the methods
+//! it serves ([`method`]), the endpoint catalogue ([`catalogue`]), guest references
+//! ([`guests`]), the action taxonomy ([`action`]) and the step that turns a parsed request into
+//! an [`Operation`] ([`inspect`](mod@inspect)).
+//!
+//! Imports point one way: `catalogue` uses `action` and `method`; `action` uses `method` only.
 
 pub mod action;
 pub mod auth;
@@ -9,6 +12,7 @@ pub mod catalogue;
 pub mod guests;
 pub mod host;
 pub mod inspect;
+pub mod method;
 pub mod request;
 
 pub use action::Action;
