@@ -57,6 +57,7 @@ impl Policy {
     pub fn shadowed(&self) -> Option<&Policy> {
         self.shadowed.as_deref()
     }
+
     /// The rule that governs `vmid`: an exact entry, else a range, else the default (`None`).
     #[inline]
     pub fn rule_index(&self, vmid: Vmid) -> Option<u32> {
