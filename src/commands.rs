@@ -226,8 +226,8 @@ pub fn validate(config_path: &Path) -> i32 {
 
 /// `pvegate policy show`: prints every rule of the config's policy with file:line.
 pub fn policy_show(config_path: &Path) -> i32 {
-    match Config::load(config_path).and_then(|c| Policy::load(&c.policy_files)) {
-        Ok(p) => {
+    match load_with_policy(config_path) {
+        Ok((_, p)) => {
             print!("{}", p.show());
             EXIT_ALLOW
         }
@@ -236,6 +236,14 @@ pub fn policy_show(config_path: &Path) -> i32 {
             EXIT_BAD_INPUT
         }
     }
+}
+
+/// The config and its policy: where a [`crate::config::ConfigError`] and a
+/// [`crate::policy::PolicyError`] meet. Either is shown as it is (`{e}`, file:line).
+fn load_with_policy(config_path: &Path) -> anyhow::Result<(Config, Policy)> {
+    let config = Config::load(config_path)?;
+    let policy = Policy::load(&config.policy_files)?;
+    Ok((config, policy))
 }
 
 /// One request for `pvegate check`.
@@ -249,10 +257,8 @@ pub struct CheckRequest<'a> {
 
 /// `pvegate check`: decides one request offline and explains it. Returns the exit code.
 pub fn check(config_path: &Path, req: &CheckRequest<'_>, out: &mut impl std::io::Write) -> i32 {
-    let loaded = Config::load(config_path)
-        .and_then(|c| Policy::load(&c.policy_files).map(|p| (p, c.policy_mode)));
-    let (policy, mode) = match loaded {
-        Ok(p) => p,
+    let (policy, mode) = match load_with_policy(config_path) {
+        Ok((c, p)) => (p, c.policy_mode),
         Err(e) => {
             let _ = writeln!(out, "error: {e}");
             return EXIT_BAD_INPUT;

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-/// A config or policy file that could not be used, with where and why.
+/// A config file that could not be used, with where and why (policy files: `PolicyError`).
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("{path}: cannot read: {source}")]

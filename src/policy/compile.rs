@@ -1,262 +1,49 @@
-//! Policy files -> a compiled [`Policy`]: every value validated, every error located.
+//! Policy files -> a compiled [`Policy`]: every value validated, every error located
+//! ([`PolicyError`], all of them at once), foot-guns collected as warnings.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use toml::Spanned;
 
+use super::error::PolicyError;
 use super::model::{GuestEntry, PolicyFile};
-use crate::config::ConfigError;
+use super::rule::{Access, ActionSet, Exempt, GuestRule};
+use super::Policy;
 use crate::pve::host::HostPermit;
-use crate::pve::{Action, Vmid};
-
-/// What may be done to a guest.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Access {
-    /// Reads only (plus the rule's `allow` list).
-    Readonly,
-    /// Everything (minus the rule's `deny` list).
-    Managed,
-}
-
-impl Access {
-    /// The name used in policy files.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Access::Readonly => "readonly",
-            Access::Managed => "managed",
-        }
-    }
-}
-
-/// A set of actions, one bit per [`Action`].
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct ActionSet(u128);
-
-impl ActionSet {
-    /// Whether `a` is in the set.
-    #[inline]
-    pub fn contains(self, a: Action) -> bool {
-        self.0 & (1u128 << (a as u32)) != 0
-    }
-
-    fn insert(&mut self, a: Action) {
-        self.0 |= 1u128 << (a as u32);
-    }
-
-    /// Adds every action matching `pattern`: an exact name, `prefix.*`, or `*`.
-    fn add_pattern(&mut self, pattern: &str) -> Result<(), String> {
-        let mut hit = false;
-        for &a in Action::ALL {
-            let name = a.as_str();
-            let matches = match pattern.strip_suffix('*') {
-                Some("") => !a.is_read(),
-                Some(prefix) => prefix.ends_with('.') && name.starts_with(prefix),
-                None => name == pattern,
-            };
-            if matches {
-                self.insert(a);
-                hit = true;
-            }
-        }
-        if hit {
-            Ok(())
-        } else {
-            let names: Vec<&str> = Action::ALL.iter().map(|a| a.as_str()).collect();
-            Err(format!(
-                "unknown action {pattern:?}: use one of {}, a family such as \"power.*\", or \"*\" (see policies/README.md)",
-                names.join(", ")
-            ))
-        }
-    }
-}
-
-/// Identities a rule does not apply to: exact names, or `user@realm!*` for every token of a user.
-#[derive(Clone, Debug, Default)]
-pub struct Exempt {
-    pub(super) exact: Vec<String>,
-    pub(super) token_users: Vec<String>,
-}
-
-impl Exempt {
-    /// The pattern that makes `identity` exempt, if any.
-    pub fn matching_pattern(&self, identity: Option<&str>) -> Option<String> {
-        let id = identity?;
-        if let Some(e) = self.exact.iter().find(|e| *e == id) {
-            return Some(e.clone());
-        }
-        let (user, _) = id.split_once('!')?;
-        self.token_users
-            .iter()
-            .find(|u| *u == user)
-            .map(|u| format!("{u}!*"))
-    }
-
-    /// Whether there is no pattern at all.
-    pub fn is_empty(&self) -> bool {
-        self.exact.is_empty() && self.token_users.is_empty()
-    }
-
-    /// Whether `identity` is exempt.
-    pub fn matches(&self, identity: Option<&str>) -> bool {
-        let Some(id) = identity else { return false };
-        if self.exact.iter().any(|e| e == id) {
-            return true;
-        }
-        match id.split_once('!') {
-            Some((user, _)) => self.token_users.iter().any(|u| u == user),
-            None => false,
-        }
-    }
-
-    /// The identities as written in the policy (`user@realm!*` for every token of a user).
-    pub fn patterns(&self) -> impl Iterator<Item = String> + '_ {
-        self.exact
-            .iter()
-            .cloned()
-            .chain(self.token_users.iter().map(|u| format!("{u}!*")))
-    }
-
-    fn add(&mut self, pattern: &str) -> Result<(), String> {
-        let valid_user = |u: &str| {
-            u.split_once('@')
-                .is_some_and(|(n, r)| !n.is_empty() && !r.is_empty() && !r.contains(['!', '@']))
-        };
-        if let Some(user) = pattern.strip_suffix("!*") {
-            if valid_user(user) {
-                self.token_users.push(user.to_string());
-                return Ok(());
-            }
-        } else {
-            let user = pattern.split_once('!').map_or(pattern, |(u, _)| u);
-            if valid_user(user) && !pattern.ends_with('!') {
-                self.exact.push(pattern.to_string());
-                return Ok(());
-            }
-        }
-        Err(format!(
-            "exempt identity {pattern:?} is not \"user@realm\", \"user@realm!token\" or \"user@realm!*\""
-        ))
-    }
-}
-
-/// One compiled `[[guest]]` rule.
-#[derive(Clone, Debug)]
-pub struct GuestRule {
-    /// `file:line` of the rule, for audit logs and `pvegate check`.
-    pub origin: String,
-    /// The VMID, or the inclusive range.
-    pub vmids: (Vmid, Vmid),
-    pub name: Option<String>,
-    pub access: Access,
-    pub reason: Option<String>,
-    pub allow: ActionSet,
-    pub deny: ActionSet,
-    pub exempt: Exempt,
-    /// `mode = "shadow"`: its refusals are logged as `would-deny` and forwarded.
-    pub shadow: bool,
-    /// The rule's own refusal hint (`hint = "…"`); `None` falls back to `[settings] hint`.
-    pub hint: Option<String>,
-    /// Host values this rule does not object to (`host_paths`, `host_devices`).
-    pub host: HostPermit,
-}
-
-impl GuestRule {
-    /// Whether this rule refuses `action` (reads are never refused).
-    #[inline]
-    pub fn refuses(&self, action: Action) -> bool {
-        if action.is_read() {
-            return false;
-        }
-        match self.access {
-            Access::Readonly => !self.allow.contains(action),
-            Access::Managed => self.deny.contains(action),
-        }
-    }
-
-    /// "VM 104 'doc1'" or "VM 9001" (for a range rule, the guest asked about).
-    pub fn describe_guest(&self, vmid: Vmid) -> String {
-        match &self.name {
-            Some(n) if self.vmids.0 == self.vmids.1 => format!("VM {vmid} '{n}'"),
-            _ => format!("VM {vmid}"),
-        }
-    }
-
-    /// The rule's label: "guest 104 (policies/homelab.toml:3)".
-    pub fn label(&self) -> String {
-        if self.vmids.0 == self.vmids.1 {
-            format!("guest {} ({})", self.vmids.0, self.origin)
-        } else {
-            format!("guests {}-{} ({})", self.vmids.0, self.vmids.1, self.origin)
-        }
-    }
-}
-
-/// A compiled, validated policy: cheap to query, immutable, swapped whole on reload.
-#[derive(Clone, Debug)]
-pub struct Policy {
-    pub(super) rules: Vec<GuestRule>,
-    pub(super) by_vmid: HashMap<Vmid, u32>,
-    /// Sorted, non-overlapping ranges -> rule index.
-    pub(super) ranges: Vec<(Vmid, Vmid, u32)>,
-    /// Rule for guests no entry names.
-    pub(super) default_rule: GuestRule,
-    pub(super) strict: bool,
-    pub(super) deny_actions: ActionSet,
-    pub(super) exempt: Exempt,
-    /// `[settings] host_paths` / `host_devices`: host values no rule objects to.
-    pub(super) host: HostPermit,
-    /// Indexes of rules that refuse at least one action (for requests that touch every guest).
-    pub(super) restrictive: Vec<u32>,
-    /// `[settings] hint`: ends every refusal whose rule has no hint of its own.
-    pub(super) hint: Option<String>,
-    /// The files it was built from.
-    pub files: Vec<PathBuf>,
-    /// Counts successful loads of the live policy (set by the store; 1 for the first).
-    pub generation: u64,
-    /// Foot-guns found while compiling, each `file:line: text` (shown by `validate`, logged
-    /// at start and on reload).
-    pub warnings: Vec<String>,
-    /// When some rules are in shadow mode: the same policy with them enforced, which says
-    /// what would have been refused (`would-deny`). This policy treats them as refusing
-    /// nothing.
-    pub(super) shadowed: Option<std::sync::Arc<Policy>>,
-    /// Whether any exemption exists (global or on a rule), so allowed requests look for the
-    /// one they used only when there can be one.
-    pub(super) any_exempt: bool,
-}
+use crate::pve::Vmid;
 
 const VMID_MIN: i64 = 100;
 const VMID_MAX: i64 = 999_999_999;
 
 impl Policy {
     /// Loads and compiles policy files.
-    pub fn load(files: &[PathBuf]) -> Result<Policy, ConfigError> {
+    pub fn load(files: &[PathBuf]) -> Result<Policy, PolicyError> {
         let mut sources = Vec::new();
         let mut errors = Vec::new();
         for path in files {
             match std::fs::read_to_string(path) {
                 Ok(src) => sources.push((path.clone(), src)),
-                Err(source) => errors.push(ConfigError::Read {
+                Err(source) => errors.push(PolicyError::Read {
                     path: path.display().to_string(),
                     source,
                 }),
             }
         }
-        if let Some(e) = ConfigError::from_list(errors) {
+        if let Some(e) = PolicyError::from_list(errors) {
             return Err(e);
         }
         Self::compile(&sources)
     }
 
     /// Compiles one policy from text (handy in tests and `pvegate demo`).
-    pub fn from_toml_str(name: &str, src: &str) -> Result<Policy, ConfigError> {
+    pub fn from_toml_str(name: &str, src: &str) -> Result<Policy, PolicyError> {
         Self::compile(&[(PathBuf::from(name), src.to_string())])
     }
 
     /// Compiles `(path, text)` sources into one policy. Reports every error found (as
-    /// [`ConfigError::Many`] when there are several).
-    pub fn compile(sources: &[(PathBuf, String)]) -> Result<Policy, ConfigError> {
+    /// [`PolicyError::Many`] when there are several).
+    pub fn compile(sources: &[(PathBuf, String)]) -> Result<Policy, PolicyError> {
         let mut policy = Policy {
             rules: Vec::new(),
             by_vmid: HashMap::new(),
@@ -286,7 +73,7 @@ impl Policy {
             shadowed: None,
             any_exempt: false,
         };
-        let mut errors: Vec<ConfigError> = Vec::new();
+        let mut errors: Vec<PolicyError> = Vec::new();
         let mut warnings: Vec<String> = Vec::new();
         let mut settings_seen: Option<String> = None;
         let mut allow_empty = false;
@@ -294,19 +81,19 @@ impl Policy {
             let file: PolicyFile = match toml::from_str(src) {
                 Ok(f) => f,
                 Err(e) => {
-                    errors.push(ConfigError::toml(path, src, &e));
+                    errors.push(PolicyError::toml(path, src, &e));
                     continue;
                 }
             };
             let at = |span: std::ops::Range<usize>, msg: String| {
-                ConfigError::at(path, src, Some(span.start), msg)
+                PolicyError::at(path, src, Some(span.start), msg)
             };
             let warn_at = |span: std::ops::Range<usize>, msg: String| {
                 format!("{}:{}: {msg}", path.display(), line_of(src, span.start))
             };
             if let Some(s) = file.settings {
                 if let Some(first) = &settings_seen {
-                    errors.push(ConfigError::at(
+                    errors.push(PolicyError::at(
                         path,
                         src,
                         None,
@@ -371,7 +158,7 @@ impl Policy {
             if w[0].1 >= w[1].0 {
                 let a = &policy.rules[w[0].2 as usize];
                 let b = &policy.rules[w[1].2 as usize];
-                errors.push(ConfigError::Invalid {
+                errors.push(PolicyError::Invalid {
                     path: b.origin.rsplit_once(':').map_or(b.origin.clone(), |(p, _)| p.to_string()),
                     line: b.origin.rsplit_once(':').and_then(|(_, l)| l.parse().ok()).unwrap_or(1),
                     message: format!("guest range overlaps the one at {}: make ranges disjoint (a single vmid may sit inside a range)", a.origin),
@@ -385,14 +172,14 @@ impl Policy {
                 .map_or((PathBuf::from("policy"), ""), |(p, s)| {
                     (p.clone(), s.as_str())
                 });
-            errors.push(ConfigError::at(
+            errors.push(PolicyError::at(
                 &path,
                 src,
                 None,
                 "this policy refuses nothing (no readonly guest, no deny list, no deny_actions, no default_access = \"readonly\", no strict): every request would pass. An empty or half-written file looks like this. If it is deliberate, set allow_empty = true under [settings]",
             ));
         }
-        if let Some(e) = ConfigError::from_list(errors) {
+        if let Some(e) = PolicyError::from_list(errors) {
             return Err(e);
         }
         if allow_empty && policy.protects_nothing() {
@@ -420,20 +207,6 @@ impl Policy {
         Ok(policy)
     }
 
-    /// Whether this policy (with its shadow rules counted as enforced) refuses nothing at all.
-    pub fn protects_nothing(&self) -> bool {
-        let full = self.shadowed.as_deref().unwrap_or(self);
-        full.restrictive.is_empty()
-            && full.default_rule.access == Access::Managed
-            && full.deny_actions == ActionSet::default()
-            && !full.strict
-    }
-
-    /// With shadow rules: the policy with them enforced (what would be refused).
-    pub fn shadowed(&self) -> Option<&Policy> {
-        self.shadowed.as_deref()
-    }
-
     fn add_rule(&mut self, rule: GuestRule) -> Result<(), String> {
         let idx = self.rules.len() as u32;
         if rule.vmids.0 == rule.vmids.1 {
@@ -449,45 +222,6 @@ impl Policy {
         }
         self.rules.push(rule);
         Ok(())
-    }
-
-    /// The rule that governs `vmid`: an exact entry, else a range, else the default (`None`).
-    #[inline]
-    pub fn rule_index(&self, vmid: Vmid) -> Option<u32> {
-        if let Some(&i) = self.by_vmid.get(&vmid) {
-            return Some(i);
-        }
-        let pos = self.ranges.partition_point(|r| r.0 <= vmid);
-        match pos.checked_sub(1).map(|p| self.ranges[p]) {
-            Some((_, hi, i)) if vmid <= hi => Some(i),
-            _ => None,
-        }
-    }
-
-    /// The rule at an index from [`Policy::rule_index`] (`None`: the default rule).
-    #[inline]
-    pub fn rule_at(&self, index: Option<u32>) -> &GuestRule {
-        index.map_or(&self.default_rule, |i| &self.rules[i as usize])
-    }
-
-    /// The rule that governs `vmid`.
-    pub fn rule_for(&self, vmid: Vmid) -> &GuestRule {
-        self.rule_at(self.rule_index(vmid))
-    }
-
-    /// Every explicit rule, in file order.
-    pub fn rules(&self) -> &[GuestRule] {
-        &self.rules
-    }
-
-    /// Whether unknown writes are refused.
-    pub fn strict(&self) -> bool {
-        self.strict
-    }
-
-    /// The rule applied to guests without an entry.
-    pub fn default_rule(&self) -> &GuestRule {
-        &self.default_rule
     }
 }
 
@@ -551,17 +285,17 @@ fn compile_guest(
     path: &Path,
     src: &str,
     e: &GuestEntry,
-    errors: &mut Vec<ConfigError>,
+    errors: &mut Vec<PolicyError>,
     warnings: &mut Vec<String>,
 ) -> Option<GuestRule> {
     let at = |span: std::ops::Range<usize>, msg: String| {
-        ConfigError::at(path, src, Some(span.start), msg)
+        PolicyError::at(path, src, Some(span.start), msg)
     };
     let warn_at = |span: std::ops::Range<usize>, msg: String| {
         format!("{}:{}: {msg}", path.display(), line_of(src, span.start))
     };
     let before = errors.len();
-    let check = |v: i64, span: std::ops::Range<usize>| -> Result<Vmid, ConfigError> {
+    let check = |v: i64, span: std::ops::Range<usize>| -> Result<Vmid, PolicyError> {
         if (VMID_MIN..=VMID_MAX).contains(&v) {
             Ok(v as Vmid)
         } else {
@@ -571,7 +305,7 @@ fn compile_guest(
             ))
         }
     };
-    let vmids: Result<(Vmid, Vmid), ConfigError> = match (&e.vmid, &e.vmids) {
+    let vmids: Result<(Vmid, Vmid), PolicyError> = match (&e.vmid, &e.vmids) {
         (Some(v), None) => check(*v.get_ref(), v.span()).map(|id| (id, id)),
         (None, Some(r)) => {
             let bad = || {

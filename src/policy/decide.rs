@@ -2,7 +2,8 @@
 
 use std::borrow::Cow;
 
-use super::compile::{GuestRule, Policy};
+use super::rule::GuestRule;
+use super::Policy;
 use crate::pve::{Action, GuestSet, Operation, Route, Vmid};
 
 /// Allowed or refused.

@@ -1,7 +1,8 @@
 //! What a reload takes away: where a new policy protects guests less than the one in force
 //! (an action no longer refused, an exemption added, strict mode or a deny_action removed).
 
-use super::compile::{Exempt, GuestRule, Policy};
+use super::rule::{Exempt, GuestRule};
+use super::Policy;
 use crate::pve::{Action, Vmid};
 
 /// One loss of protection: who (`VM 104`, `VMs 9000-9099`, `every guest`) and what.

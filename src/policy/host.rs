@@ -3,8 +3,9 @@
 //! permit each value (its own `host_paths`/`host_devices`, the `[settings]` ones, an
 //! `allow = ["host.access"]`, or an exemption of the identity). No allocation.
 
-use super::compile::{Access, ActionSet, GuestRule, Policy};
 use super::decide::{Decision, DenyReason};
+use super::rule::{Access, ActionSet, GuestRule};
+use super::Policy;
 use crate::pve::{Action, Operation};
 
 impl GuestRule {

@@ -1,8 +1,8 @@
 //! Enforce or shadow: what happens to a [`Decision`] ([`Policy::judge`]), and which exemption
 //! let a request through ([`Policy::exemption_used`]), for the audit and `pvegate check`.
 
-use super::compile::Policy;
 use super::decide::{AllowReason, Decision, DenyReason};
+use super::Policy;
 use crate::pve::{GuestSet, Operation};
 
 /// `[policy] mode` in the config: whether refusals are enforced or only logged.

@@ -1,19 +1,30 @@
 //! The policy: which guests are protected and what may be done to them.
 //!
-//! [`model`] is the file format, [`compile`] turns files into a [`Policy`] (validating
-//! everything, with file:line errors), [`decide`] is the pure decision function, and [`store`]
-//! holds the live policy behind an `ArcSwap` and reloads it.
+//! One concept per file: [`model`] is the file format, [`rule`] one compiled guest rule
+//! ([`Access`], [`rule::ActionSet`], [`rule::Exempt`]), `policy` the compiled [`Policy`] and its
+//! lookups, [`compile`] turns files into a [`Policy`] (validating everything, with file:line
+//! [`PolicyError`]s), [`decide`] is the pure decision function (`host` its `host.access`
+//! part), [`judge`] applies enforce/shadow mode, [`diff`] finds what a reload takes away,
+//! [`show`] prints the policy in words, and [`store`] holds the live policy behind an
+//! `ArcSwap` and reloads it.
 
 pub mod compile;
 pub mod decide;
 pub mod diff;
+pub mod error;
 mod host;
 pub mod judge;
 pub mod model;
+// The type's own file is named after it, like the folder that holds its neighbours.
+#[allow(clippy::module_inception)]
+mod policy;
+pub mod rule;
 pub mod show;
 pub mod store;
 
-pub use compile::{Access, GuestRule, Policy};
 pub use decide::{Decision, DenyReason, Verdict};
+pub use error::PolicyError;
 pub use judge::{Judgement, Mode};
+pub use policy::Policy;
+pub use rule::{Access, GuestRule};
 pub use store::PolicyStore;

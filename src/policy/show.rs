@@ -6,7 +6,8 @@ use std::fmt::Write as _;
 
 use toml::Spanned;
 
-use super::compile::{ActionSet, GuestRule, Policy};
+use super::rule::{ActionSet, GuestRule};
+use super::Policy;
 use crate::pve::Action;
 
 /// The hint that ends a refusal when the policy sets none.

@@ -14,9 +14,9 @@ use std::time::{Duration, Instant, SystemTime};
 
 use arc_swap::ArcSwap;
 
+use super::error::PolicyError;
 use super::judge::Mode;
 use super::Policy;
-use crate::config::ConfigError;
 
 /// How long the policy files must stay unchanged before a watch reload reads them.
 pub const SETTLE: Duration = Duration::from_millis(500);
@@ -64,7 +64,7 @@ impl PolicyStore {
     }
 
     /// Loads `files` and builds a store from them.
-    pub fn load(files: Vec<PathBuf>) -> Result<Self, ConfigError> {
+    pub fn load(files: Vec<PathBuf>) -> Result<Self, PolicyError> {
         let policy = Policy::load(&files)?;
         Ok(Self::new(policy, files))
     }
@@ -103,11 +103,11 @@ impl PolicyStore {
     }
 
     /// Re-reads the files; swaps only if they compile. Logs the outcome.
-    pub fn reload(&self) -> Result<(), ConfigError> {
+    pub fn reload(&self) -> Result<(), PolicyError> {
         self.reload_with(Policy::load(&self.files))
     }
 
-    fn reload_with(&self, loaded: Result<Policy, ConfigError>) -> Result<(), ConfigError> {
+    fn reload_with(&self, loaded: Result<Policy, PolicyError>) -> Result<(), PolicyError> {
         let _one_at_a_time = self.status.lock.lock().unwrap_or_else(|p| p.into_inner());
         self.status.at.store(now_secs(), Ordering::Relaxed);
         match loaded {
@@ -151,7 +151,7 @@ impl PolicyStore {
 
     /// Reads every file and compiles them, unless a file changed while it was read (then
     /// `None`: try again once it settles).
-    fn read_settled(&self, expect: &[Stamp]) -> Option<Result<Policy, ConfigError>> {
+    fn read_settled(&self, expect: &[Stamp]) -> Option<Result<Policy, PolicyError>> {
         let mut sources = Vec::new();
         for (path, want) in self.files.iter().zip(expect) {
             match std::fs::read_to_string(path) {
@@ -163,7 +163,7 @@ impl PolicyStore {
                     sources.push((path.clone(), src));
                 }
                 Err(source) => {
-                    return Some(Err(ConfigError::Read {
+                    return Some(Err(PolicyError::Read {
                         path: path.display().to_string(),
                         source,
                     }))
