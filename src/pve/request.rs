@@ -12,7 +12,7 @@
 //! "Refused".
 //!
 //! This module holds what the readers share: the parameter types ([`Params`], [`ParamValue`]),
-//! the one error type ([`RequestError`]), Perl's byte rules ([`uri_unescape`], Perl's `\s` and
+//! the one error type ([`RequestError`]), Perl's byte rules (`uri_unescape`, Perl's `\s` and
 //! truthiness) and [`parse_body`]. Each reader has a file of its own, re-exported here:
 //! `request/target.rs` (the request-target), `request/content_type.rs` (the Content-Type of a
 //! body), `request/form.rs` (query strings and form bodies) and `request/json.rs` (JSON
