@@ -85,22 +85,7 @@ impl Served {
 }
 
 fn serve_with(cfg: &Path, env: &[(&str, &str)]) -> Served {
-    let mut child = Command::new(BIN)
-        .args(["serve", "--config", cfg.to_str().unwrap()])
-        .envs(env.iter().copied())
-        .stderr(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
+    let (child, rx) = spawn_serve(cfg, env);
     let mut served = Served {
         child,
         addr: "127.0.0.1:0".parse().unwrap(),

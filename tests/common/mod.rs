@@ -292,3 +292,33 @@ pub async fn vnc_console(addr: SocketAddr, vmid: u32) -> (String, String) {
     let ticket = data["ticket"].as_str().unwrap().to_string();
     (port, ticket)
 }
+
+/// Starts the real binary as `pvegate serve --config cfg` with `env` added, and returns the
+/// child with a channel of its stderr lines (read on a thread of its own, so a test can wait
+/// for a line with a timeout).
+pub fn spawn_serve(
+    cfg: &std::path::Path,
+    env: &[(&str, &str)],
+) -> (std::process::Child, std::sync::mpsc::Receiver<String>) {
+    use std::io::BufRead;
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_pvegate"))
+        .args(["serve", "--config", cfg.to_str().unwrap()])
+        .envs(env.iter().copied())
+        .stderr(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    (child, rx)
+}
