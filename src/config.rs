@@ -31,15 +31,7 @@ pub enum ConfigError {
 impl ConfigError {
     /// An error at a byte offset of `src` (turned into a 1-based line number).
     pub fn at(path: &Path, src: &str, offset: Option<usize>, message: impl Into<String>) -> Self {
-        let line = offset
-            .map(|o| {
-                src[..o.min(src.len())]
-                    .bytes()
-                    .filter(|b| *b == b'\n')
-                    .count()
-                    + 1
-            })
-            .unwrap_or(1);
+        let line = offset.map_or(1, |o| line_of(src, o));
         ConfigError::Invalid {
             path: path.display().to_string(),
             line,
@@ -284,12 +276,7 @@ impl Config {
 
         let mut warnings = Vec::new();
         let warn_at = |span: std::ops::Range<usize>, msg: &str| {
-            let line = src[..span.start.min(src.len())]
-                .bytes()
-                .filter(|b| *b == b'\n')
-                .count()
-                + 1;
-            format!("{}:{line}: {msg}", path.display())
+            format!("{}:{}: {msg}", path.display(), line_of(src, span.start))
         };
         let up = &raw.upstream;
         let upstream = (|| -> Result<Upstream, ConfigError> {
@@ -518,6 +505,15 @@ impl Config {
             admin,
         })
     }
+}
+
+/// The 1-based line of byte `offset` in `src` (for file:line messages of config and policy).
+pub fn line_of(src: &str, offset: usize) -> usize {
+    src[..offset.min(src.len())]
+        .bytes()
+        .filter(|b| *b == b'\n')
+        .count()
+        + 1
 }
 
 /// Checks a log filter: a level (`error`, `warn`, `info`, `debug`, `trace`, `off`) or a

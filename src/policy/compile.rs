@@ -10,6 +10,7 @@ use super::error::PolicyError;
 use super::model::{GuestEntry, PolicyFile};
 use super::rule::{Access, ActionSet, Exempt, GuestRule};
 use super::Policy;
+use crate::config::line_of;
 use crate::pve::host::HostPermit;
 use crate::pve::Vmid;
 
@@ -223,14 +224,6 @@ impl Policy {
         self.rules.push(rule);
         Ok(())
     }
-}
-
-fn line_of(src: &str, offset: usize) -> usize {
-    src[..offset.min(src.len())]
-        .bytes()
-        .filter(|b| *b == b'\n')
-        .count()
-        + 1
 }
 
 fn parse_access(s: &Spanned<String>) -> Result<Access, String> {

@@ -28,15 +28,7 @@ pub enum PolicyError {
 impl PolicyError {
     /// An error at a byte offset of `src` (turned into a 1-based line number).
     pub fn at(path: &Path, src: &str, offset: Option<usize>, message: impl Into<String>) -> Self {
-        let line = offset
-            .map(|o| {
-                src[..o.min(src.len())]
-                    .bytes()
-                    .filter(|b| *b == b'\n')
-                    .count()
-                    + 1
-            })
-            .unwrap_or(1);
+        let line = offset.map_or(1, |o| crate::config::line_of(src, o));
         PolicyError::Invalid {
             path: path.display().to_string(),
             line,
