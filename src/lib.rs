@@ -34,6 +34,7 @@ pub mod body;
 pub mod bounded;
 pub mod commands;
 pub mod config;
+pub mod conn;
 #[cfg(feature = "demo")]
 pub mod demo;
 pub mod early;

@@ -12,9 +12,10 @@ use futures_util::future::{Either, Ready};
 use http::{Request, Response};
 use tower::{Layer, Service};
 
-use super::inspect::{ClientConn, Inspected};
+use super::inspect::Inspected;
 use crate::audit::{self, AuditDecision, Ending, Outcome};
 use crate::body::Body;
+use crate::conn::ClientConn;
 use crate::policy::{Judgement, PolicyStore};
 use crate::respond;
 

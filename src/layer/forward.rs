@@ -15,8 +15,9 @@ use std::task::{Context, Poll};
 use http::{Method, Request, Response};
 use tower::Service;
 
-use super::inspect::{ClientConn, Inspected};
+use super::inspect::Inspected;
 use crate::body::Body;
+use crate::conn::ClientConn;
 use crate::metrics;
 use crate::respond;
 use crate::upstream::{ForwardError, Upstream};

@@ -9,20 +9,18 @@ use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
-use http::{header, HeaderMap, HeaderValue, Method, Request, Response, StatusCode};
+use http::{header, HeaderMap, Method, Request, Response, StatusCode};
 use tower::{Layer, Service};
 
 use crate::audit;
 use crate::body::Body;
+use crate::conn::ClientConn;
 use crate::pve::request::{self, BodyKind};
 use crate::pve::{self, auth, ApiFormat, GuestSet, InspectError, Operation, Params, Route, Target};
 use crate::respond;
-use crate::upstream::upgrade::UpgradeSlot;
-use crate::upstream::ConnCache;
 
 /// Most header lines pvegate passes on (pveproxy's limit is 64; pvegate adds one).
 pub const MAX_HEADERS: usize = 62;
@@ -31,43 +29,6 @@ pub const MAX_HEADER_BYTES: usize = 8192 - 128;
 
 /// Largest non-upload body pveproxy accepts (and so the largest pvegate buffers).
 pub const MAX_BODY: usize = 512 * 1024;
-
-/// The client connection a request came on, put into request extensions by the server: one
-/// extension (a reference count) per request for all the per-connection facts.
-#[derive(Clone)]
-pub struct ClientConn(pub Arc<ConnInfo>);
-
-/// What the server knows and keeps for one client connection.
-pub struct ConnInfo {
-    /// The client's socket address.
-    pub addr: SocketAddr,
-    /// Its `X-Forwarded-For` value, formatted once.
-    pub forwarded_for: HeaderValue,
-    /// Where a websocket's upstream side goes for the server to splice (plain-TCP clients;
-    /// TLS clients use hyper's own upgrades).
-    pub upgrade: Option<UpgradeSlot>,
-    /// The upstream connection this client connection used last.
-    pub upstream: ConnCache,
-}
-
-impl ClientConn {
-    /// The facts of a new connection from `addr`.
-    pub fn new(addr: SocketAddr, upgrade: Option<UpgradeSlot>) -> ClientConn {
-        ClientConn(Arc::new(ConnInfo {
-            addr,
-            forwarded_for: crate::upstream::forwarded_for(addr),
-            upgrade,
-            upstream: ConnCache::default(),
-        }))
-    }
-
-    /// The client address of `req`, or `0.0.0.0:0` for a request that came without one.
-    pub fn addr_of<B>(req: &Request<B>) -> SocketAddr {
-        req.extensions()
-            .get::<ClientConn>()
-            .map_or(SocketAddr::from(([0, 0, 0, 0], 0)), |c| c.0.addr)
-    }
-}
 
 /// The typed facts about one request, for the layers after this one.
 #[derive(Clone, Debug)]

@@ -8,4 +8,4 @@ pub mod inspect;
 
 pub use authorize::{Authorize, AuthorizeLayer};
 pub use forward::Forward;
-pub use inspect::{ClientConn, ConnInfo, Inspect, InspectLayer, Inspected};
+pub use inspect::{Inspect, InspectLayer, Inspected};

@@ -26,7 +26,7 @@ use super::tls;
 use super::upgrade::UpgradeSlot;
 use crate::body::Body;
 use crate::config;
-use crate::layer::ConnInfo;
+use crate::conn::ConnInfo;
 
 /// Why a request could not be forwarded.
 #[derive(Debug, thiserror::Error)]

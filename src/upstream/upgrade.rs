@@ -3,7 +3,7 @@
 //!
 //! Plain-TCP client connections are served by hyper without its upgrade machinery (see
 //! [`crate::server`]): the server puts an [`UpgradeSlot`] into every request (in its
-//! [`crate::layer::ClientConn`]), the forwarder
+//! [`crate::conn::ClientConn`]), the forwarder
 //! leaves the upstream's pending upgrade in it after a `101`, and the server splices it with
 //! the client socket once hyper has handed that back ([`splice_io`]). Requests without a slot
 //! (TLS client connections) keep hyper's own client-side upgrade ([`splice`]).

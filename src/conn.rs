@@ -1,0 +1,49 @@
+//! The facts pvegate keeps about one client connection, shared by every request on it: the
+//! server creates them when it accepts the connection and puts them into each request's
+//! extensions ([`ClientConn`]); the layers read the client address from them and the forwarder
+//! hands their upstream side to [`crate::upstream`].
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use http::{HeaderValue, Request};
+
+use crate::upstream::upgrade::UpgradeSlot;
+use crate::upstream::ConnCache;
+
+/// The client connection a request came on, put into request extensions by the server: one
+/// extension (a reference count) per request for all the per-connection facts.
+#[derive(Clone)]
+pub struct ClientConn(pub Arc<ConnInfo>);
+
+/// What the server knows and keeps for one client connection.
+pub struct ConnInfo {
+    /// The client's socket address.
+    pub addr: SocketAddr,
+    /// Its `X-Forwarded-For` value, formatted once.
+    pub forwarded_for: HeaderValue,
+    /// Where a websocket's upstream side goes for the server to splice (plain-TCP clients;
+    /// TLS clients use hyper's own upgrades).
+    pub upgrade: Option<UpgradeSlot>,
+    /// The upstream connection this client connection used last.
+    pub upstream: ConnCache,
+}
+
+impl ClientConn {
+    /// The facts of a new connection from `addr`.
+    pub fn new(addr: SocketAddr, upgrade: Option<UpgradeSlot>) -> ClientConn {
+        ClientConn(Arc::new(ConnInfo {
+            addr,
+            forwarded_for: crate::upstream::forwarded_for(addr),
+            upgrade,
+            upstream: ConnCache::default(),
+        }))
+    }
+
+    /// The client address of `req`, or `0.0.0.0:0` for a request that came without one.
+    pub fn addr_of<B>(req: &Request<B>) -> SocketAddr {
+        req.extensions()
+            .get::<ClientConn>()
+            .map_or(SocketAddr::from(([0, 0, 0, 0], 0)), |c| c.0.addr)
+    }
+}
