@@ -6,10 +6,10 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use http::{HeaderValue, Request};
+use http::Request;
 
 use crate::upstream::upgrade::UpgradeSlot;
-use crate::upstream::ConnCache;
+use crate::upstream::ClientLink;
 
 /// The client connection a request came on, put into request extensions by the server: one
 /// extension (a reference count) per request for all the per-connection facts.
@@ -20,23 +20,17 @@ pub struct ClientConn(pub Arc<ConnInfo>);
 pub struct ConnInfo {
     /// The client's socket address.
     pub addr: SocketAddr,
-    /// Its `X-Forwarded-For` value, formatted once.
-    pub forwarded_for: HeaderValue,
-    /// Where a websocket's upstream side goes for the server to splice (plain-TCP clients;
-    /// TLS clients use hyper's own upgrades).
-    pub upgrade: Option<UpgradeSlot>,
-    /// The upstream connection this client connection used last.
-    pub upstream: ConnCache,
+    /// What the forwarder keeps for this connection (owned by [`crate::upstream`]).
+    pub upstream: ClientLink,
 }
 
 impl ClientConn {
-    /// The facts of a new connection from `addr`.
+    /// The facts of a new connection from `addr`; `upgrade` is the server's websocket slot
+    /// (plain-TCP connections only).
     pub fn new(addr: SocketAddr, upgrade: Option<UpgradeSlot>) -> ClientConn {
         ClientConn(Arc::new(ConnInfo {
             addr,
-            forwarded_for: crate::upstream::forwarded_for(addr),
-            upgrade,
-            upstream: ConnCache::default(),
+            upstream: ClientLink::new(addr, upgrade),
         }))
     }
 

@@ -35,6 +35,7 @@ pub mod bounded;
 pub mod commands;
 pub mod config;
 pub mod conn;
+pub mod crypto;
 #[cfg(feature = "demo")]
 pub mod demo;
 pub mod early;

@@ -132,7 +132,7 @@ pub fn server_tls(cert: &Path, key: &Path) -> Result<rustls::ServerConfig, Serve
     let key_der = rustls_pemfile::private_key(&mut key_pem.as_slice())
         .map_err(|e| ServeError::Tls(format!("{}: not a PEM private key: {e}", key.display())))?
         .ok_or_else(|| ServeError::Tls(format!("{} holds no PEM private key", key.display())))?;
-    let mut config = rustls::ServerConfig::builder_with_provider(crate::upstream::tls::provider())
+    let mut config = rustls::ServerConfig::builder_with_provider(crate::crypto::provider())
         .with_safe_default_protocol_versions()
         .map_err(|e| ServeError::Tls(e.to_string()))?
         .with_no_client_auth()

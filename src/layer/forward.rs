@@ -121,7 +121,7 @@ impl Service<Request<Body>> for Forward {
             let format = req.extensions().get::<Inspected>().and_then(|i| i.format);
             let conn = req.extensions().get::<ClientConn>().cloned();
             let timeout = upstream.response_timeout();
-            let forward = upstream.forward(req, conn.as_ref().map(|c| &*c.0));
+            let forward = upstream.forward(req, conn.as_ref().map(|c| &c.0.upstream));
             let mut forward = std::pin::pin!(forward);
             if let Some(sent) = sent {
                 // Until an upload has been sent, its client's body timeout bounds the wait.

@@ -21,12 +21,12 @@ use rustls::pki_types::ServerName;
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 
+use super::link::ClientLink;
 use super::pool::{ConnCache, Pool};
 use super::tls;
 use super::upgrade::UpgradeSlot;
 use crate::body::Body;
 use crate::config;
-use crate::conn::ConnInfo;
 
 /// Why a request could not be forwarded.
 #[derive(Debug, thiserror::Error)]
@@ -164,12 +164,12 @@ impl Upstream {
     }
 
     /// Sends `req` (already inspected and allowed) upstream and returns the upstream's answer,
-    /// with websocket tunnels spliced after a `101`. `conn` is the client connection the
-    /// request came on (none in tests that call the stack directly).
+    /// with websocket tunnels spliced after a `101`. `link` is the upstream side of the client
+    /// connection the request came on (none in tests that call the stack directly).
     pub async fn forward(
         &self,
         mut req: Request<Body>,
-        conn: Option<&ConnInfo>,
+        link: Option<&ClientLink>,
     ) -> Result<Response<Body>, ForwardError> {
         let websocket = is_websocket_upgrade(req.headers());
         // Origin form: the request-target exactly as the client sent it (inspect judged it).
@@ -183,7 +183,7 @@ impl Upstream {
             *req.uri_mut() = origin;
         }
         *req.version_mut() = http::Version::HTTP_11;
-        let forwarded = conn.map_or_else(
+        let forwarded = link.map_or_else(
             || HeaderValue::from_static("0.0.0.0"),
             |c| c.forwarded_for.clone(),
         );
@@ -195,11 +195,11 @@ impl Upstream {
 
         // The server's slot for the upstream side of a websocket (plain-TCP clients), else
         // hyper's own client-side upgrade (TLS clients).
-        let client_upgrade = match conn.and_then(|c| c.upgrade.clone()) {
+        let client_upgrade = match link.and_then(|c| c.upgrade.clone()) {
             Some(slot) => websocket.then_some(ClientUpgrade::Slot(slot)),
             None => websocket.then(|| ClientUpgrade::Hyper(hyper::upgrade::on(&mut req))),
         };
-        let cache = conn.map(|c| &c.upstream);
+        let cache = link.map(|c| &c.cache);
         let (res, sender) = self.send(req, cache, websocket).await?;
         let mut res = res;
         if res.status() == StatusCode::SWITCHING_PROTOCOLS {

@@ -1,10 +1,12 @@
 //! The way to Proxmox: TLS trust ([`tls`]), the HTTP/1.1 client with header hygiene
-//! ([`client`]), idle connections per client connection and shared ([`pool`]), and websocket tunnels after the upstream's `101` ([`upgrade`]).
+//! ([`client`]), the upstream side of a client connection ([`link`]), idle connections per client connection and shared ([`pool`]), and websocket tunnels after the upstream's `101` ([`upgrade`]).
 
 pub mod client;
+pub mod link;
 pub mod pool;
 pub mod tls;
 pub mod upgrade;
 
 pub use client::{forwarded_for, ForwardError, Upstream};
+pub use link::ClientLink;
 pub use pool::ConnCache;

@@ -34,15 +34,10 @@ pub enum TlsError {
     Name(String),
 }
 
-/// The crypto provider pvegate uses on both sides.
-pub fn provider() -> Arc<CryptoProvider> {
-    Arc::new(rustls::crypto::ring::default_provider())
-}
-
 /// A client config for talking to the upstream. ALPN is left to the connector, which offers
 /// http/1.1 only (Proxmox has no HTTP/2).
 pub fn client_config(trust: &Trust) -> Result<ClientConfig, TlsError> {
-    let provider = provider();
+    let provider = crate::crypto::provider();
     let builder = ClientConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()?;
     let config = match trust {
