@@ -7,8 +7,9 @@ use std::time::Duration;
 use http::{HeaderMap, HeaderValue, Method};
 
 use crate::config::{Config, LogFormat};
-use crate::layer::inspect::{self, BodyPlan};
 use crate::policy::{Judgement, Mode, Policy, PolicyStore};
+use crate::pve::framing::{read_head, BodyPlan};
+use crate::pve::reader::inspect_request;
 use crate::pve::{GuestSet, Route};
 use crate::server::{self, Listener};
 use crate::{admin, audit, logsink, stack, upstream};
@@ -316,14 +317,14 @@ pub fn check_in_mode(
             }
         }
     }
-    let head = inspect::read_head(&method, &target, &headers);
+    let head = read_head(&method, &target, &headers);
     let inspected = head.and_then(|(t, q, plan)| {
         let body = if matches!(plan, BodyPlan::Buffer(_)) {
             body
         } else {
             &[][..]
         };
-        inspect::inspect_request(&method, t, q, &plan, body, &headers)
+        inspect_request(&method, t, q, &plan, body, &headers)
     });
     let mut info = match inspected {
         Ok(i) => i,

@@ -9,10 +9,12 @@
 pub mod action;
 pub mod auth;
 pub mod catalogue;
+pub mod framing;
 pub mod guests;
 pub mod host;
 pub mod inspect;
 pub mod method;
+pub mod reader;
 pub mod request;
 
 pub use action::Action;

@@ -1,0 +1,247 @@
+//! pveproxy's framing rules, applied before any parameter is read: the methods it serves, its
+//! header limits, the `Connection`, `Transfer-Encoding`, `Content-Length` and `Content-Type`
+//! combinations it reads one way only, and the body each request may carry ([`BodyPlan`]).
+
+use http::{header, HeaderMap, Method, Response, StatusCode};
+
+use crate::body::Body;
+use crate::pve::request::{self, BodyKind};
+use crate::pve::{ApiFormat, Target};
+use crate::respond;
+
+/// Most header lines pvegate passes on (pveproxy's limit is 64; pvegate adds one).
+pub const MAX_HEADERS: usize = 62;
+/// Most header bytes pvegate passes on (pveproxy's limit is 8 KiB; pvegate adds one header).
+pub const MAX_HEADER_BYTES: usize = 8192 - 128;
+
+/// Largest non-upload body pveproxy accepts (and so the largest pvegate buffers).
+pub const MAX_BODY: usize = 512 * 1024;
+
+/// A request refused before any policy applies.
+#[derive(Debug)]
+pub struct Refusal {
+    pub status: StatusCode,
+    pub format: Option<ApiFormat>,
+    pub message: String,
+}
+
+impl Refusal {
+    pub fn bad(format: Option<ApiFormat>, message: impl Into<String>) -> Self {
+        Refusal {
+            status: StatusCode::BAD_REQUEST,
+            format,
+            message: message.into(),
+        }
+    }
+
+    /// The response a client gets.
+    pub fn response(&self) -> Response<Body> {
+        if self.status == StatusCode::BAD_REQUEST {
+            respond::bad_request(self.format, &self.message)
+        } else if self.status == StatusCode::FORBIDDEN {
+            respond::deny(self.format, &self.message)
+        } else {
+            respond::error(
+                self.format,
+                self.status,
+                &format!("pvegate: {}", self.message),
+            )
+        }
+    }
+}
+
+/// How a request's body is to be handled.
+#[derive(Debug, PartialEq, Eq)]
+pub enum BodyPlan {
+    /// No body may be sent.
+    Empty,
+    /// Parameters: buffered, parsed and forwarded byte for byte.
+    Buffer(BodyKind),
+    /// The storage upload endpoint: streamed, never buffered (its parameters are in the query).
+    Stream,
+}
+
+fn is_upload(method: &Method, segments: &[String]) -> bool {
+    method == Method::POST
+        && segments.len() == 5
+        && segments[0] == "nodes"
+        && segments[2] == "storage"
+        && segments[4] == "upload"
+}
+
+/// Step one: method, target and framing. Returns the parsed target, raw query and body plan.
+pub fn read_head<'a>(
+    method: &Method,
+    raw_target: &'a str,
+    headers: &HeaderMap,
+) -> Result<(Target, Option<&'a str>, BodyPlan), Refusal> {
+    if !matches!(
+        *method,
+        Method::GET | Method::POST | Method::PUT | Method::DELETE
+    ) {
+        return Err(Refusal {
+            status: StatusCode::NOT_IMPLEMENTED,
+            format: None,
+            message: format!(
+                "method '{method}' not available (Proxmox serves GET, POST, PUT and DELETE only)"
+            ),
+        });
+    }
+    let (target, query) =
+        request::parse_target(raw_target).map_err(|e| Refusal::bad(None, e.to_string()))?;
+    let format = match &target {
+        Target::Api { format, .. } => Some(*format),
+        Target::Other { .. } => None,
+    };
+    // pveproxy drops a request with more than 64 header lines or 8 KiB of headers without an
+    // answer; leave room for the X-Forwarded-For pvegate adds, and refuse clearly instead.
+    let header_bytes: usize = headers
+        .iter()
+        .map(|(n, v)| n.as_str().len() + v.len() + 4)
+        .sum();
+    if headers.len() > MAX_HEADERS || header_bytes > MAX_HEADER_BYTES {
+        return Err(Refusal::bad(
+            format,
+            format!(
+                "{} header lines / {header_bytes} bytes of headers: Proxmox accepts at most 64 lines and 8 KiB",
+                headers.len()
+            ),
+        ));
+    }
+    // Headers named in `Connection` are stripped before forwarding, so Proxmox would never see
+    // them while pvegate judged them (`Connection: Cookie` would let a cookie Proxmox never
+    // sees choose the identity). Only the connection options real clients send are accepted.
+    for v in headers.get_all(header::CONNECTION) {
+        let text = v
+            .to_str()
+            .map_err(|_| Refusal::bad(format, "Connection header is not readable text"))?;
+        for token in text.split(',').map(str::trim).filter(|t| !t.is_empty()) {
+            if !["close", "keep-alive", "upgrade", "te"]
+                .iter()
+                .any(|ok| token.eq_ignore_ascii_case(ok))
+            {
+                return Err(Refusal::bad(
+                    format,
+                    format!("Connection names '{token}': only close, keep-alive, upgrade and te are accepted (a header named there would be judged but never reach Proxmox)"),
+                ));
+            }
+        }
+    }
+    // Perl's HTTP::Headers (pveproxy) reads `_` as `-` in header names: `Content_Type` is its
+    // Content-Type and `Content_Length` its Content-Length. No real client sends such names.
+    if let Some(name) = headers.keys().find(|n| n.as_str().contains('_')) {
+        return Err(Refusal::bad(
+            format,
+            format!(
+                "header name '{name}' contains '_', which Proxmox reads as '-': rename or drop it"
+            ),
+        ));
+    }
+    let te = headers.get_all(header::TRANSFER_ENCODING).iter().count() > 0;
+    if te {
+        let chunked_only = headers
+            .get_all(header::TRANSFER_ENCODING)
+            .iter()
+            .all(|v| v.as_bytes().eq_ignore_ascii_case(b"chunked"));
+        if !chunked_only || headers.contains_key(header::CONTENT_LENGTH) {
+            return Err(Refusal::bad(
+                format,
+                "Transfer-Encoding other than a single 'chunked', or together with Content-Length",
+            ));
+        }
+    }
+    let length = content_length(headers).map_err(|m| Refusal::bad(format, m))?;
+    let has_body = te || length.is_some_and(|l| l > 0);
+    let plan = match (&target, method) {
+        (_, &Method::GET | &Method::DELETE) if has_body => {
+            return Err(Refusal::bad(
+                format,
+                format!(
+                    "Proxmox refuses a body on {method}: send the parameters in the query string"
+                ),
+            ));
+        }
+        (_, &Method::GET | &Method::DELETE) => BodyPlan::Empty,
+        (Target::Other { .. }, _) => {
+            return Err(Refusal::bad(
+                None,
+                format!("Proxmox serves only GET outside /api2, not {method}"),
+            ));
+        }
+        (Target::Api { segments, .. }, _) if is_upload(method, segments) => {
+            let ct = headers
+                .get(header::CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok());
+            if !matches!(request::body_kind(ct), Ok(BodyKind::Multipart)) {
+                return Err(Refusal::bad(
+                    format,
+                    "an upload must be multipart/form-data",
+                ));
+            }
+            if length.is_none() {
+                return Err(Refusal {
+                    status: StatusCode::LENGTH_REQUIRED,
+                    format,
+                    message:
+                        "uploads need a Content-Length (Proxmox does not accept chunked bodies)"
+                            .into(),
+                });
+            }
+            BodyPlan::Stream
+        }
+        (Target::Api { .. }, _) => {
+            let ct = match headers.get_all(header::CONTENT_TYPE).iter().count() {
+                0 => None,
+                1 => Some(
+                    headers[header::CONTENT_TYPE]
+                        .to_str()
+                        .map_err(|_| Refusal::bad(format, "Content-Type is not readable text"))?,
+                ),
+                _ => return Err(Refusal::bad(format, "more than one Content-Type header")),
+            };
+            match request::body_kind(ct).map_err(|e| Refusal::bad(format, e.to_string()))? {
+                BodyKind::Multipart => {
+                    return Err(Refusal::bad(
+                        format,
+                        "multipart bodies are accepted only by the storage upload endpoint",
+                    ))
+                }
+                kind => {
+                    if length.is_some_and(|l| l > MAX_BODY as u64) {
+                        return Err(too_large(format));
+                    }
+                    BodyPlan::Buffer(kind)
+                }
+            }
+        }
+    };
+    Ok((target, query, plan))
+}
+
+pub fn too_large(format: Option<ApiFormat>) -> Refusal {
+    Refusal {
+        status: StatusCode::PAYLOAD_TOO_LARGE,
+        format,
+        message: format!(
+            "request body over {} KiB (Proxmox's limit for API parameters)",
+            MAX_BODY / 1024
+        ),
+    }
+}
+
+fn content_length(headers: &HeaderMap) -> Result<Option<u64>, String> {
+    let mut values = headers.get_all(header::CONTENT_LENGTH).iter();
+    let Some(first) = values.next() else {
+        return Ok(None);
+    };
+    if values.next().is_some() {
+        return Err("more than one Content-Length header".into());
+    }
+    first
+        .to_str()
+        .ok()
+        .filter(|s| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()))
+        .and_then(|s| s.parse().ok())
+        .map(Some)
+        .ok_or_else(|| "Content-Length is not a number".into())
+}
