@@ -11,6 +11,7 @@ use crate::policy::{Judgement, Mode, Policy, PolicyStore};
 use crate::pve::framing::{read_head, BodyPlan};
 use crate::pve::reader::inspect_request;
 use crate::pve::{GuestSet, Route};
+use crate::reject::Rejection;
 use crate::server::{self, Listener};
 use crate::{admin, audit, logsink, stack, upstream};
 
@@ -329,13 +330,15 @@ pub fn check_in_mode(
     let mut info = match inspected {
         Ok(i) => i,
         Err(refusal) => {
+            let rejection = Rejection::from(refusal);
+            let status = rejection.status();
             let _ = writeln!(
                 out,
                 "decision: invalid ({} {})",
-                refusal.status.as_u16(),
-                refusal.status.canonical_reason().unwrap_or("")
+                status.as_u16(),
+                status.canonical_reason().unwrap_or("")
             );
-            let _ = writeln!(out, "message:  {}", refusal.message);
+            let _ = writeln!(out, "message:  {}", rejection.reason());
             return EXIT_BAD_INPUT;
         }
     };
@@ -396,7 +399,8 @@ pub fn check_in_mode(
         Judgement::Deny(reason) | Judgement::WouldDeny(reason) => {
             let what = format!("{} {}", info.method, info.path);
             let message = policy.deny_message(&reason, info.op.action, &what);
-            let _ = writeln!(out, "message:  Permission check failed ({message})");
+            let text = Rejection::denied(info.format, message).text();
+            let _ = writeln!(out, "message:  {text}");
             if matches!(judgement, Judgement::Deny(_)) {
                 EXIT_DENY
             } else {

@@ -1,7 +1,7 @@
 //! The answers hyper writes on its own, before any request exists (a request line or head it
 //! cannot parse: 400, 414 URI Too Long, 431 Request Header Fields Too Large), rewritten into
-//! Proxmox's shape: the status, the message as reason phrase, a JSON body
-//! `{"data":null,"message":"…\n"}` and `Connection: close`.
+//! Proxmox's shape by [`crate::reject`]: the status, the message as reason phrase, a JSON
+//! body `{"data":null,"message":"…\n"}`, and `Connection: close`.
 //!
 //! hyper writes them with an empty body and no way to change that, so the client connection's
 //! I/O is wrapped: a write that starts such an answer while no request of the connection is
@@ -13,7 +13,10 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use bytes::{Buf, Bytes};
+use http::StatusCode;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+
+use crate::reject::{Answer, Kind, Rejection};
 
 /// Whether a connection has a request being answered (by pvegate or Proxmox).
 pub trait Busy: Send + Sync {
@@ -47,30 +50,51 @@ impl<I, A> Shaped<I, A> {
     }
 }
 
-/// The message for a status hyper answers on its own, if it is one of those.
-fn message_for(head: &[u8]) -> Option<(u16, &'static str)> {
+/// pvegate's answer in place of one hyper writes on its own, if it is one of those.
+fn rejection_for(head: &[u8]) -> Option<Rejection> {
     if !head.starts_with(b"HTTP/1.1 4") || !contains(head, b"content-length: 0\r\n") {
         return None;
     }
-    match head.get(9..12)? {
-        b"400" => Some((400, "pvegate: refused unreadable request: not a well-formed HTTP/1.1 request head")),
-        b"414" => Some((414, "pvegate: request-target too long: send long parameter lists in the body")),
-        b"431" => Some((431, "pvegate: request header fields too large (Proxmox accepts at most 64 header lines and 8 KiB)")),
-        _ => None,
-    }
+    let (kind, detail) = match head.get(9..12)? {
+        b"400" => (Kind::Unreadable, "not a well-formed HTTP/1.1 request head"),
+        b"414" => (
+            Kind::Refused(StatusCode::URI_TOO_LONG),
+            "request-target too long: send long parameter lists in the body",
+        ),
+        b"431" => (
+            Kind::Refused(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE),
+            "request header fields too large (Proxmox accepts at most 64 header lines and 8 KiB)",
+        ),
+        _ => return None,
+    };
+    Some(Rejection::new(kind, None, detail))
 }
 
 fn contains(hay: &[u8], needle: &[u8]) -> bool {
     hay.windows(needle.len()).any(|w| w == needle)
 }
 
-/// The Proxmox-shaped answer for `status`.
-fn shaped(status: u16, message: &str) -> Bytes {
-    let body = serde_json::json!({"data": null, "message": format!("{message}\n")}).to_string();
-    Bytes::from(format!(
-        "HTTP/1.1 {status} {message}\r\ncontent-type: application/json;charset=UTF-8\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
-        body.len()
-    ))
+/// The bytes of `rejection`'s answer (json shape: no request, so no API format), closing the
+/// connection.
+fn shaped(rejection: &Rejection) -> Bytes {
+    let Answer {
+        status,
+        reason,
+        body,
+    } = rejection.answer();
+    let reason = reason.as_ref().map_or(&b""[..], |r| r.as_bytes());
+    let mut out = Vec::with_capacity(160 + reason.len() + body.len());
+    out.extend_from_slice(format!("HTTP/1.1 {} ", status.as_u16()).as_bytes());
+    out.extend_from_slice(reason);
+    out.extend_from_slice(
+        format!(
+            "\r\ncontent-type: application/json;charset=UTF-8\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+            body.len()
+        )
+        .as_bytes(),
+    );
+    out.extend_from_slice(&body);
+    Bytes::from(out)
 }
 
 impl<I: AsyncWrite + Unpin, A: Busy> Shaped<I, A> {
@@ -91,11 +115,12 @@ impl<I: AsyncWrite + Unpin, A: Busy> Shaped<I, A> {
         if self.activity.busy() {
             return false;
         }
-        let Some((status, message)) = message_for(first) else {
+        let Some(rejection) = rejection_for(first) else {
             return false;
         };
-        self.pending = shaped(status, message);
+        self.pending = shaped(&rejection);
         self.rewrote = true;
+        let status = rejection.status().as_u16();
         tracing::debug!(status, total, "answered a request hyper could not parse");
         true
     }
@@ -165,11 +190,15 @@ mod tests {
     fn only_hypers_empty_error_answers_are_recognised() {
         let hyper431 =
             b"HTTP/1.1 431 Request Header Fields Too Large\r\ncontent-length: 0\r\ndate: x\r\n\r\n";
-        assert_eq!(message_for(hyper431).map(|m| m.0), Some(431));
+        assert_eq!(
+            rejection_for(hyper431).map(|r| r.status().as_u16()),
+            Some(431)
+        );
         let proxied = b"HTTP/1.1 431 Request Header Fields Too Large\r\ncontent-length: 12\r\n\r\n";
-        assert!(message_for(proxied).is_none());
-        assert!(message_for(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n").is_none());
-        let text = String::from_utf8(shaped(414, "pvegate: too long").to_vec()).unwrap();
+        assert!(rejection_for(proxied).is_none());
+        assert!(rejection_for(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n").is_none());
+        let too_long = Rejection::new(Kind::Refused(StatusCode::URI_TOO_LONG), None, "too long");
+        let text = String::from_utf8(shaped(&too_long).to_vec()).unwrap();
         assert!(
             text.starts_with("HTTP/1.1 414 pvegate: too long\r\n"),
             "{text}"

@@ -46,7 +46,7 @@ pub mod metrics;
 pub mod ops;
 pub mod policy;
 pub mod pve;
-pub mod respond;
+pub mod reject;
 pub mod server;
 pub mod stack;
 pub mod upstream;

@@ -17,7 +17,7 @@ use crate::audit::{self, AuditDecision, Ending, Outcome};
 use crate::body::Body;
 use crate::conn::ClientConn;
 use crate::policy::{Judgement, PolicyStore};
-use crate::respond;
+use crate::reject::{Kind, Rejection};
 
 /// Layer that applies [`Authorize`] with the policy in `store`.
 #[derive(Clone)]
@@ -65,18 +65,14 @@ where
         let started = Instant::now();
         let Some(info) = req.extensions().get::<Inspected>() else {
             // Only reachable if the stack were assembled without the inspect layer: fail closed.
-            let res = respond::error(
-                None,
-                http::StatusCode::INTERNAL_SERVER_ERROR,
-                "pvegate: request was not inspected",
-            );
+            let res = Rejection::new(Kind::Internal, None, "request was not inspected").response();
             return Audited::done(Either::Right(futures_util::future::ready(Ok(res))));
         };
         let client = ClientConn::addr_of(&req);
         let policy = self.store.snapshot();
         let judgement = policy.judge(&info.op, info.identity.as_deref(), self.store.mode());
         let explaining = policy.explaining();
-        let (decision, message) = match judgement {
+        let (decision, refusal) = match judgement {
             Judgement::Allow(_) => (AuditDecision::Allow, None),
             Judgement::Deny(r) | Judgement::WouldDeny(r) => {
                 let what = format!("{} {}", info.method, info.path);
@@ -86,9 +82,10 @@ where
                 } else {
                     AuditDecision::WouldDeny
                 };
-                (d, Some(m))
+                (d, Some(Rejection::denied(info.format, m)))
             }
         };
+        let message = refusal.as_ref().map(Rejection::reason);
         let exemption = match judgement {
             Judgement::Allow(_) if info.identity.is_some() && policy.has_exemptions() => {
                 policy.exemption_used(&info.op, info.identity.as_deref())
@@ -112,9 +109,9 @@ where
             },
             started,
         );
-        match (judgement, message) {
-            (Judgement::Deny(_), Some(message)) => {
-                let res = respond::deny(info.format, &message);
+        match (judgement, refusal) {
+            (Judgement::Deny(_), Some(refusal)) => {
+                let res = refusal.response();
                 outcome.finish(Ending::Answered(res.status()));
                 Audited::done(Either::Right(futures_util::future::ready(Ok(res))))
             }

@@ -19,7 +19,7 @@ use super::inspect::Inspected;
 use crate::body::Body;
 use crate::conn::ClientConn;
 use crate::metrics;
-use crate::respond;
+use crate::reject::{Kind, Rejection};
 use crate::upstream::{ForwardError, Upstream};
 
 /// Forwards to the upstream.
@@ -39,10 +39,6 @@ impl Forward {
         }
     }
 }
-
-/// Marks a response pvegate wrote itself because the upstream gave none (502/504/408).
-#[derive(Clone, Copy, Debug)]
-pub struct NotForwarded;
 
 /// A streamed request body that says when it has been sent in full (or given up).
 struct Sent {
@@ -161,10 +157,10 @@ fn answer(
                 ForwardError::Exchange { .. } | ForwardError::Build(_) => "exchange",
             });
             tracing::warn!(error = %e, "upstream request failed");
-            let mut res = respond::error(format, e.status(), &format!("pvegate: {e}"));
-            res.extensions_mut().insert(NotForwarded);
+            let rejection = Rejection::new(Kind::Upstream(e.status()), format, e.to_string());
+            let mut res = rejection.response();
             res.extensions_mut()
-                .insert(crate::audit::UpstreamFailed(e.to_string()));
+                .insert(crate::audit::UpstreamFailed(rejection.detail));
             res
         }
     }

@@ -18,9 +18,11 @@ use tower::{Layer, Service};
 use crate::audit;
 use crate::body::Body;
 use crate::conn::ClientConn;
-use crate::pve::framing::{read_head, too_large, BodyPlan, Refusal, MAX_BODY};
-pub use crate::pve::reader::{inspect_request, Inspected};
+use crate::pve::framing::{read_head, too_large, BodyPlan, MAX_BODY};
+use crate::pve::reader::inspect_request;
+pub use crate::pve::reader::Inspected;
 use crate::pve::{GuestSet, Target};
+use crate::reject::{Kind, Rejection};
 
 /// Layer that applies [`Inspect`].
 #[derive(Clone, Copy, Debug, Default)]
@@ -65,8 +67,8 @@ where
         Box::pin(async move {
             match prepare(req).await {
                 Ok(req) => inner.call(req).await,
-                Err((refusal, client, method, path)) => {
-                    let res = refusal.response();
+                Err((rejection, client, method, path)) => {
+                    let res = rejection.response();
                     audit::Outcome::begin(
                         audit::Facts {
                             client,
@@ -78,7 +80,7 @@ where
                             guests: &GuestSet::None,
                             decision: audit::AuditDecision::Deny,
                             rule: std::borrow::Cow::Borrowed("invalid request"),
-                            message: Some(&refusal.message),
+                            message: Some(&rejection.reason()),
                             generation: None,
                             exemption: None,
                         },
@@ -92,7 +94,7 @@ where
     }
 }
 
-type Rejected = (Refusal, SocketAddr, Method, String);
+type Rejected = (Rejection, SocketAddr, Method, String);
 
 async fn prepare<B>(req: Request<B>) -> Result<Request<Body>, Rejected>
 where
@@ -102,7 +104,7 @@ where
     let client = ClientConn::addr_of(&req);
     let (mut parts, body) = req.into_parts();
     // The request-target as it came: an origin-form target is the URI's path-and-query as is
-    // (no copy); anything else is rebuilt from the URI as before.
+    // (no copy); anything else is rebuilt from the URI.
     let rebuilt;
     let raw: &str = match parts.uri.path_and_query() {
         Some(pq) if parts.uri.scheme().is_none() && parts.uri.authority().is_none() => pq.as_str(),
@@ -112,7 +114,7 @@ where
         }
     };
     // What a refusal logs; built only when there is one.
-    let reject = |r: Refusal| {
+    let reject = |r: Rejection| {
         (
             r,
             client,
@@ -120,7 +122,8 @@ where
             parts.uri.path().to_string(),
         )
     };
-    let (target, query, plan) = read_head(&parts.method, raw, &parts.headers).map_err(reject)?;
+    let (target, query, plan) =
+        read_head(&parts.method, raw, &parts.headers).map_err(|r| reject(r.into()))?;
     let (bytes, body) = match plan {
         BodyPlan::Buffer(_) => {
             let format = match &target {
@@ -131,13 +134,15 @@ where
             let bytes = crate::bounded::read_to_limit(body, MAX_BODY)
                 .await
                 .map_err(|e| match e {
-                    crate::bounded::ReadError::TooLarge(_) => reject(too_large(format)),
-                    crate::bounded::ReadError::Timeout(t) => reject(Refusal {
-                        status: StatusCode::REQUEST_TIMEOUT,
+                    crate::bounded::ReadError::TooLarge(_) => reject(too_large(format).into()),
+                    crate::bounded::ReadError::Timeout(t) => reject(Rejection::new(
+                        Kind::Refused(StatusCode::REQUEST_TIMEOUT),
                         format,
-                        message: t.to_string(),
-                    }),
-                    crate::bounded::ReadError::Failed(m) => reject(Refusal::bad(format, m)),
+                        t.to_string(),
+                    )),
+                    crate::bounded::ReadError::Failed(m) => {
+                        reject(Rejection::new(Kind::Unreadable, format, m))
+                    }
                 })?;
             parts.headers.remove(header::TRANSFER_ENCODING);
             parts
@@ -149,7 +154,7 @@ where
         BodyPlan::Stream => (Bytes::new(), Body::new(body)),
     };
     let inspected = inspect_request(&parts.method, target, query, &plan, &bytes, &parts.headers)
-        .map_err(reject)?;
+        .map_err(|r| reject(r.into()))?;
     parts.extensions.insert(inspected);
     Ok(Request::from_parts(parts, body))
 }

@@ -129,7 +129,8 @@ impl Policy {
         }
     }
 
-    /// The text a refused client sees (it starts with `pvegate:`). It names the rule that
+    /// Why the request is refused, as the client will read it after pvegate's prefix
+    /// (`crate::reject` adds `pvegate: ` and the permission-check wrapper). It names the rule that
     /// refused (the guest's rule, a range with its name, `default_access`, or a setting) and
     /// ends with the policy's hint for that rule. `what` names the request for messages that
     /// have no guest ("POST /nodes/pve/newcall").
@@ -142,12 +143,12 @@ impl Policy {
         let (core, rule) = match reason {
             // The reason's own action: `host.access` rides on a request of another action.
             DenyReason::Action(a) => (
-                format!("pvegate: {a} is refused by [settings] deny_actions ({what})"),
+                format!("{a} is refused by [settings] deny_actions ({what})"),
                 None,
             ),
             DenyReason::Strict => (
                 format!(
-                    "pvegate: {what} is not in pvegate's API catalogue and [settings] strict refuses unknown changes"
+                    "{what} is not in pvegate's API catalogue and [settings] strict refuses unknown changes"
                 ),
                 None,
             ),
@@ -160,10 +161,10 @@ impl Policy {
                 let by = if rule.is_none() { " by default_access" } else { "" };
                 let s = match r.access {
                     super::Access::Readonly => {
-                        format!("pvegate: {guest} is readonly{by}: {act} refused")
+                        format!("{guest} is readonly{by}: {act} refused")
                     }
                     super::Access::Managed => {
-                        format!("pvegate: {guest}: {act} refused by policy")
+                        format!("{guest}: {act} refused by policy")
                     }
                 };
                 (with_reason(r, s), rule.map(|_| r))
@@ -176,7 +177,7 @@ impl Policy {
                     "unlisted guests".to_string()
                 };
                 let s = format!(
-                    "pvegate: this request gives the guest a host path, host device, raw QEMU args or hook script, which can reach every guest, including {who} ({}): host.access refused; permit it with host_paths/host_devices in the policy",
+                    "this request gives the guest a host path, host device, raw QEMU args or hook script, which can reach every guest, including {who} ({}): host.access refused; permit it with host_paths/host_devices in the policy",
                     r.access.as_str()
                 );
                 (with_reason(r, s), rule.map(|_| r))
@@ -192,10 +193,10 @@ impl Policy {
                 };
                 let s = match r.access {
                     super::Access::Readonly => format!(
-                        "pvegate: this request acts on every guest, including {who}, {which}: {act} refused"
+                        "this request acts on every guest, including {who}, {which}: {act} refused"
                     ),
                     super::Access::Managed => format!(
-                        "pvegate: this request acts on every guest, including {who}, whose policy refuses {act}"
+                        "this request acts on every guest, including {who}, whose policy refuses {act}"
                     ),
                 };
                 (with_reason(r, s), rule.map(|_| r))
@@ -354,7 +355,7 @@ deny = ["destroy"]
         };
         assert_eq!(
             p.deny_message(&r, "power.stop".parse().unwrap(), "POST /x"),
-            "pvegate: VM 104 'doc1' is readonly: power.stop refused (Main services VM); hint: ask whoever runs pvegate to change its policy if you need this"
+            "VM 104 'doc1' is readonly: power.stop refused (Main services VM); hint: ask whoever runs pvegate to change its policy if you need this"
         );
         let Decision::Deny(r) = p.decide(&op("power.stop", GuestSet::All), None) else {
             panic!()

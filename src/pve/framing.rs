@@ -2,12 +2,10 @@
 //! header limits, the `Connection`, `Transfer-Encoding`, `Content-Length` and `Content-Type`
 //! combinations it reads one way only, and the body each request may carry ([`BodyPlan`]).
 
-use http::{header, HeaderMap, Method, Response, StatusCode};
+use http::{header, HeaderMap, Method};
 
-use crate::body::Body;
 use crate::pve::request::{self, BodyKind};
 use crate::pve::{ApiFormat, Target};
-use crate::respond;
 
 /// Most header lines pvegate passes on (pveproxy's limit is 64; pvegate adds one).
 pub const MAX_HEADERS: usize = 62;
@@ -17,35 +15,42 @@ pub const MAX_HEADER_BYTES: usize = 8192 - 128;
 /// Largest non-upload body pveproxy accepts (and so the largest pvegate buffers).
 pub const MAX_BODY: usize = 512 * 1024;
 
-/// A request refused before any policy applies.
-#[derive(Debug)]
+/// A request pvegate will not pass on, found while reading it (before any policy applies);
+/// `crate::reject` turns it into the answer.
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Refusal {
-    pub status: StatusCode,
+    /// The request's API format, once known.
     pub format: Option<ApiFormat>,
-    pub message: String,
+    /// What is wrong with it.
+    pub kind: RefusalKind,
+}
+
+/// What is wrong with a refused request.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum RefusalKind {
+    /// A method Proxmox does not serve (answered 501).
+    #[error("method '{0}' not available (Proxmox serves GET, POST, PUT and DELETE only)")]
+    Method(Method),
+    /// Something pveproxy could read differently, or not at all (answered 400).
+    #[error("{0}")]
+    Malformed(String),
+    /// An upload without a `Content-Length` (answered 411).
+    #[error("uploads need a Content-Length (Proxmox does not accept chunked bodies)")]
+    LengthRequired,
+    /// A parameter body over [`MAX_BODY`] (answered 413).
+    #[error("request body over {} KiB (Proxmox's limit for API parameters)", MAX_BODY / 1024)]
+    TooLarge,
+    /// Read, but pvegate cannot tell every guest it touches (answered 403).
+    #[error("{0}")]
+    Unjudgeable(String),
 }
 
 impl Refusal {
+    /// A request that could be read two ways, or not at all.
     pub fn bad(format: Option<ApiFormat>, message: impl Into<String>) -> Self {
         Refusal {
-            status: StatusCode::BAD_REQUEST,
             format,
-            message: message.into(),
-        }
-    }
-
-    /// The response a client gets.
-    pub fn response(&self) -> Response<Body> {
-        if self.status == StatusCode::BAD_REQUEST {
-            respond::bad_request(self.format, &self.message)
-        } else if self.status == StatusCode::FORBIDDEN {
-            respond::deny(self.format, &self.message)
-        } else {
-            respond::error(
-                self.format,
-                self.status,
-                &format!("pvegate: {}", self.message),
-            )
+            kind: RefusalKind::Malformed(message.into()),
         }
     }
 }
@@ -80,11 +85,8 @@ pub fn read_head<'a>(
         Method::GET | Method::POST | Method::PUT | Method::DELETE
     ) {
         return Err(Refusal {
-            status: StatusCode::NOT_IMPLEMENTED,
             format: None,
-            message: format!(
-                "method '{method}' not available (Proxmox serves GET, POST, PUT and DELETE only)"
-            ),
+            kind: RefusalKind::Method(method.clone()),
         });
     }
     let (target, query) =
@@ -180,11 +182,8 @@ pub fn read_head<'a>(
             }
             if length.is_none() {
                 return Err(Refusal {
-                    status: StatusCode::LENGTH_REQUIRED,
                     format,
-                    message:
-                        "uploads need a Content-Length (Proxmox does not accept chunked bodies)"
-                            .into(),
+                    kind: RefusalKind::LengthRequired,
                 });
             }
             BodyPlan::Stream
@@ -218,14 +217,11 @@ pub fn read_head<'a>(
     Ok((target, query, plan))
 }
 
+/// A body over [`MAX_BODY`], found from its `Content-Length` or while reading it.
 pub fn too_large(format: Option<ApiFormat>) -> Refusal {
     Refusal {
-        status: StatusCode::PAYLOAD_TOO_LARGE,
         format,
-        message: format!(
-            "request body over {} KiB (Proxmox's limit for API parameters)",
-            MAX_BODY / 1024
-        ),
+        kind: RefusalKind::TooLarge,
     }
 }
 

@@ -2,9 +2,9 @@
 //! head passed [`super::framing::read_head`] and whose body was read becomes [`Inspected`],
 //! the typed facts the policy decides on.
 
-use http::{HeaderMap, Method, StatusCode};
+use http::{HeaderMap, Method};
 
-use super::framing::{BodyPlan, Refusal};
+use super::framing::{BodyPlan, Refusal, RefusalKind};
 use crate::pve::request;
 use crate::pve::{self, auth, ApiFormat, GuestSet, InspectError, Operation, Params, Route, Target};
 
@@ -66,9 +66,8 @@ pub fn inspect_request(
             let op = pve::inspect(method, &segments, &params).map_err(|e| match e {
                 InspectError::Malformed(m) => bad(m),
                 InspectError::Unjudgeable(m) => Refusal {
-                    status: StatusCode::FORBIDDEN,
                     format: Some(format),
-                    message: format!("pvegate: cannot judge this request, so it is refused: {m}"),
+                    kind: RefusalKind::Unjudgeable(m),
                 },
             })?;
             let len = segments.iter().map(|s| s.len() + 1).sum::<usize>();
