@@ -131,7 +131,7 @@ fn requests() -> Vec<Req> {
     ]
 }
 
-/// The whole path, as `layer::inspect::inspect_request` + `Authorize` run it.
+/// The whole path, as `pve::reader::inspect_request` + `Authorize` run it.
 fn decision_path(policy: &Policy, r: &Req) -> Decision {
     let (target, query) = request::parse_target(&r.target).expect("target");
     let Target::Api { segments, .. } = target else {

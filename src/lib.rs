@@ -8,17 +8,25 @@
 //!                                                     endpoint catalogue → Operation { route, action, guests }
 //! ```
 //!
-//! A request is read once, the way pveproxy reads it ([`pve::request`]): percent-decoding,
-//! slashes, formats, query-over-body precedence, `&`/`;` separators, JSON vs form bodies.
-//! Anything pveproxy could read differently is refused with 400. The inspect layer maps the
-//! request to an endpoint of the catalogue generated from the Proxmox API schema
-//! ([`pve::catalogue`]) and finds every guest it touches ([`pve::guests`]). The authorize
-//! layer decides with a pure function ([`policy::Policy::decide`]) on a snapshot of the live
-//! policy (enforcing it, or in shadow mode only noting what it would refuse), answers denials
-//! itself ([`respond`]) — a refused request never reaches Proxmox — and writes one audit line
-//! per request once its outcome is known ([`audit::Outcome`]), through a bounded log queue
-//! that a stalled reader cannot block ([`logsink`]). Everything else is forwarded unchanged ([`upstream`]), small
-//! bodies byte for byte, uploads and downloads streamed, websocket consoles spliced.
+//! A request is read once, the way pveproxy reads it: its head against pveproxy's framing
+//! rules ([`pve::framing`]), then its target and parameters ([`pve::request`]):
+//! percent-decoding, slashes, formats, query-over-body precedence, `&`/`;` separators, JSON vs
+//! form bodies. Anything pveproxy could read differently is refused with 400. The reader
+//! ([`pve::reader`], shared by the inspect layer and `pvegate check`) maps the request to an
+//! endpoint of the catalogue generated from the Proxmox API schema ([`pve::catalogue`]) and
+//! finds every guest it touches ([`pve::guests`]). The authorize layer decides with a pure
+//! function ([`policy::Policy::decide`]) on a snapshot of the live policy (enforcing it, or in
+//! shadow mode only noting what it would refuse), answers denials itself — a refused request
+//! never reaches Proxmox — and writes one audit line per request once its outcome is known
+//! ([`audit::Outcome`]), through a bounded log queue that a stalled reader cannot block
+//! ([`logsink`]). Everything else is forwarded unchanged ([`upstream`]), small bodies byte for
+//! byte, uploads and downloads streamed, websocket consoles spliced.
+//!
+//! Every answer pvegate writes itself (a denial, an unreadable request, an upstream failure,
+//! a head hyper cannot parse) is one [`reject::Rejection`] mapped to Proxmox's shape in one
+//! place. The facts of a client connection ([`conn::ClientConn`]) travel in each request's
+//! extensions; their upstream side belongs to [`upstream`] ([`upstream::ClientLink`]).
+//! Imports point down: server → layers → pve / policy / upstream.
 //!
 //! pvegate holds no Proxmox credential: it can only take permissions away.
 //!

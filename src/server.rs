@@ -49,7 +49,7 @@
 //!   the socket back, and the connection task splices the two (client bytes hyper read past
 //!   the `101` go first), with no idle timeout.
 //!
-//! TLS connections are served by hyper for their whole life as before: rustls may hold
+//! TLS connections are served by hyper for their whole life: rustls may hold
 //! decrypted bytes hyper has not asked for yet and its own buffers, so parking them would need
 //! rustls's buffers to be released as well; that is not done.
 

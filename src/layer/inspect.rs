@@ -1,9 +1,11 @@
-//! The inspect layer: request -> [`Inspected`] (API format, [`Operation`], identity), with
-//! pveproxy's framing rules applied and small bodies buffered so exactly the bytes that were
-//! judged are forwarded, with a `Content-Length`.
+//! The inspect layer, tower glue around pvegate's one request reader: the head is checked
+//! against pveproxy's framing rules ([`crate::pve::framing`]), a small body is buffered (within
+//! its size and time bounds) so exactly the bytes that were judged are forwarded, with a
+//! `Content-Length`, and the request is read into [`Inspected`] ([`crate::pve::reader`]).
 //!
-//! Refusals here are answered directly: 501 for methods Proxmox does not serve, 400 for
-//! anything that could be read two ways, 411/413 for bodies that cannot be judged.
+//! Refusals are answered here ([`crate::reject`]) with an audit line: 501 for methods Proxmox
+//! does not serve, 400 for anything that could be read two ways, 408/411/413 for bodies that
+//! cannot be judged, 403 for requests whose guests cannot be told.
 
 use std::convert::Infallible;
 use std::future::Future;

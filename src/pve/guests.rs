@@ -10,8 +10,8 @@
 //!   never fail and, when unsure, include the number: a false positive only refuses a call.
 //!
 //! The set type itself, [`GuestSet`], is in `guests/set.rs`. The tables that pin the parsers
-//! down are in `guests/tests.rs`; `guests/reference.rs` keeps the pre-rewrite scanners the
-//! tests compare the current ones with.
+//! down are in `guests/tests.rs`; `guests/reference.rs` holds plain, unoptimised versions of
+//! the scanners that the tests compare these with.
 
 mod set;
 

@@ -1,6 +1,6 @@
-//! The owner scanners and list parsers as they were before the rewrite for speed (commit
-//! 3afa4a3), kept verbatim as the reference the tests compare the current ones with: the
-//! rewrite must find exactly the same guests and items.
+//! Plain, unoptimised versions of the owner scanners and list parsers: the reference the
+//! tests compare the optimised ones in `guests.rs` with, which must find exactly the same
+//! guests and items.
 
 use super::{all_digits, candidate, strip_nl, upid_id_guest, volume_name, OWNER_PREFIXES};
 use super::{GuestSet, Vmid, VMID_MAX, VMID_MIN};

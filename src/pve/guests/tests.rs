@@ -1,5 +1,5 @@
 //! Tests of the guest parsers and scanners: tables of values as pveproxy reads them, and
-//! comparisons with the pre-rewrite copy in `reference.rs`.
+//! comparisons with the plain versions in `reference.rs`.
 
 use super::*;
 
