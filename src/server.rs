@@ -264,7 +264,7 @@ async fn accept(
                 // Out of file descriptors and the like: back off instead of spinning, and
                 // say so once in a while rather than for every attempt.
                 unreported += 1;
-                if last_warn.map_or(true, |t| t.elapsed() >= ACCEPT_WARN_EVERY) {
+                if last_warn.is_none_or(|t| t.elapsed() >= ACCEPT_WARN_EVERY) {
                     tracing::warn!(error = %e, failures = unreported, "accept failed (raise the file descriptor limit or lower listen.max_connections)");
                     last_warn = Some(Instant::now());
                     unreported = 0;

@@ -151,9 +151,9 @@ fn parse_size(s: &str) -> u64 {
 fn format_size(bytes: u64) -> String {
     const G: u64 = 1 << 30;
     const M: u64 = 1 << 20;
-    if bytes % G == 0 {
+    if bytes.is_multiple_of(G) {
         format!("{}G", bytes / G)
-    } else if bytes % M == 0 {
+    } else if bytes.is_multiple_of(M) {
         format!("{}M", bytes / M)
     } else {
         format!("{}K", bytes.div_ceil(1024))

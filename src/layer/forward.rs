@@ -84,7 +84,7 @@ fn is_streamed(req: &Request<Body>) -> bool {
         && req
             .extensions()
             .get::<Inspected>()
-            .map_or(true, |i| i.path.ends_with("/upload"))
+            .is_none_or(|i| i.path.ends_with("/upload"))
 }
 
 impl Service<Request<Body>> for Forward {

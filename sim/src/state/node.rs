@@ -31,10 +31,10 @@ impl State {
     /// `GET /cluster/resources` (optionally `type=vm|node|storage`).
     pub fn resources(&self, filter: Option<&str>, fingerprint: &str) -> Value {
         let mut out = Vec::new();
-        if filter.map_or(true, |f| f == "node") {
+        if filter.is_none_or(|f| f == "node") {
             out.push(self.node_entry(fingerprint));
         }
-        if filter.map_or(true, |f| f == "vm") {
+        if filter.is_none_or(|f| f == "vm") {
             for g in self.guests.values() {
                 let mut m = g.stats();
                 let t = match g.kind {
@@ -50,7 +50,7 @@ impl State {
                 out.push(Value::Object(m));
             }
         }
-        if filter.map_or(true, |f| f == "storage") {
+        if filter.is_none_or(|f| f == "storage") {
             for (id, ty, content) in STORAGES {
                 out.push(json!({
                     "id": format!("storage/{}/{id}", self.node), "type": "storage", "storage": id,
@@ -101,7 +101,7 @@ impl State {
             .guests
             .values()
             .filter(|g| !g.template)
-            .filter(|g| wanted.as_ref().map_or(true, |w| w.contains(&g.vmid)))
+            .filter(|g| wanted.as_ref().is_none_or(|w| w.contains(&g.vmid)))
             .map(|g| g.vmid)
             .collect();
         let mut log = Vec::new();

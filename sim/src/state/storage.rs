@@ -63,8 +63,8 @@ impl State {
         Ok(Value::Array(
             self.volumes_of(storage)
                 .into_iter()
-                .filter(|v| content.map_or(true, |c| v["content"] == c))
-                .filter(|v| vmid.map_or(true, |id| v["vmid"] == id))
+                .filter(|v| content.is_none_or(|c| v["content"] == c))
+                .filter(|v| vmid.is_none_or(|id| v["vmid"] == id))
                 .collect(),
         ))
     }

@@ -134,9 +134,9 @@ impl State {
             .tasks
             .iter()
             .rev()
-            .filter(|t| vmid.map_or(true, |v| t.id == v))
-            .filter(|t| typefilter.map_or(true, |f| t.ttype == f))
-            .filter(|t| userfilter.map_or(true, |u| t.user.contains(u)))
+            .filter(|t| vmid.is_none_or(|v| t.id == v))
+            .filter(|t| typefilter.is_none_or(|f| t.ttype == f))
+            .filter(|t| userfilter.is_none_or(|u| t.user.contains(u)))
             .filter(|t| !errors || (!t.running() && t.exitstatus != "OK"))
             .skip(start)
             .take(limit)
