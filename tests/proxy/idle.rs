@@ -2,7 +2,7 @@
 //! come back transparently: requests after a park, a request head split across a park,
 //! pipelined requests after a park and a websocket opened on a parked connection all work.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

@@ -22,8 +22,6 @@
 //!
 //! Bypasses found here and fixed stay as regression tests at the end.
 
-mod common;
-
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;

@@ -16,7 +16,7 @@
 //! Needs `/usr/bin/chromium` (`.ci/run` installs Debian's `chromium`). Without it the test is
 //! skipped loudly, unless `CI` is set, where it fails.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 use std::process::Stdio;

@@ -6,7 +6,7 @@
 //!
 //! Timeouts are configured small so the tests end quickly; nothing asserts on speed.
 
-mod common;
+use crate::common;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};

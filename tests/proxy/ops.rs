@@ -3,7 +3,7 @@
 //! changes exit 4 with one line and never reach Proxmox) and on managed guests (changes land
 //! in the sim's state); failed tasks print their log tail; bad input exits 2 with one line.
 
-mod common;
+use crate::common;
 
 use std::path::PathBuf;
 

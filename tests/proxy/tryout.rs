@@ -5,7 +5,7 @@
 //! completions and man pages, `--version`, and refusals that name their rule and end with a
 //! hint (through the real stack, upstream untouched).
 
-mod common;
+use crate::common;
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};

@@ -4,7 +4,7 @@
 //! 403 before Proxmox sees anything — unless the policy permits the exact value. Volumes of
 //! content without an owner (ISO images, templates, snippets, import sources) name no guest.
 
-mod common;
+use crate::common;
 
 use common::*;
 

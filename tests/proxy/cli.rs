@@ -2,7 +2,7 @@
 //! (file:line errors), `demo --tour-only`, and `serve` against the simulated Proxmox with a
 //! pinned TLS upstream, including policy reload on SIGHUP and on file change.
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

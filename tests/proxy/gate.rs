@@ -2,7 +2,7 @@
 //! is checked for the client's answer and for the upstream having seen nothing; every allowed
 //! one for the upstream having received the same method, target and body.
 
-mod common;
+use crate::common;
 
 use common::*;
 

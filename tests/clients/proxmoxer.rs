@@ -14,7 +14,7 @@
 //! When `.venv` is missing (a fresh checkout), the test creates it with
 //! `python3 -m venv .venv && .venv/bin/pip install -r tests/clients/requirements.txt`.
 
-mod common;
+use crate::common;
 
 use std::path::PathBuf;
 use std::process::Stdio;

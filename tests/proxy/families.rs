@@ -3,7 +3,7 @@
 //! UPIDs, pools, ACL paths, nested `execute` calls), a change that touches a readonly guest is
 //! refused without reaching Proxmox, and the same call on a managed guest is forwarded.
 
-mod common;
+use crate::common;
 
 use common::*;
 

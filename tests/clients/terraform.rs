@@ -20,7 +20,7 @@
 //! Proxmox recorded exactly the requests pvegate allowed, with the client's headers.
 //! (Polling intervals are shortened from 1 s; the sequence is the provider's.)
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

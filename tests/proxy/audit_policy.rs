@@ -5,7 +5,7 @@
 //! own file (reopened on SIGHUP) with the upstream status and duration, and a stalled stderr
 //! reader never stops request handling.
 
-mod common;
+use crate::common;
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};

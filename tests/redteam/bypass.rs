@@ -12,7 +12,7 @@
 //! The corpus is generated from a fixed seed (xorshift), so it is the same on every run.
 //! Bypasses found here and fixed stay as regression tests at the end.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 use std::time::Duration;

@@ -4,7 +4,7 @@
 //! with a refusal (a tool error carrying the gate's message, nothing reaching Proxmox) and
 //! with successes that change the sim's state.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

@@ -22,7 +22,7 @@
 //!   (every byte value, text, 1 MiB) and a tunnel idle for longer than any timeout in
 //!   pvegate's server still echoes.
 
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 use std::time::Duration;
