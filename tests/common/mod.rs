@@ -59,16 +59,12 @@ pub async fn start() -> Gate {
     start_with(Opts::default()).await
 }
 
+/// The real `pvegate` binary, as cargo built it for the tests.
+pub const BIN: &str = env!("CARGO_BIN_EXE_pvegate");
+
 /// Upstream settings pointing at `sim`.
 pub fn upstream_for(sim: &SimHandle, trust: Trust) -> config::Upstream {
-    let uri: http::Uri = sim.url.parse().unwrap();
-    config::Upstream {
-        scheme: uri.scheme().unwrap().clone(),
-        authority: uri.authority().unwrap().clone(),
-        trust,
-        connect_timeout: Duration::from_secs(5),
-        pool_idle_timeout: Duration::from_millis(3000),
-    }
+    clients::upstream_cfg(&sim.url, trust, Duration::from_millis(3000))
 }
 
 pub async fn start_with(opts: Opts) -> Gate {
@@ -273,6 +269,36 @@ pub fn assert_refused(g: &Gate, r: &RawResponse) {
         "upstream saw a refused request: {:?}",
         g.sim.recorder.requests()
     );
+}
+
+/// Writes `bytes` on a new connection to `addr` and returns everything read until the server
+/// closes it or `wait` has passed.
+pub async fn exchange(addr: SocketAddr, bytes: &[u8], wait: Duration) -> Vec<u8> {
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let _ = s.write_all(bytes).await;
+    let mut buf = Vec::new();
+    let _ = tokio::time::timeout(wait, s.read_to_end(&mut buf)).await;
+    buf
+}
+
+/// The websocket request for the VNC console of `vmid` (from [`vnc_console`]) through the
+/// gate at `addr`, with the test token.
+pub fn vnc_websocket_request(
+    addr: SocketAddr,
+    vmid: u32,
+    port: &str,
+    ticket: &str,
+) -> http::Request<()> {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let url = format!(
+        "ws://127.0.0.1:{}/api2/json/nodes/pve/qemu/{vmid}/vncwebsocket?port={port}&vncticket={}",
+        addr.port(),
+        percent_encoding::utf8_percent_encode(ticket, percent_encoding::NON_ALPHANUMERIC)
+    );
+    let mut req = url.into_client_request().unwrap();
+    req.headers_mut()
+        .insert("authorization", TOKEN.parse().unwrap());
+    req
 }
 
 /// Asks for a VNC console of `vmid` (`POST …/vncproxy websocket=1`): its port and ticket.

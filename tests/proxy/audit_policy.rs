@@ -14,7 +14,6 @@ use std::time::{Duration, Instant};
 
 use common::*;
 
-const BIN: &str = env!("CARGO_BIN_EXE_pvegate");
 const STOP_104: &str = "/api2/json/nodes/pve/qemu/104/status/stop";
 
 fn write(dir: &Path, name: &str, text: &str) -> PathBuf {

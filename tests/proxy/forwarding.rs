@@ -34,7 +34,6 @@ use futures_util::{SinkExt, StreamExt};
 use pvegate::config::Trust;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::Message;
 
 /// The longest timeout in pvegate's server (`src/server.rs`: header read timeout, 30 s),
@@ -795,14 +794,7 @@ async fn downloads_stream_before_the_upstream_finishes() {
 async fn console_websocket_frames_untouched_and_never_idled_out() {
     let g = start().await;
     let (port, ticket) = vnc_console(g.addr, 110).await;
-    let url = format!(
-        "ws://127.0.0.1:{}/api2/json/nodes/pve/qemu/110/vncwebsocket?port={port}&vncticket={}",
-        g.addr.port(),
-        percent_encoding::utf8_percent_encode(&ticket, percent_encoding::NON_ALPHANUMERIC)
-    );
-    let mut req = url.into_client_request().unwrap();
-    req.headers_mut()
-        .insert("authorization", TOKEN.parse().unwrap());
+    let mut req = vnc_websocket_request(g.addr, 110, &port, &ticket);
     req.headers_mut()
         .insert("sec-websocket-protocol", "binary".parse().unwrap());
     // As Firefox sends it (Chromium: `Upgrade` alone).

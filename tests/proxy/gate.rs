@@ -199,13 +199,11 @@ async fn upstream_down_is_a_502_in_the_denial_shape() {
         .unwrap()
         .local_addr()
         .unwrap();
-    let cfg = pvegate::config::Upstream {
-        scheme: http::uri::Scheme::HTTP,
-        authority: dead.to_string().parse().unwrap(),
-        trust: pvegate::config::Trust::Insecure,
-        connect_timeout: std::time::Duration::from_secs(2),
-        pool_idle_timeout: std::time::Duration::from_secs(3),
-    };
+    let cfg = common::clients::upstream_cfg(
+        &format!("http://{dead}"),
+        pvegate::config::Trust::Insecure,
+        std::time::Duration::from_secs(3),
+    );
     let up = pvegate::upstream::Upstream::new(&cfg).unwrap();
     let listener = pvegate::server::Listener::bind("127.0.0.1:0".parse().unwrap(), None)
         .await

@@ -511,7 +511,7 @@ async fn startall_counts_as_every_guest() {
 /// `pvegate check` explains a host-reaching request; `validate` locates a bad pattern.
 #[test]
 fn check_explains_host_access_and_validate_locates_bad_patterns() {
-    let bin = env!("CARGO_BIN_EXE_pvegate");
+    let bin = BIN;
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("homelab.toml"), HOMELAB).unwrap();
     let cfg = dir.path().join("pvegate.toml");

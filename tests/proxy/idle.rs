@@ -10,7 +10,6 @@ use common::*;
 use futures_util::{SinkExt, StreamExt};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::Message;
 
 /// Longer than the park threshold (100 to 200 ms of nothing happening).
@@ -118,14 +117,7 @@ async fn websocket_on_a_parked_connection() {
     assert_eq!(r.status, 200, "{} {}", r.status, r.reason);
     tokio::time::sleep(PARKED).await;
 
-    let url = format!(
-        "ws://127.0.0.1:{}/api2/json/nodes/pve/qemu/110/vncwebsocket?port={port}&vncticket={}",
-        g.addr.port(),
-        percent_encoding::utf8_percent_encode(&ticket, percent_encoding::NON_ALPHANUMERIC)
-    );
-    let mut req = url.into_client_request().unwrap();
-    req.headers_mut()
-        .insert("authorization", TOKEN.parse().unwrap());
+    let mut req = vnc_websocket_request(g.addr, 110, &port, &ticket);
     req.headers_mut()
         .insert("sec-websocket-protocol", "binary".parse().unwrap());
     let (mut ws, resp) = tokio_tungstenite::client_async(req, s).await.unwrap();

@@ -14,8 +14,6 @@ use serde_json::{json, Value};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::process::{Child, ChildStdin, ChildStdout, Command};
 
-const BIN: &str = env!("CARGO_BIN_EXE_pvegate");
-
 struct Mcp {
     child: Child,
     stdin: ChildStdin,

@@ -12,8 +12,6 @@ use pvegate_sim::DEMO_TOKEN_ID;
 use pvegate_sim::DEMO_TOKEN_SECRET;
 use serde_json::Value;
 
-const BIN: &str = env!("CARGO_BIN_EXE_pvegate");
-
 struct Env {
     url: String,
     home: tempfile::TempDir,

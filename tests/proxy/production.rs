@@ -17,7 +17,6 @@ use common::*;
 use futures_util::{SinkExt, StreamExt};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::Message;
 
 struct Served {
@@ -459,14 +458,7 @@ async fn sigterm_with_a_websocket_open_closes_it_last_and_exits_0() {
         .unwrap();
     let mut served = serve(&sim.url, "drain_secs = 20", "", "");
     let (port, ticket) = vnc_console(served.addr, 110).await;
-    let url = format!(
-        "ws://{}/api2/json/nodes/pve/qemu/110/vncwebsocket?port={port}&vncticket={}",
-        served.addr,
-        percent_encoding::utf8_percent_encode(&ticket, percent_encoding::NON_ALPHANUMERIC)
-    );
-    let mut req = url.into_client_request().unwrap();
-    req.headers_mut()
-        .insert("authorization", TOKEN.parse().unwrap());
+    let req = vnc_websocket_request(served.addr, 110, &port, &ticket);
     let (mut ws, resp) = tokio_tungstenite::connect_async(req).await.unwrap();
     assert_eq!(resp.status(), 101);
     ws.send(Message::Binary(vec![1u8, 2, 3].into()))

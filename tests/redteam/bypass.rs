@@ -20,7 +20,6 @@ use std::time::Duration;
 use common::*;
 use pvegate_sim::{Recorded, SimGuest};
 use serde_json::Value;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const PROTECTED: [u64; 2] = [104, 109];
 
@@ -1642,13 +1641,8 @@ fn corpus(seed: u64, count: usize, mode: Mode) -> Vec<(Op, Req)> {
 
 /// Writes `bytes` on a fresh connection (closing our write side after it) and reads
 /// everything the gate answers.
-async fn exchange(addr: std::net::SocketAddr, bytes: &[u8]) -> Vec<u8> {
-    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let _ = s.write_all(bytes).await;
-    let mut buf = Vec::new();
-    let _ = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut buf)).await;
-    buf
-}
+/// How long an answer to one spelling may take.
+const WAIT: Duration = Duration::from_secs(5);
 
 /// The status codes in a (possibly pipelined) answer, and whether any body says
 /// `success: 0` (extjs/htmljs denials are HTTP 200).
@@ -1686,7 +1680,7 @@ struct Tally {
 async fn check(g: &Gate, req: &Req, before: &[SimGuest], t: &mut Tally) -> bool {
     g.sim.recorder.clear();
     let bytes = req.bytes();
-    let answer = exchange(g.addr, &bytes).await;
+    let answer = exchange(g.addr, &bytes, WAIT).await;
     t.sent += 1;
     let recorded = g.sim.recorder.requests();
     let (codes, success0) = statuses(&answer);
@@ -1942,7 +1936,7 @@ async fn pipelined_and_smuggled_changes_are_judged_one_by_one() {
                 wire.extend_from_slice(b"\r\n0\r\n\r\n");
             }
         }
-        let _ = exchange(g.addr, &wire).await;
+        let _ = exchange(g.addr, &wire, WAIT).await;
         t.sent += 1;
         for r in g.sim.recorder.requests() {
             t.forwarded += 1;
@@ -2063,7 +2057,7 @@ async fn bypass_content_type_with_underscore() {
                 body.len()
             );
             g.sim.recorder.clear();
-            let answer = exchange(g.addr, wire.as_bytes()).await;
+            let answer = exchange(g.addr, wire.as_bytes(), WAIT).await;
             t.sent += 1;
             for r in g.sim.recorder.requests() {
                 for call in perl::of_recorded(&r) {
@@ -2100,7 +2094,7 @@ async fn bypass_content_length_with_underscore_smuggles_a_request() {
         body.len()
     );
     g.sim.recorder.clear();
-    let answer = exchange(g.addr, wire.as_bytes()).await;
+    let answer = exchange(g.addr, wire.as_bytes(), WAIT).await;
     let mut violations = Vec::new();
     for r in g.sim.recorder.requests() {
         for call in perl::of_recorded(&r) {

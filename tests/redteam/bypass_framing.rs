@@ -22,10 +22,14 @@
 //!
 //! Bypasses found here and fixed stay as regression tests at the end.
 
+use crate::common;
+
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use common::clients::upstream_cfg;
+use common::exchange;
 use pvegate::policy::{Policy, PolicyStore};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
@@ -494,13 +498,11 @@ impl Drop for Stack {
 
 async fn stack(policy: &str) -> Stack {
     let up = raw_upstream().await;
-    let cfg = pvegate::config::Upstream {
-        scheme: http::uri::Scheme::HTTP,
-        authority: up.addr.to_string().parse().unwrap(),
-        trust: pvegate::config::Trust::Insecure,
-        connect_timeout: Duration::from_secs(2),
-        pool_idle_timeout: Duration::from_secs(3),
-    };
+    let cfg = upstream_cfg(
+        &format!("http://{}", up.addr),
+        pvegate::config::Trust::Insecure,
+        Duration::from_secs(3),
+    );
     let upstream = pvegate::upstream::Upstream::new(&cfg).unwrap();
     let store = PolicyStore::new(Policy::from_toml_str("t.toml", policy).unwrap(), vec![]);
     let listener = pvegate::server::Listener::bind("127.0.0.1:0".parse().unwrap(), None)
@@ -512,13 +514,8 @@ async fn stack(policy: &str) -> Stack {
 }
 
 /// Sends `bytes` on one connection and reads until pvegate closes (or a short timeout).
-async fn exchange(addr: SocketAddr, bytes: &[u8]) -> Vec<u8> {
-    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let _ = s.write_all(bytes).await;
-    let mut buf = Vec::new();
-    let _ = tokio::time::timeout(Duration::from_millis(1500), s.read_to_end(&mut buf)).await;
-    buf
-}
+/// How long an answer to one spelling may take.
+const WAIT: Duration = Duration::from_millis(1500);
 
 /// Sends one request and reads until one whole response (by its Content-Length) is in.
 async fn exchange_one(addr: SocketAddr, bytes: &[u8]) -> Vec<u8> {
@@ -928,7 +925,7 @@ async fn framing_tricks_never_reach_pveproxy_as_another_request() {
                 if pipelined {
                     wire.extend_from_slice(&follow);
                 }
-                let answer = exchange(s.addr, &wire).await;
+                let answer = exchange(s.addr, &wire, WAIT).await;
                 sent += 1;
                 let n = s.up.log.requests().len();
                 forwarded += n;
@@ -1138,7 +1135,7 @@ async fn bypass_connection_named_cookie_makes_a_token_exempt() {
     let req = format!(
         "POST /api2/json/nodes/pve/qemu/104/status/stop HTTP/1.1\r\nHost: pve\r\nCookie: PVEAuthCookie={EXEMPT_TICKET}\r\nAuthorization: {TOKEN}\r\nConnection: close, Cookie\r\nContent-Length: 0\r\n\r\n"
     );
-    let answer = exchange(s.addr, req.as_bytes()).await;
+    let answer = exchange(s.addr, req.as_bytes(), WAIT).await;
     let got = s.up.log.requests();
     for w in &got {
         assert!(
@@ -1161,7 +1158,7 @@ async fn divergence_connection_named_content_type() {
         "POST /api2/json/nodes/pve/stopall HTTP/1.1\r\nHost: pve\r\nAuthorization: {TOKEN}\r\nContent-Type: application/json\r\nConnection: close, Content-Type\r\nContent-Length: {}\r\n\r\n{body}",
         body.len()
     );
-    let _ = exchange(s.addr, req.as_bytes()).await;
+    let _ = exchange(s.addr, req.as_bytes(), WAIT).await;
     for w in s.up.log.requests() {
         assert!(
             w.header("content-type").is_some(),
