@@ -21,7 +21,7 @@ or `git clone https://git.proxmox.com/git/pve-docs.git` and
 `git -C pve-docs show <commit>:api-viewer/apidata.js > ...`). Then regenerate and check:
 
     python3 tools/gen_catalogue.py target/pve-schema/apidata-9.1.js target/pve-schema/apidata-8.4.js
-    cargo test --test coverage
+    cargo test --test oracles
 
 Each input is checked against the schema digest recorded in SOURCES, so the catalogue's header
 always names the schema it was built from. To move to a newer schema, fetch the newer file,
@@ -312,7 +312,7 @@ def main():
 
     header = {
         "generated_by": "tools/gen_catalogue.py -- GENERATED FILE, DO NOT EDIT BY HAND",
-        "regenerate": "python3 tools/gen_catalogue.py APIDATA_9_1_JS APIDATA_8_4_JS  (fetch commands in its docstring; then: cargo test --test coverage)",
+        "regenerate": "python3 tools/gen_catalogue.py APIDATA_9_1_JS APIDATA_8_4_JS  (fetch commands in its docstring; then: cargo test --test oracles)",
         "sources": metas,
         "endpoint_count": len(endpoints),
     }

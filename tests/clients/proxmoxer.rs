@@ -41,7 +41,7 @@ async fn venv_python() -> PathBuf {
         return python;
     }
     if !python.exists() {
-        eprintln!("clients_proxmoxer: creating .venv (python3 -m venv .venv)");
+        eprintln!("clients::proxmoxer: creating .venv (python3 -m venv .venv)");
         let st = tokio::process::Command::new("python3")
             .args(["-m", "venv", ".venv"])
             .current_dir(root)
@@ -50,7 +50,7 @@ async fn venv_python() -> PathBuf {
             .expect("python3 is installed");
         assert!(st.success(), "python3 -m venv .venv failed");
     }
-    eprintln!("clients_proxmoxer: installing tests/clients/requirements.txt into .venv");
+    eprintln!("clients::proxmoxer: installing tests/clients/requirements.txt into .venv");
     let st = tokio::process::Command::new(root.join(".venv/bin/pip"))
         .args(["install", "-q", "-r", "tests/clients/requirements.txt"])
         .current_dir(root)

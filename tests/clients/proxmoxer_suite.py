@@ -6,7 +6,7 @@ On managed guests (VM 110, CT 120, and clones of template 9001) every call must 
 readonly guests (VM 104 'doc1', VM 109 'igp') every read must succeed and every change must
 raise proxmoxer's ResourceException with HTTP 403 and a text naming the guest and pvegate.
 
-Configuration comes from the environment (set by tests/clients_proxmoxer.rs):
+Configuration comes from the environment (set by tests/clients/proxmoxer.rs):
   PVEGATE_HOST, PVEGATE_PORT   where pvegate listens (HTTPS)
   PVEGATE_CA                   PEM file of the CA that signed pvegate's certificate
   PVE_TOKEN_USER, PVE_TOKEN_NAME, PVE_TOKEN_VALUE   API token

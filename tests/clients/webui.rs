@@ -93,7 +93,7 @@ async fn web_ui_in_headless_chromium_through_pvegate() {
             panic!("{CHROMIUM} is missing on CI: .ci/run must install Debian's chromium");
         }
         eprintln!(
-            "\n\n*** SKIPPED clients_webui: {CHROMIUM} not found. Install it (apt-get install \
+            "\n\n*** SKIPPED clients::webui: {CHROMIUM} not found. Install it (apt-get install \
              chromium) to run the web UI suite. ***\n\n"
         );
         return;

@@ -7,7 +7,7 @@
 //! guest positions, and checks that 104 is found; then it puts 110 everywhere and checks
 //! that 104 is not found (unless the endpoint reaches every guest by design).
 //!
-//! Run with `cargo test --test coverage -- --nocapture` for the summary.
+//! Run with `cargo test --test oracles -- --nocapture` for the summary.
 
 use std::collections::BTreeMap;
 
