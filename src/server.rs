@@ -77,7 +77,7 @@ use tower::Service;
 
 use crate::body::{Body, BoxError};
 use crate::bounded::IdleTimeout;
-use crate::config::{ConfigError, Limits};
+use crate::config::Limits;
 use crate::conn::ClientConn;
 use crate::early::{Busy, Shaped};
 use crate::metrics::OpenConnection;
@@ -108,8 +108,6 @@ pub enum ServeError {
     },
     #[error("{0}")]
     Tls(String),
-    #[error(transparent)]
-    Config(#[from] ConfigError),
 }
 
 /// Loads a PEM certificate chain and key into a server TLS config (TLS 1.2 and 1.3, ALPN
