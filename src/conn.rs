@@ -41,3 +41,23 @@ impl ClientConn {
             .map_or(SocketAddr::from(([0, 0, 0, 0], 0)), |c| c.0.addr)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_client_address_comes_from_the_connection() {
+        let addr: SocketAddr = "[2001:db8::7]:40000".parse().unwrap();
+        let mut req = Request::new(());
+        assert_eq!(
+            ClientConn::addr_of(&req),
+            SocketAddr::from(([0, 0, 0, 0], 0))
+        );
+        req.extensions_mut().insert(ClientConn::new(addr, None));
+        assert_eq!(ClientConn::addr_of(&req), addr);
+        let conn = req.extensions().get::<ClientConn>().unwrap();
+        assert_eq!(conn.0.upstream.forwarded_for, "2001:db8::7");
+        assert!(conn.0.upstream.upgrade.is_none());
+    }
+}

@@ -241,3 +241,97 @@ fn content_length(headers: &HeaderMap) -> Result<Option<u64>, String> {
         .map(Some)
         .ok_or_else(|| "Content-Length is not a number".into())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http::HeaderValue;
+
+    fn head(method: Method, target: &str, headers: &[(&str, &str)]) -> Result<BodyPlan, Refusal> {
+        let mut map = HeaderMap::new();
+        for (n, v) in headers {
+            map.append(
+                http::HeaderName::from_bytes(n.as_bytes()).unwrap(),
+                HeaderValue::from_str(v).unwrap(),
+            );
+        }
+        read_head(&method, target, &map).map(|(_, _, plan)| plan)
+    }
+
+    fn kind(r: Result<BodyPlan, Refusal>) -> RefusalKind {
+        r.unwrap_err().kind
+    }
+
+    #[test]
+    fn the_body_plan_follows_method_and_endpoint() {
+        let stop = "/api2/json/nodes/pve/qemu/104/status/stop";
+        assert_eq!(head(Method::GET, stop, &[]).unwrap(), BodyPlan::Empty);
+        assert_eq!(
+            head(Method::POST, stop, &[("content-length", "3")]).unwrap(),
+            BodyPlan::Buffer(BodyKind::Form)
+        );
+        let upload = "/api2/json/nodes/pve/storage/local/upload";
+        let multipart = ("content-type", "multipart/form-data; boundary=x");
+        assert_eq!(
+            head(Method::POST, upload, &[multipart, ("content-length", "9")]).unwrap(),
+            BodyPlan::Stream
+        );
+    }
+
+    #[test]
+    fn each_framing_refusal_has_its_kind() {
+        let stop = "/api2/json/nodes/pve/qemu/104/status/stop";
+        assert_eq!(
+            kind(head(Method::PATCH, stop, &[])),
+            RefusalKind::Method(Method::PATCH)
+        );
+        let upload = "/api2/json/nodes/pve/storage/local/upload";
+        let multipart = ("content-type", "multipart/form-data; boundary=x");
+        let chunked = ("transfer-encoding", "chunked");
+        assert_eq!(
+            kind(head(Method::POST, upload, &[multipart, chunked])),
+            RefusalKind::LengthRequired
+        );
+        let big = (MAX_BODY + 1).to_string();
+        assert_eq!(
+            kind(head(Method::POST, stop, &[("content-length", &big)])),
+            RefusalKind::TooLarge
+        );
+        for headers in [
+            &[("content-length", "1"), ("content-length", "1")][..],
+            &[("content-length", "+1")],
+            &[chunked, ("content-length", "1")],
+            &[("connection", "cookie")],
+            &[("content_type", "application/json")],
+            &[multipart, ("content-length", "1")],
+        ] {
+            assert!(
+                matches!(
+                    kind(head(Method::POST, stop, headers)),
+                    RefusalKind::Malformed(_)
+                ),
+                "{headers:?}"
+            );
+        }
+        assert!(matches!(
+            kind(head(Method::GET, stop, &[("content-length", "1")])),
+            RefusalKind::Malformed(m) if m.contains("query string")
+        ));
+        assert!(matches!(
+            kind(head(Method::POST, "/pve2/js/x.js", &[])),
+            RefusalKind::Malformed(m) if m.contains("only GET outside /api2")
+        ));
+    }
+
+    #[test]
+    fn header_limits_leave_room_for_the_header_pvegate_adds() {
+        let stop = "/api2/json/nodes/pve/qemu/104/status/current";
+        let names: Vec<String> = (0..=MAX_HEADERS).map(|i| format!("x-h{i}")).collect();
+        let many: Vec<(&str, &str)> = names.iter().map(|n| (n.as_str(), "v")).collect();
+        assert!(head(Method::GET, stop, &many[..MAX_HEADERS]).is_ok());
+        assert!(matches!(
+            kind(head(Method::GET, stop, &many)),
+            RefusalKind::Malformed(m) if m.contains("at most 64 lines")
+        ));
+    }
+}

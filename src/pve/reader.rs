@@ -88,3 +88,56 @@ pub fn inspect_request(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pve::framing::read_head;
+    use http::header;
+
+    fn read(method: Method, target: &str, body: &str) -> Result<Inspected, Refusal> {
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            header::AUTHORIZATION,
+            "PVEAPIToken=ci@pve!tofu=11111111-2222-3333-4444-555555555555"
+                .parse()
+                .unwrap(),
+        );
+        if !body.is_empty() {
+            headers.insert(header::CONTENT_LENGTH, body.len().into());
+        }
+        let (target, query, plan) = read_head(&method, target, &headers)?;
+        inspect_request(&method, target, query, &plan, body.as_bytes(), &headers)
+    }
+
+    #[test]
+    fn a_request_becomes_its_facts() {
+        let i = read(
+            Method::POST,
+            "/api2/extjs/nodes/pve/qemu/104/status/stop",
+            "timeout=5",
+        )
+        .unwrap();
+        assert_eq!(i.format, Some(ApiFormat::Extjs));
+        assert_eq!(i.path, "/api2/extjs/nodes/pve/qemu/104/status/stop");
+        assert_eq!(i.endpoint(), "/nodes/{node}/qemu/{vmid}/status/stop");
+        assert_eq!(i.op.action.as_str(), "power.stop");
+        assert_eq!(i.identity.as_deref(), Some("ci@pve!tofu"));
+        let s = read(Method::GET, "/pve2/js/pvemanagerlib.js", "").unwrap();
+        assert_eq!((s.format, s.endpoint()), (None, "static"));
+    }
+
+    #[test]
+    fn unreadable_parameters_are_refused_with_the_format() {
+        // The path names VM 104, the body VM 105: pveproxy refuses the conflict, and so does
+        // pvegate.
+        let r = read(
+            Method::POST,
+            "/api2/json/nodes/pve/qemu/104/status/stop",
+            "vmid=105",
+        )
+        .unwrap_err();
+        assert_eq!(r.format, Some(ApiFormat::Json));
+        assert!(matches!(r.kind, RefusalKind::Malformed(_)), "{r:?}");
+    }
+}
