@@ -29,6 +29,7 @@
 #![forbid(unsafe_code)]
 
 pub mod admin;
+pub mod approval;
 pub mod audit;
 pub mod body;
 pub mod bounded;

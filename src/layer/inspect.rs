@@ -80,6 +80,9 @@ pub struct Inspected {
     pub op: Operation,
     /// Token id or ticket user of the credential pveproxy will use.
     pub identity: Option<String>,
+    /// The parameters as pveproxy will read them (for the digest of a request that needs
+    /// approval, [`crate::approval::gate::digest`]).
+    pub params: Params,
 }
 
 impl Inspected {
@@ -340,6 +343,7 @@ pub fn inspect_request(
             path,
             op: Operation::new(Route::Static, pve::Action::Read, GuestSet::None),
             identity,
+            params: Params::default(),
         }),
         Target::Api { format, segments } => {
             let bad = |m: String| Refusal::bad(Some(format), m);
@@ -375,6 +379,7 @@ pub fn inspect_request(
                 path,
                 op,
                 identity,
+                params,
             })
         }
     }
@@ -439,6 +444,8 @@ where
                             message: Some(&refusal.message),
                             generation: None,
                             exemption: None,
+                            approval: None,
+                            waiver: None,
                         },
                         std::time::Instant::now(),
                     )

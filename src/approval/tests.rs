@@ -1,0 +1,1 @@
+//! Unit tests of the approval state: signing, grants used once, self-approval, waivers.
