@@ -129,10 +129,14 @@ pub async fn answer<B>(
             Ok(w) => w,
             Err(why) => {
                 tracing::warn!(why, "admin /approvals: authentication failed");
+                crate::logsink::flush_this_thread();
                 return error(StatusCode::UNAUTHORIZED, "authentication failed");
             }
         };
-        route(&approvals, &method, &path, &who, reason.as_deref())
+        let res = route(&approvals, &method, &path, &who, reason.as_deref());
+        // Blocking threads batch log lines but never park: hand them over now.
+        crate::logsink::flush_this_thread();
+        res
     });
     match tokio::time::timeout(std::time::Duration::from_secs(10), job).await {
         Ok(Ok(res)) => res,

@@ -107,6 +107,17 @@ pub struct OwnedAsk {
 /// records a new one (audited, counted, and sent to the webhook). Runs on a blocking thread.
 pub async fn ask(approvals: Arc<Approvals>, ask: OwnedAsk) -> Result<Gate, StateError> {
     let job = tokio::task::spawn_blocking(move || {
+        // Blocking threads batch log lines but never park: hand them over when done.
+        let result = settle(&approvals, &ask);
+        crate::logsink::flush_this_thread();
+        result
+    });
+    job.await
+        .map_err(|e| StateError::Refused(format!("approval check failed: {e}")))?
+}
+
+fn settle(approvals: &Approvals, ask: &OwnedAsk) -> Result<Gate, StateError> {
+    {
         let store = approvals.store()?;
         let gate = store.gate(&Ask {
             identity: ask.identity.as_deref(),
@@ -127,9 +138,7 @@ pub async fn ask(approvals: Arc<Approvals>, ask: OwnedAsk) -> Result<Gate, State
             Gate::Waiting(_, false) | Gate::Full => events::count_approval("refused"),
         }
         Ok(gate)
-    });
-    job.await
-        .map_err(|e| StateError::Refused(format!("approval check failed: {e}")))?
+    }
 }
 
 /// "VM 104", "VMs 104,109", "every guest", or "no guest".

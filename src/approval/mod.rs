@@ -102,7 +102,12 @@ impl Approvals {
         loop {
             tick.tick().await;
             let me = Arc::clone(&self);
-            let _ = tokio::task::spawn_blocking(move || me.sweep_once()).await;
+            let _ = tokio::task::spawn_blocking(move || {
+                me.sweep_once();
+                // Blocking threads batch log lines but never park: hand them over now.
+                crate::logsink::flush_this_thread();
+            })
+            .await;
         }
     }
 
