@@ -123,7 +123,7 @@ pub async fn answer<B>(
     };
     let method = req.method().clone();
     let path = req.uri().path().to_string();
-    let reason = req.uri().query().and_then(|q| form_urlencoded_reason(q));
+    let reason = req.uri().query().and_then(form_urlencoded_reason);
     let job = tokio::task::spawn_blocking(move || {
         let who = match approver_for(&token_file, &bearer) {
             Ok(w) => w,

@@ -71,7 +71,7 @@ impl Key {
                 Ok(Key(hmac::Key::new(hmac::HMAC_SHA256, text.as_bytes())))
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound && create => {
-                let bytes = random::<32>().map_err(|()| bad("no randomness".into()))?;
+                let bytes = random::<32>()?;
                 let text = format!("{}\n", hex(&bytes));
                 if let Some(parent) = path.parent() {
                     std::fs::create_dir_all(parent).map_err(|e| StateError::io(parent, e))?;
@@ -204,12 +204,12 @@ pub fn names(dir: &Path) -> Result<Vec<String>, StateError> {
 }
 
 /// `N` random bytes from the system.
-pub fn random<const N: usize>() -> Result<[u8; N], ()> {
+pub fn random<const N: usize>() -> Result<[u8; N], StateError> {
     use ring::rand::SecureRandom;
     let mut out = [0u8; N];
     ring::rand::SystemRandom::new()
         .fill(&mut out)
-        .map_err(|_| ())?;
+        .map_err(|_| StateError::Refused("the system gave no random bytes".into()))?;
     Ok(out)
 }
 

@@ -144,8 +144,7 @@ pub fn valid_id(id: &str, prefix: &str) -> bool {
 
 /// A fresh id: `prefix` and 12 random hex digits.
 pub fn new_id(prefix: &str) -> Result<String, StateError> {
-    let r = record::random::<6>()
-        .map_err(|()| StateError::Refused("no randomness for an id".into()))?;
+    let r = record::random::<6>()?;
     Ok(format!("{prefix}{}", hex(&r)))
 }
 

@@ -94,10 +94,13 @@ impl Waiver {
     }
 }
 
+/// When a waiver list was read, the folder's modification time then, and the list.
+type Loaded = (Instant, Option<SystemTime>, Arc<Vec<Waiver>>);
+
 /// Waivers read from disk, re-read when the folder changes (or every second).
 #[derive(Default)]
 pub struct WaiverCache {
-    inner: Mutex<Option<(Instant, Option<SystemTime>, Arc<Vec<Waiver>>)>>,
+    inner: Mutex<Option<Loaded>>,
 }
 
 impl Store {

@@ -95,8 +95,7 @@ where
 {
     type Response = Response<Body>;
     type Error = Infallible;
-    type Future =
-        Audited<Either<S::Future, Either<Ready<Result<Response<Body>, Infallible>>, Settled>>>;
+    type Future = Audited<Either<S::Future, Either<Answered, Settled>>>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
         self.inner.poll_ready(cx)
@@ -228,9 +227,10 @@ where
     }
 }
 
-fn ready<F>(
-    res: Response<Body>,
-) -> Either<F, Either<Ready<Result<Response<Body>, Infallible>>, Settled>> {
+/// pvegate's own answer, ready now.
+type Answered = Ready<Result<Response<Body>, Infallible>>;
+
+fn ready<F>(res: Response<Body>) -> Either<F, Either<Answered, Settled>> {
     Either::Right(Either::Left(futures_util::future::ready(Ok(res))))
 }
 
