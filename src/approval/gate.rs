@@ -45,9 +45,11 @@ pub fn review(
         _ => return Review::Plain,
     };
     if let Some(a) = approvals {
-        let found = a
-            .store()
-            .and_then(|s| s.waiver_for(&a.waivers, op, identity));
+        let found = match a.store_if_present() {
+            Ok(Some(s)) => s.waiver_for(&a.waivers, op, identity),
+            Ok(None) => Ok(None),
+            Err(e) => Err(e),
+        };
         match found {
             Ok(Some(w)) => return Review::Waived(w),
             Ok(None) => {}

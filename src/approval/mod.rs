@@ -73,6 +73,18 @@ impl Approvals {
         Ok(store)
     }
 
+    /// The store if it is open or its folder exists (waivers are looked for only then, so a
+    /// pvegate without approvals or waivers never touches the disk for a refusal).
+    pub fn store_if_present(&self) -> Result<Option<Arc<Store>>, StateError> {
+        if let Some(s) = &*self.store.lock().unwrap_or_else(|e| e.into_inner()) {
+            return Ok(Some(Arc::clone(s)));
+        }
+        if !self.settings.waiver_dir().is_dir() {
+            return Ok(None);
+        }
+        self.store().map(Some)
+    }
+
     /// The settings.
     pub fn settings(&self) -> &Settings {
         &self.settings

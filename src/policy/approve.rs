@@ -23,47 +23,53 @@ impl Policy {
     /// `approvers` counts.
     pub fn approval_needed(&self, op: &Operation, identity: Option<&str>) -> Option<ApprovalNeed> {
         let action = op.action;
-        if action.is_read() || self.exempt.matches(identity) {
+        if !self.any_approve || action.is_read() || self.exempt.matches(identity) {
             return None;
         }
         let mut need: Option<ApprovalNeed> = None;
-        let mut ask = |rule: String, approvers: u8| {
+        let mut ask = |rule: &dyn Fn() -> String, approvers: u8| {
             let approvers = approvers.max(1);
             match &mut need {
                 Some(n) => n.approvers = n.approvers.max(approvers),
-                None => need = Some(ApprovalNeed { rule, approvers }),
+                None => {
+                    need = Some(ApprovalNeed {
+                        rule: rule(),
+                        approvers,
+                    })
+                }
             }
         };
         if self.approve.contains(action) {
             ask(
-                format!("settings.approve {}", action.as_str()),
+                &|| format!("settings.approve {}", action.as_str()),
                 self.approvers,
             );
         }
-        let rules: Vec<Option<u32>> = match &op.guests {
-            GuestSet::None => Vec::new(),
-            GuestSet::Some(list) => list.iter().map(|&v| self.rule_index(v)).collect(),
-            GuestSet::All => self
-                .restrictive
-                .iter()
-                .map(|&i| Some(i))
-                .chain([None])
-                .collect(),
-        };
-        for index in rules {
+        let mut consider = |index: Option<u32>| {
             let r = self.rule_at(index);
             if r.approve.contains(action) && !r.exempt.matches(identity) {
-                let label = if index.is_some() {
-                    r.label()
-                } else {
-                    "settings.default_access".into()
+                let label = || {
+                    let who = if index.is_some() {
+                        r.label()
+                    } else {
+                        "settings.default_access".into()
+                    };
+                    format!("{who} approve {}", action.as_str())
                 };
                 let n = if r.approvers > 0 {
                     r.approvers
                 } else {
                     self.approvers
                 };
-                ask(format!("{label} approve {}", action.as_str()), n);
+                ask(&label, n);
+            }
+        };
+        match &op.guests {
+            GuestSet::None => {}
+            GuestSet::Some(list) => list.iter().for_each(|&v| consider(self.rule_index(v))),
+            GuestSet::All => {
+                self.restrictive.iter().for_each(|&i| consider(Some(i)));
+                consider(None);
             }
         }
         need

@@ -77,6 +77,7 @@ impl Policy {
             any_exempt: false,
             approve: ActionSet::default(),
             approvers: 1,
+            any_approve: false,
         };
         let mut errors: Vec<PolicyError> = Vec::new();
         let mut warnings: Vec<String> = Vec::new();
@@ -207,6 +208,8 @@ impl Policy {
         policy.warnings = warnings;
         policy.any_exempt =
             !policy.exempt.is_empty() || policy.rules.iter().any(|r| !r.exempt.is_empty());
+        policy.any_approve =
+            !policy.approve.is_empty() || policy.rules.iter().any(|r| !r.approve.is_empty());
         if policy.rules.iter().any(|r| r.shadow) {
             let mut enforced = policy.clone();
             for r in enforced.rules.iter_mut().filter(|r| r.shadow) {

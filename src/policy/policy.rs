@@ -45,6 +45,8 @@ pub struct Policy {
     pub(super) approve: ActionSet,
     /// `[settings] approvers`: distinct approvers an approval needs (at least 1).
     pub(super) approvers: u8,
+    /// Whether `[settings]` or any rule has an `approve` list (else no request needs approval).
+    pub(super) any_approve: bool,
 }
 
 impl Policy {
