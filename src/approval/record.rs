@@ -77,7 +77,7 @@ impl Key {
                     std::fs::create_dir_all(parent).map_err(|e| StateError::io(parent, e))?;
                 }
                 // Whole or not at all; another replica may have created it first: use theirs.
-                if write_new(path, text.as_bytes())? {
+                if write_new_mode(path, text.as_bytes(), KEY_MODE)? {
                     tracing::warn!(path = %path.display(), "created a new approval signing key: replicas sharing the state directory must use this same file");
                 }
                 Key::load(path, false)
@@ -120,12 +120,17 @@ impl Key {
     }
 }
 
-fn open_private_new(path: &Path) -> std::io::Result<std::fs::File> {
+/// Records: owner read-write, group read (a shared group can run `pvegate serve` and the CLI).
+const RECORD_MODE: u32 = 0o640;
+/// The key: owner only.
+const KEY_MODE: u32 = 0o600;
+
+fn open_new(path: &Path, mode: u32) -> std::io::Result<std::fs::File> {
     use std::os::unix::fs::OpenOptionsExt;
     std::fs::OpenOptions::new()
         .write(true)
         .create_new(true)
-        .mode(0o600)
+        .mode(mode)
         .open(path)
 }
 
@@ -134,6 +139,10 @@ fn open_private_new(path: &Path) -> std::io::Result<std::fs::File> {
 /// if it exists, on every POSIX filesystem), then the temporary name removed. Returns `false`
 /// when `path` already existed.
 pub fn write_new(path: &Path, bytes: &[u8]) -> Result<bool, StateError> {
+    write_new_mode(path, bytes, RECORD_MODE)
+}
+
+fn write_new_mode(path: &Path, bytes: &[u8], mode: u32) -> Result<bool, StateError> {
     let dir = path.parent().unwrap_or(Path::new("."));
     let tmp = dir.join(format!(
         ".tmp-{}-{}",
@@ -141,7 +150,7 @@ pub fn write_new(path: &Path, bytes: &[u8]) -> Result<bool, StateError> {
         hex(&random::<8>().unwrap_or_default())
     ));
     let result = (|| {
-        let mut f = open_private_new(&tmp)?;
+        let mut f = open_new(&tmp, mode)?;
         f.write_all(bytes)?;
         f.sync_all()?;
         drop(f);
@@ -162,7 +171,7 @@ pub fn write_new(path: &Path, bytes: &[u8]) -> Result<bool, StateError> {
 /// Creates the empty marker `path` exclusively: `true` if this call created it, `false` if it
 /// existed. Two replicas can never both get `true`.
 pub fn claim(path: &Path, note: &str) -> Result<bool, StateError> {
-    match open_private_new(path) {
+    match open_new(path, RECORD_MODE) {
         Ok(mut f) => {
             let _ = f.write_all(note.as_bytes());
             let _ = f.sync_all();
