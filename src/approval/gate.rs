@@ -184,8 +184,9 @@ pub fn unavailable_message(need: &ApprovalNeed, action: &str, why: &str) -> Stri
 /// The refusal when too many requests wait.
 pub fn full_message(need: &ApprovalNeed, action: &str) -> String {
     format!(
-        "pvegate: {action} needs approval ({}), but the approval queue is full ({} waiting): refused; ask an approver to clear it",
+        "pvegate: {action} needs approval ({}), but the approval queue is full ({} waiting, at most {} per identity): refused; ask an approver to clear it",
         need.rule,
-        super::store::MAX_PENDING
+        super::store::MAX_PENDING,
+        super::store::MAX_PENDING_PER_IDENTITY
     )
 }

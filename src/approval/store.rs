@@ -26,6 +26,8 @@ use super::settings::Settings;
 /// Most pending requests kept at once: past it, requests needing approval are refused without
 /// a new id (a client cannot fill the disk).
 pub const MAX_PENDING: usize = 1000;
+/// Most pending requests of one identity: one client cannot fill the queue for the others.
+pub const MAX_PENDING_PER_IDENTITY: usize = 50;
 /// Records are deleted this long after they stopped mattering (expired, used, rejected).
 const RETAIN_SECS: u64 = 86_400;
 
@@ -221,8 +223,13 @@ impl Store {
 
     /// Every request record that verifies (the others are logged and skipped).
     pub fn requests(&self) -> Result<Vec<RequestRecord>, StateError> {
+        let names = record::names(&self.settings.dir)?;
+        self.requests_in(&names)
+    }
+
+    fn requests_in(&self, names: &[String]) -> Result<Vec<RequestRecord>, StateError> {
         let mut out = Vec::new();
-        for name in record::names(&self.settings.dir)? {
+        for name in names {
             let Some(id) = name.strip_suffix(".request.json") else {
                 continue;
             };
@@ -236,14 +243,18 @@ impl Store {
 
     /// The verified approvals of `r` that count: distinct users, not the requester, given
     /// before the request expired. Sorted by time.
-    fn approvals(&self, r: &RequestRecord) -> Result<Vec<DecisionRecord>, StateError> {
+    fn approvals(
+        &self,
+        r: &RequestRecord,
+        names: &[String],
+    ) -> Result<Vec<DecisionRecord>, StateError> {
         let prefix = format!("{}.approved.", r.id);
         let mut out: Vec<DecisionRecord> = Vec::new();
-        for name in record::names(&self.settings.dir)? {
+        for name in names {
             if !name.starts_with(&prefix) || !name.ends_with(".json") {
                 continue;
             }
-            let Some(text) = read_opt(&self.file(name))? else {
+            let Some(text) = read_opt(&self.file(name.clone()))? else {
                 continue;
             };
             match self.key.open::<DecisionRecord>(&text) {
@@ -292,17 +303,19 @@ impl Store {
 
     /// Where `r` stands now.
     pub fn status(&self, r: &RequestRecord) -> Result<Status, StateError> {
-        self.status_at(r, now())
+        let names = record::names(&self.settings.dir)?;
+        self.status_at(r, now(), &names)
     }
 
-    fn status_at(&self, r: &RequestRecord, t: u64) -> Result<Status, StateError> {
+    /// Where `r` stands at `t`; `names` is the folder's listing (read once by the caller).
+    fn status_at(&self, r: &RequestRecord, t: u64, names: &[String]) -> Result<Status, StateError> {
         if self.used(r) {
             return Ok(Status::Used);
         }
         if let Some(d) = self.rejection(r)? {
             return Ok(Status::Rejected { by: d.by });
         }
-        let approvals = self.approvals(r)?;
+        let approvals = self.approvals(r, names)?;
         let by: Vec<String> = approvals.iter().map(|d| d.by.clone()).collect();
         let need = usize::from(r.approvers.max(1));
         if approvals.len() >= need {
@@ -323,11 +336,15 @@ impl Store {
     /// or records a new pending request.
     pub fn gate(&self, ask: &Ask<'_>) -> Result<Gate, StateError> {
         let mut waiting = None;
-        let mut pending = 0;
-        for r in self.requests()? {
-            let status = self.status(&r)?;
+        let (mut pending, mut mine) = (0, 0);
+        let names = record::names(&self.settings.dir)?;
+        let t = now();
+        let identity = ask.identity.unwrap_or("-");
+        for r in self.requests_in(&names)? {
+            let status = self.status_at(&r, t, &names)?;
             if matches!(status, Status::Pending { .. }) {
                 pending += 1;
+                mine += usize::from(r.identity == identity);
             }
             if r.digest != ask.digest {
                 continue;
@@ -351,10 +368,9 @@ impl Store {
         if let Some(r) = waiting {
             return Ok(Gate::Waiting(r, false));
         }
-        if pending >= MAX_PENDING {
+        if pending >= MAX_PENDING || mine >= MAX_PENDING_PER_IDENTITY {
             return Ok(Gate::Full);
         }
-        let t = now();
         let r = RequestRecord {
             kind: "request".into(),
             id: new_id("ap-")?,
@@ -448,8 +464,10 @@ impl Store {
     /// Every pending request with its status (for `pvegate approvals`).
     pub fn pending(&self) -> Result<Vec<(RequestRecord, Status)>, StateError> {
         let mut out = Vec::new();
-        for r in self.requests()? {
-            let s = self.status(&r)?;
+        let names = record::names(&self.settings.dir)?;
+        let t = now();
+        for r in self.requests_in(&names)? {
+            let s = self.status_at(&r, t, &names)?;
             if matches!(s, Status::Pending { .. } | Status::Approved { .. }) {
                 out.push((r, s));
             }
@@ -462,8 +480,9 @@ impl Store {
     pub fn sweep(&self) -> Result<Vec<RequestRecord>, StateError> {
         let t = now();
         let mut expired = Vec::new();
-        for r in self.requests()? {
-            let status = self.status_at(&r, t)?;
+        let names = record::names(&self.settings.dir)?;
+        for r in self.requests_in(&names)? {
+            let status = self.status_at(&r, t, &names)?;
             if matches!(status, Status::Expired | Status::GrantExpired)
                 && claim(&self.file(format!("{}.expired", r.id)), "")?
             {
@@ -474,10 +493,11 @@ impl Store {
             if done && t > last + RETAIN_SECS {
                 // The request first: without it, nothing else about it counts.
                 let _ = std::fs::remove_file(self.file(format!("{}.request.json", r.id)));
-                for name in record::names(&self.settings.dir)? {
-                    if name.starts_with(&format!("{}.", r.id)) {
-                        let _ = std::fs::remove_file(self.file(name));
-                    }
+                for name in names
+                    .iter()
+                    .filter(|n| n.starts_with(&format!("{}.", r.id)))
+                {
+                    let _ = std::fs::remove_file(self.file(name.clone()));
                 }
             }
         }

@@ -285,3 +285,17 @@ fn digest_is_canonical_and_sensitive() {
         )
     );
 }
+
+#[test]
+fn one_identity_cannot_fill_the_queue() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = store(dir.path());
+    for i in 0..super::store::MAX_PENDING_PER_IDENTITY {
+        waiting(s.gate(&ask(&format!("d{i}"), 1)).unwrap());
+    }
+    assert!(matches!(s.gate(&ask("one more", 1)).unwrap(), Gate::Full));
+    // Someone else still gets an id.
+    let mut other = ask("other", 1);
+    other.identity = Some("alice@pve!ci");
+    assert!(matches!(s.gate(&other).unwrap(), Gate::Waiting(_, true)));
+}
