@@ -132,6 +132,9 @@ pub fn list(config: &Path, remote: &Remote, json: bool) -> i32 {
             Ok(v) => v["data"].as_array().cloned().unwrap_or_default(),
             Err(code) => return code,
         }
+    } else if !c.approvals.dir.is_dir() {
+        // Nothing was ever asked for (pvegate serve creates the folder when it needs it).
+        Vec::new()
     } else {
         let store = match store_of(&c) {
             Ok(s) => s,
