@@ -161,12 +161,12 @@ pub fn waiting_message(r: &RequestRecord, new: bool) -> String {
         format!("{} distinct approvers", r.approvers)
     };
     let minutes = r.grant_secs.div_ceil(60);
+    // The rule (with its file:line) is for the audit and the approvers, not the client.
     format!(
-        "pvegate: {} on {} needs approval by {people} other than {} ({}): approval id {}{}; to approve: pvegate approve {}; once approved, this exact request passes once within {minutes} min",
+        "pvegate: {} on {} needs approval by {people} other than {}: approval id {}{}; to approve: pvegate approve {}; once approved, this exact request passes once within {minutes} min",
         r.action,
         guests_words(&r.guests),
         r.identity,
-        r.rule,
         r.id,
         if new { "" } else { " (still waiting)" },
         r.id,
@@ -174,18 +174,16 @@ pub fn waiting_message(r: &RequestRecord, new: bool) -> String {
 }
 
 /// The refusal when the approval state cannot be used (fail closed).
-pub fn unavailable_message(need: &ApprovalNeed, action: &str, why: &str) -> String {
+pub fn unavailable_message(action: &str, why: &str) -> String {
     format!(
-        "pvegate: {action} needs approval ({}), but pvegate cannot record approval requests ({why}): refused; ask whoever runs pvegate",
-        need.rule
+        "pvegate: {action} needs approval, but pvegate cannot record approval requests ({why}): refused; ask whoever runs pvegate (the log says more)",
     )
 }
 
 /// The refusal when too many requests wait.
-pub fn full_message(need: &ApprovalNeed, action: &str) -> String {
+pub fn full_message(action: &str) -> String {
     format!(
-        "pvegate: {action} needs approval ({}), but the approval queue is full ({} waiting, at most {} per identity): refused; ask an approver to clear it",
-        need.rule,
+        "pvegate: {action} needs approval, but the approval queue is full ({} waiting, at most {} per identity): refused; ask an approver to clear it",
         super::store::MAX_PENDING,
         super::store::MAX_PENDING_PER_IDENTITY
     )

@@ -310,7 +310,6 @@ where
         }
         let Some(approvals) = self.approvals.clone() else {
             let m = gate::unavailable_message(
-                &ask.need,
                 action.as_str(),
                 "no approval state is set up in this process",
             );
@@ -321,7 +320,6 @@ where
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
         let settled: Settled = Box::pin(async move {
-            let need = ask.need.clone();
             match gate::ask(approvals, ask).await {
                 Ok(Gate::Granted(r, _)) => {
                     let outcome = facts(AuditDecision::Allow, None, Some(&r.id));
@@ -335,12 +333,15 @@ where
                     ))
                 }
                 Ok(Gate::Full) => {
-                    let m = gate::full_message(&need, action.as_str());
+                    let m = gate::full_message(action.as_str());
                     Ok(refuse(facts(AuditDecision::Deny, Some(&m), None), &m))
                 }
                 Err(e) => {
                     tracing::error!(error = %e, "approval state unavailable: request refused");
-                    let m = gate::unavailable_message(&need, action.as_str(), &e.to_string());
+                    let m = gate::unavailable_message(
+                        action.as_str(),
+                        "the state directory cannot be used",
+                    );
                     Ok(refuse(facts(AuditDecision::Deny, Some(&m), None), &m))
                 }
             }
