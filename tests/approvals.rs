@@ -665,4 +665,99 @@ async fn the_webhook_gets_the_pending_request_without_secrets() {
     let started = Instant::now();
     approval_id(&raw(served.addr, &form("POST", STOP_104, "")).await);
     assert!(started.elapsed() < Duration::from_secs(5));
+    // …and its failure is counted.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let metrics = reqwest::get(format!("http://{}/metrics", served.admin))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        if metrics.contains("pvegate_approvals_total{event=\"webhook_failed\"} 1") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "webhook failure not counted:\n{metrics}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[test]
+fn bad_settings_and_ids_are_refused_clearly() {
+    let s = setup(
+        "http://127.0.0.1:9",
+        "grant_ttl = \"soon\"\nwebhook = \"ftp://x/y\"\n",
+    );
+    let cfg = s.cfg.to_str().unwrap();
+    let (code, _, err) = run(&["validate", "--config", cfg]);
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("pvegate.toml:15: approvals.grant_ttl \"soon\""),
+        "{err}"
+    );
+    assert!(
+        err.contains("pvegate.toml:16: approvals.webhook \"ftp://x/y\""),
+        "{err}"
+    );
+
+    let s = setup("http://127.0.0.1:9", "");
+    let cfg = s.cfg.to_str().unwrap();
+    std::fs::write(
+        s.dir.path().join("policy.toml"),
+        "[[guest]]\nvmid = 104\naccess = \"managed\"\napprove = [\"read\"]\napprovers = 9\n",
+    )
+    .unwrap();
+    let (code, _, err) = run(&["validate", "--config", cfg]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("policy.toml:4: approve = [\"read\"]"), "{err}");
+    assert!(err.contains("policy.toml:5: approvers = 9"), "{err}");
+    std::fs::write(s.dir.path().join("policy.toml"), POLICY).unwrap();
+    let (code, out, _) = run(&["policy", "show", "--config", cfg]);
+    assert_eq!(code, 0);
+    assert!(
+        out.contains("approve  power.stop (need 1 approver(s)"),
+        "{out}"
+    );
+    assert!(
+        out.contains("approve  config.write (need 2 approver(s)"),
+        "{out}"
+    );
+
+    // Nothing asked for yet: nothing listed.
+    let (code, out, _) = run(&["approvals", "--config", cfg]);
+    assert_eq!((code, out.trim()), (0, "no requests wait for approval"));
+    // Waivers need what they cover, for how long and why.
+    let (code, _, err) = run(&["waive", "--config", cfg, "--guest", "104", "--as", "a@pam"]);
+    assert_eq!(code, 2, "{err}");
+    let (code, _, err) = run(&[
+        "waive",
+        "--config",
+        cfg,
+        "--actions",
+        "power.*",
+        "--for",
+        "1h",
+        "--reason",
+        "x",
+        "--as",
+        "a@pam",
+    ]);
+    assert_eq!(code, 3, "{err}");
+    assert!(err.contains("--guest"), "{err}");
+    // The state exists now (waive created it); ids are checked before use.
+    for (id, needle) in [
+        ("../../etc/passwd", "not an approval id"),
+        ("ap-0123456789ab", "no approval request"),
+    ] {
+        let (code, _, err) = decide(&s, "approve", id, &["--as", "alice@pam"]);
+        assert_eq!(code, 3, "{err}");
+        assert!(err.contains(needle), "{err}");
+    }
+    let (code, _, err) = run(&[
+        "waive", "--config", cfg, "--revoke", "wv-nope", "--as", "a@pam",
+    ]);
+    assert_eq!(code, 3, "{err}");
 }

@@ -86,35 +86,43 @@ impl Settings {
                 )),
             }
         };
+        // Every error at once (`validate` shows them all).
+        let mut errors = Vec::new();
         if let Some(v) = &raw.grant_ttl {
-            s.grant_ttl = ttl(v, "grant_ttl")?;
+            ttl(v, "grant_ttl").map_or_else(|e| errors.push(e), |d| s.grant_ttl = d);
         }
         if let Some(v) = &raw.pending_ttl {
-            s.pending_ttl = ttl(v, "pending_ttl")?;
+            ttl(v, "pending_ttl").map_or_else(|e| errors.push(e), |d| s.pending_ttl = d);
         }
         if let Some(w) = &raw.webhook {
-            let uri: http::Uri = w.get_ref().parse().map_err(|_| {
-                err(
+            match w.get_ref().parse::<http::Uri>() {
+                Ok(uri)
+                    if matches!(uri.scheme_str(), Some("http" | "https"))
+                        && uri.host().is_some() =>
+                {
+                    s.webhook = Some(uri)
+                }
+                _ => errors.push(err(
                     w.span(),
-                    format!("approvals.webhook {:?} is not a URL", w.get_ref()),
-                )
-            })?;
-            if !matches!(uri.scheme_str(), Some("http" | "https")) || uri.host().is_none() {
-                return Err(err(
-                    w.span(),
-                    "approvals.webhook must be an http:// or https:// URL".into(),
-                ));
+                    format!(
+                        "approvals.webhook {:?} is not an http:// or https:// URL",
+                        w.get_ref()
+                    ),
+                )),
             }
-            s.webhook = Some(uri);
         }
         if let Some(t) = &raw.webhook_timeout_secs {
-            if !(1..=60).contains(t.get_ref()) {
-                return Err(err(
+            if (1..=60).contains(t.get_ref()) {
+                s.webhook_timeout = Duration::from_secs(*t.get_ref());
+            } else {
+                errors.push(err(
                     t.span(),
                     "approvals.webhook_timeout_secs must be between 1 and 60".into(),
                 ));
             }
-            s.webhook_timeout = Duration::from_secs(*t.get_ref());
+        }
+        if let Some(e) = ConfigError::from_list(errors) {
+            return Err(e);
         }
         Ok(s)
     }

@@ -176,4 +176,39 @@ exempt = ["ops@pve!*"]
         let p = Policy::from_toml_str("t.toml", "[settings]\napprove = [\"destroy\"]\n").unwrap();
         assert!(!p.protects_nothing());
     }
+
+    #[test]
+    fn a_reload_dropping_approve_is_a_loss_and_show_lists_it() {
+        let old = Policy::from_toml_str("t.toml", POLICY).unwrap();
+        let new = Policy::from_toml_str(
+            "t.toml",
+            "[[guest]]\nvmid = 104\naccess = \"readonly\"\napprove = [\"power.start\"]\n",
+        )
+        .unwrap();
+        let losses = crate::policy::diff::protection_removed(&old, &new);
+        let text: Vec<String> = losses
+            .iter()
+            .map(|l| format!("{}: {}", l.guests, l.what))
+            .collect();
+        assert!(
+            text.iter()
+                .any(|t| t.starts_with("every guest: settings.approve no longer")),
+            "{text:?}"
+        );
+        assert!(
+            text.iter()
+                .any(|t| t.starts_with("VMs 200-299")
+                    && t.contains("no longer needs approval: destroy")),
+            "{text:?}"
+        );
+        let shown = old.show();
+        assert!(
+            shown.contains("approve         snapshot.rollback"),
+            "{shown}"
+        );
+        assert!(
+            shown.contains("approve  power.start, power.stop"),
+            "{shown}"
+        );
+    }
 }
