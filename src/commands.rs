@@ -99,6 +99,16 @@ pub async fn serve(config_path: &Path) -> anyhow::Result<()> {
         .with_limits(config.limits);
     crate::metrics::init();
     let health = admin::Health::new(store.clone());
+    let approvals = crate::approval::Approvals::new(config.approvals.clone(), config.path.clone());
+    if store.snapshot().uses_approvals() {
+        // Fail at start, not at the first request that needs approval.
+        approvals.store()?;
+    }
+    tokio::spawn(std::sync::Arc::clone(&approvals).sweep_forever());
+    health.set_approvals(
+        std::sync::Arc::clone(&approvals),
+        config.admin_token_file.clone(),
+    );
     if let Some(address) = config.admin {
         let admin_listener = admin::bind(address).await?;
         tracing::info!(address = %admin_listener.local_addr()?, "admin listener (/healthz, /readyz, /metrics)");
@@ -114,16 +124,6 @@ pub async fn serve(config_path: &Path) -> anyhow::Result<()> {
         upstream = upstream.authority(),
         rules = store.snapshot().rules().len(),
         "pvegate listening"
-    );
-    let approvals = crate::approval::Approvals::new(config.approvals.clone(), config.path.clone());
-    if store.snapshot().uses_approvals() {
-        // Fail at start, not at the first request that needs approval.
-        approvals.store()?;
-    }
-    tokio::spawn(std::sync::Arc::clone(&approvals).sweep_forever());
-    health.set_approvals(
-        std::sync::Arc::clone(&approvals),
-        config.admin_token_file.clone(),
     );
     let gate = stack::build_with(store.clone(), upstream, Some(approvals));
     if config.watch_policy {
