@@ -761,3 +761,80 @@ fn bad_settings_and_ids_are_refused_clearly() {
     ]);
     assert_eq!(code, 3, "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_approval_state_such_requests_are_refused() {
+    // The in-process stack without approvals (as `stack::build` assembles it): fail closed.
+    let g = start_with(Opts {
+        policy: POLICY.to_string(),
+        ..Opts::default()
+    })
+    .await;
+    let r = raw(g.addr, &form("POST", STOP_104, "")).await;
+    assert_denied_json(
+        &g,
+        &r,
+        "power.stop needs approval, but pvegate cannot record",
+    );
+    for t in TRIGGERS {
+        assert!(!r.reason.contains(t), "{}", r.reason);
+    }
+    // What needs no approval is unaffected.
+    let ok = raw(
+        g.addr,
+        &form("POST", "/api2/json/nodes/pve/qemu/110/status/start", ""),
+    )
+    .await;
+    assert_eq!(ok.status, 200, "{}", ok.reason);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shadow_mode_forwards_and_a_waiver_lifts_the_approval() {
+    let sim = sim().await;
+    let s = setup(&sim.url, "");
+    let text = std::fs::read_to_string(&s.cfg).unwrap().replace(
+        "files = [\"policy.toml\"]",
+        "files = [\"policy.toml\"]\nmode = \"shadow\"",
+    );
+    std::fs::write(&s.cfg, text).unwrap();
+    let served = serve(&s.cfg);
+    let r = raw(served.addr, &form("POST", STOP_104, "")).await;
+    assert_ne!(r.status, 403, "{}", r.reason);
+    assert_eq!(forwarded(&sim), 1);
+    let line = audit_line(&s.audit, &["\"decision\":\"would-deny\"", STOP_104]);
+    assert!(
+        line["reason"].as_str().unwrap().contains("needs approval"),
+        "{line}"
+    );
+    drop(served);
+
+    // Enforcing again: a waiver covers the approval as well.
+    let s = setup(&sim.url, "");
+    let cfg = s.cfg.to_str().unwrap();
+    let served = serve(&s.cfg);
+    approval_id(&raw(served.addr, &form("POST", STOP_104, "")).await);
+    let (code, out, err) = run(&[
+        "waive",
+        "--config",
+        cfg,
+        "--guest",
+        "104",
+        "--actions",
+        "power.stop",
+        "--for",
+        "10m",
+        "--reason",
+        "maintenance window",
+        "--as",
+        "alice@pam",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let id = out.split(':').next().unwrap().trim().to_string();
+    let ok = raw(served.addr, &form("POST", STOP_104, "")).await;
+    assert_ne!(ok.status, 403, "{}", ok.reason);
+    assert_eq!(forwarded(&sim), 2);
+    audit_line(
+        &s.audit,
+        &["\"decision\":\"allow\"", &format!("\"waiver\":\"{id}\"")],
+    );
+}
