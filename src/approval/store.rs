@@ -128,6 +128,8 @@ pub struct Store {
     key: Key,
     /// Grants this process consumed (a deleted `.used` marker does not make them usable here).
     consumed: Mutex<HashSet<String>>,
+    /// Records already reported as not verifying.
+    reported: Mutex<HashSet<String>>,
 }
 
 /// The user part of an identity: `alice@pve!ci` -> `alice@pve` (self-approval is by user).
@@ -171,6 +173,7 @@ impl Store {
             settings: settings.clone(),
             key,
             consumed: Mutex::new(HashSet::new()),
+            reported: Mutex::new(HashSet::new()),
         })
     }
 
@@ -181,6 +184,7 @@ impl Store {
             settings: settings.clone(),
             key,
             consumed: Mutex::new(HashSet::new()),
+            reported: Mutex::new(HashSet::new()),
         }
     }
 
@@ -215,9 +219,20 @@ impl Store {
         }
     }
 
+    /// Whether record `id` failing for `why` is news: a record that does not verify is logged
+    /// and counted once per process (the folder is read at every sweep).
+    pub(super) fn first_report(&self, id: &str, why: &str) -> bool {
+        self.reported
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(format!("{id} {why}"))
+    }
+
     fn forged(&self, id: &str, why: &str) -> StateError {
-        tracing::error!(id, why, dir = %self.settings.dir.display(), "approval record refused: it does not verify");
-        crate::approval::events::count_approval("forged");
+        if self.first_report(id, why) {
+            tracing::error!(id, why, dir = %self.settings.dir.display(), "approval record refused: it does not verify");
+            crate::approval::events::count_approval("forged");
+        }
         StateError::Refused(format!("approval {id} is not valid ({why}): it is refused"))
     }
 

@@ -184,8 +184,10 @@ impl Store {
         let text = read_opt(&self.waiver_file(&format!("{id}.json")))?
             .ok_or_else(|| StateError::Refused(format!("there is no waiver {id}")))?;
         let record: WaiverRecord = self.key().open(&text).map_err(|why| {
-            tracing::error!(id, why, "waiver refused: it does not verify");
-            crate::metrics::waiver_event("forged");
+            if self.first_report(id, &why) {
+                tracing::error!(id, why, "waiver refused: it does not verify");
+                crate::metrics::waiver_event("forged");
+            }
             StateError::Refused(format!("waiver {id} is not valid ({why})"))
         })?;
         if record.id != id || record.kind != "waiver" {
