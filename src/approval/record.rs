@@ -190,6 +190,22 @@ fn sync_dir(dir: &Path) {
     }
 }
 
+/// Removes temporary files an interrupted [`write_new`] left behind (older than an hour).
+pub fn remove_stale_tmp(dir: &Path) {
+    let Ok(list) = names(dir) else { return };
+    for name in list.iter().filter(|n| n.starts_with(".tmp-")) {
+        let p = dir.join(name);
+        let old = std::fs::metadata(&p)
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|m| m.elapsed().ok())
+            .is_some_and(|age| age > std::time::Duration::from_secs(3600));
+        if old {
+            let _ = std::fs::remove_file(p);
+        }
+    }
+}
+
 /// Reads a file; `None` if it does not exist.
 pub fn read_opt(path: &Path) -> Result<Option<Vec<u8>>, StateError> {
     match std::fs::read(path) {

@@ -516,6 +516,7 @@ impl Store {
                 }
             }
         }
+        record::remove_stale_tmp(&self.settings.dir);
         Ok(expired)
     }
 }

@@ -257,13 +257,22 @@ impl Store {
             let Some(id) = name.strip_suffix(".json") else {
                 continue;
             };
-            if let Ok(w) = self.waiver(id) {
-                if t >= w.record.expires && claim(&self.waiver_file(&format!("{id}.expired")), "")?
-                {
-                    out.push(w.record);
+            let Ok(w) = self.waiver(id) else { continue };
+            if t < w.record.expires {
+                continue;
+            }
+            let revoked = self.waiver_file(&format!("{id}.revoked")).exists();
+            if !revoked && claim(&self.waiver_file(&format!("{id}.expired")), "")? {
+                out.push(w.record.clone());
+            }
+            // A day after it ended, nothing about it matters (the audit keeps the story).
+            if t > w.record.expires + 86_400 {
+                for suffix in ["json", "expired", "revoked"] {
+                    let _ = std::fs::remove_file(self.waiver_file(&format!("{id}.{suffix}")));
                 }
             }
         }
+        record::remove_stale_tmp(&self.settings.waiver_dir());
         Ok(out)
     }
 }
