@@ -269,8 +269,16 @@ impl Store {
             if !name.starts_with(&prefix) || !name.ends_with(".json") {
                 continue;
             }
-            let Some(text) = read_opt(&self.file(name.clone()))? else {
-                continue;
+            // An approval pvegate cannot read (written by another user, say) does not count.
+            let text = match read_opt(&self.file(name.clone())) {
+                Ok(Some(t)) => t,
+                Ok(None) => continue,
+                Err(e) => {
+                    if self.first_report(name, "unreadable") {
+                        tracing::warn!(error = %e, "approval not counted: pvegate cannot read it");
+                    }
+                    continue;
+                }
             };
             match self.key.open::<DecisionRecord>(&text) {
                 Ok(d)
@@ -294,8 +302,23 @@ impl Store {
     }
 
     fn rejection(&self, r: &RequestRecord) -> Result<Option<DecisionRecord>, StateError> {
-        let Some(text) = read_opt(&self.file(format!("{}.rejected.json", r.id)))? else {
-            return Ok(None);
+        let text = match read_opt(&self.file(format!("{}.rejected.json", r.id))) {
+            Ok(Some(t)) => t,
+            Ok(None) => return Ok(None),
+            // A rejection pvegate cannot read still rejects (fail closed).
+            Err(e) => {
+                if self.first_report(&r.id, "unreadable rejection") {
+                    tracing::warn!(error = %e, "rejection unreadable: the request counts as rejected");
+                }
+                return Ok(Some(DecisionRecord {
+                    kind: "reject".into(),
+                    id: r.id.clone(),
+                    digest: r.digest.clone(),
+                    by: "(unreadable rejection)".into(),
+                    at: 0,
+                    reason: None,
+                }));
+            }
         };
         match self.key.open::<DecisionRecord>(&text) {
             Ok(d) if d.kind == "reject" && d.id == r.id && d.digest == r.digest => Ok(Some(d)),
