@@ -159,6 +159,9 @@ in
         CapabilityBoundingSet = [ "CAP_NET_BIND_SERVICE" ];
         NoNewPrivileges = true;
         ProtectSystem = "strict";
+        # /var/lib/pvegate: the approvals state and its key ([approvals] in the config).
+        StateDirectory = "pvegate";
+        StateDirectoryMode = "0750";
         ProtectHome = true;
         PrivateTmp = true;
         PrivateDevices = true;

@@ -6,6 +6,8 @@
 //!   without one, and a failed reload keeps the previous one), the upstream answered the last probe and
 //!   pvegate is not shutting down; otherwise 503 with the reason in the body.
 //! - `/metrics`: every metric of [`crate::metrics`] in the Prometheus text format.
+//! - `/approvals`: pending approvals, approve and reject, behind bearer tokens
+//!   ([`crate::approval::admin`]).
 //!
 //! The probe sends `GET /api2/json/version` without credentials every
 //! [`PROBE_EVERY`]: any HTTP answer (401 included) means Proxmox is up.
@@ -36,6 +38,8 @@ const MAX_ADMIN_CONNECTIONS: usize = 64;
 /// What readiness is made of; shared by the server (draining), the probe and the listener.
 pub struct Health {
     store: PolicyStore,
+    /// `/approvals`: the approval state and `[admin] token_file` (unset: not served).
+    approvals: std::sync::OnceLock<(Arc<crate::approval::Approvals>, Option<std::path::PathBuf>)>,
     draining: AtomicBool,
     /// `Ok` if the upstream answered the last probe, else why not.
     upstream: Mutex<Result<(), String>>,
@@ -46,9 +50,19 @@ impl Health {
     pub fn new(store: PolicyStore) -> Arc<Health> {
         Arc::new(Health {
             store,
+            approvals: std::sync::OnceLock::new(),
             draining: AtomicBool::new(false),
             upstream: Mutex::new(Err("the Proxmox upstream has not been probed yet".into())),
         })
+    }
+
+    /// Serves `/approvals` with this state, authenticated by the tokens in `token_file`.
+    pub fn set_approvals(
+        &self,
+        approvals: Arc<crate::approval::Approvals>,
+        token_file: Option<std::path::PathBuf>,
+    ) {
+        let _ = self.approvals.set((approvals, token_file));
     }
 
     /// Marks pvegate as shutting down: `/readyz` answers 503 from now on.
@@ -117,8 +131,18 @@ pub async fn serve(listener: TcpListener, health: Arc<Health>) {
         tokio::spawn(async move {
             let _permit = permit;
             let service = hyper::service::service_fn(move |req: Request<Incoming>| {
-                let res = answer(&req, &health);
-                async move { Ok::<_, std::convert::Infallible>(res) }
+                let health = Arc::clone(&health);
+                async move {
+                    if req.uri().path().starts_with("/approvals") {
+                        if let Some((a, tokens)) = health.approvals.get() {
+                            let res =
+                                crate::approval::admin::answer(req, Arc::clone(a), tokens.clone())
+                                    .await;
+                            return Ok::<_, std::convert::Infallible>(res);
+                        }
+                    }
+                    Ok::<_, std::convert::Infallible>(answer(&req, &health))
+                }
             });
             let mut builder = hyper::server::conn::http1::Builder::new();
             builder

@@ -73,6 +73,11 @@ pub struct Facts<'a> {
     pub generation: Option<u64>,
     /// The exemption that let the request through, e.g. `settings.exempt "root@pam"`.
     pub exemption: Option<&'a str>,
+    /// The approval id this request was refused under, or whose grant it used (the field is
+    /// written only when set).
+    pub approval: Option<&'a str>,
+    /// The waiver that let it through (written only when set).
+    pub waiver: Option<&'a str>,
 }
 
 /// How a request ended, for [`Outcome::finish`].
@@ -146,6 +151,11 @@ impl Outcome {
                 None => buf.extend_from_slice(b",\"generation\":null"),
             }
             json_opt(&mut buf, "exemption", f.exemption);
+            for (name, v) in [("approval", f.approval), ("waiver", f.waiver)] {
+                if v.is_some() {
+                    json_opt(&mut buf, name, v);
+                }
+            }
         } else {
             timestamp(&mut buf, std::time::SystemTime::now());
             let _ = write!(
@@ -168,6 +178,12 @@ impl Outcome {
             }
             if let Some(x) = f.exemption {
                 let _ = write!(buf, " exemption={x:?}");
+            }
+            if let Some(x) = f.approval {
+                let _ = write!(buf, " approval={x}");
+            }
+            if let Some(x) = f.waiver {
+                let _ = write!(buf, " waiver={x}");
             }
         }
         Outcome {
@@ -240,6 +256,39 @@ impl Outcome {
             buf.push(b'\n');
         }
         crate::logsink::write_audit_line(buf);
+    }
+}
+
+/// Writes an audit line that is not a request's: an approval asked for, given, refused or
+/// expired, a waiver created, revoked or expired (`message` names the event; `fields` are
+/// written in order, `None` as `null`). Same destination and format as request lines.
+pub fn event(message: &str, fields: &[(&str, Option<&str>)]) {
+    let mut buf = Vec::with_capacity(256);
+    timestamp_now(&mut buf, JSON_LINES.load(Ordering::Relaxed), message);
+    if JSON_LINES.load(Ordering::Relaxed) {
+        for (name, value) in fields {
+            json_opt(&mut buf, name, *value);
+        }
+        buf.extend_from_slice(b",\"target\":\"pvegate::audit\"}\n");
+    } else {
+        for (name, value) in fields {
+            let _ = write!(buf, " {name}={:?}", value.unwrap_or("-"));
+        }
+        buf.push(b'\n');
+    }
+    crate::logsink::write_audit_line(&buf);
+}
+
+/// The start of an event line, up to its first field.
+fn timestamp_now(buf: &mut Vec<u8>, json: bool, message: &str) {
+    if json {
+        buf.extend_from_slice(b"{\"timestamp\":\"");
+        timestamp(buf, std::time::SystemTime::now());
+        buf.extend_from_slice(b"\",\"level\":\"INFO\",\"message\":");
+        json_str(buf, message);
+    } else {
+        timestamp(buf, std::time::SystemTime::now());
+        let _ = write!(buf, "  INFO pvegate::audit: {message}");
     }
 }
 
@@ -369,6 +418,8 @@ mod tests {
                     message: Some("pvegate: VM 104 is readonly"),
                     generation: Some(3),
                     exemption: None,
+                    approval: None,
+                    waiver: None,
                 },
                 Instant::now(),
             );

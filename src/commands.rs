@@ -101,6 +101,16 @@ pub async fn serve(config_path: &Path) -> anyhow::Result<()> {
         .with_limits(config.limits);
     crate::metrics::init();
     let health = admin::Health::new(store.clone());
+    let approvals = crate::approval::Approvals::new(config.approvals.clone(), config.path.clone());
+    if store.snapshot().uses_approvals() {
+        // Fail at start, not at the first request that needs approval.
+        approvals.store()?;
+    }
+    tokio::spawn(std::sync::Arc::clone(&approvals).sweep_forever());
+    health.set_approvals(
+        std::sync::Arc::clone(&approvals),
+        config.admin_token_file.clone(),
+    );
     if let Some(address) = config.admin {
         let admin_listener = admin::bind(address).await?;
         tracing::info!(address = %admin_listener.local_addr()?, "admin listener (/healthz, /readyz, /metrics)");
@@ -117,7 +127,7 @@ pub async fn serve(config_path: &Path) -> anyhow::Result<()> {
         rules = store.snapshot().rules().len(),
         "pvegate listening"
     );
-    let gate = stack::build(store.clone(), upstream);
+    let gate = stack::build_with(store.clone(), upstream, Some(approvals));
     if config.watch_policy {
         tokio::spawn(store.clone().watch(Duration::from_millis(250)));
     }
@@ -229,8 +239,9 @@ pub fn validate(config_path: &Path) -> i32 {
 /// `pvegate policy show`: prints every rule of the config's policy with file:line.
 pub fn policy_show(config_path: &Path) -> i32 {
     match load_with_policy(config_path) {
-        Ok((_, p)) => {
+        Ok((c, p)) => {
             print!("{}", p.show());
+            print!("{}", crate::approval::cli::show_waivers(&c));
             EXIT_ALLOW
         }
         Err(e) => {
@@ -393,6 +404,24 @@ pub fn check_in_mode(
     let _ = writeln!(out, "identity: {}", info.identity.as_deref().unwrap_or("-"));
     if let Some(x) = policy.exemption_used(&info.op, info.identity.as_deref()) {
         let _ = writeln!(out, "exempt:   {x}");
+    }
+    let approval = match judgement {
+        Judgement::Allow(crate::policy::decide::AllowReason::Permitted) => {
+            policy.approval_needed(&info.op, info.identity.as_deref())
+        }
+        _ => None,
+    };
+    if let Some(need) = approval {
+        let _ = writeln!(
+            out,
+            "approval: needed from {} approver(s) other than the requester ({}): refused with an approval id until approved; then passes once",
+            need.approvers, need.rule
+        );
+        return if mode == Mode::Shadow {
+            EXIT_ALLOW
+        } else {
+            EXIT_DENY
+        };
     }
     match judgement {
         Judgement::Allow(_) => EXIT_ALLOW,

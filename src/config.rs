@@ -74,6 +74,7 @@ struct RawConfig {
     #[serde(default)]
     audit: RawAudit,
     admin: Option<RawAdmin>,
+    approvals: Option<crate::approval::settings::RawApprovals>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -86,6 +87,8 @@ struct RawAudit {
 #[serde(deny_unknown_fields)]
 struct RawAdmin {
     address: toml::Spanned<String>,
+    /// Bearer tokens of approvers (`IDENTITY TOKEN` per line) for `/approvals`.
+    token_file: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -218,6 +221,11 @@ pub struct Config {
     pub limits: Limits,
     /// The admin listener (`/healthz`, `/readyz`, `/metrics`); `None`: off.
     pub admin: Option<SocketAddr>,
+    /// `[admin] token_file`: approvers' bearer tokens for the admin listener's `/approvals`
+    /// (`None`: approving over the admin listener is off).
+    pub admin_token_file: Option<PathBuf>,
+    /// `[approvals]`: the state directory, key, lifetimes and webhook of approvals and waivers.
+    pub approvals: crate::approval::Settings,
 }
 
 impl Config {
@@ -462,6 +470,9 @@ impl Config {
         let policy_mode = policy_mode.map_err(|e| errors.push(e)).ok();
         let limits = limits.map_err(|e| errors.push(e)).ok();
         let admin = admin.map_err(|e| errors.push(e)).ok();
+        let approvals = crate::approval::Settings::from_raw(raw.approvals.as_ref(), &resolve, &err)
+            .map_err(|e| errors.push(e))
+            .ok();
         errors.sort_by_key(|e| match e {
             ConfigError::Invalid { line, .. } => *line,
             _ => 0,
@@ -474,6 +485,7 @@ impl Config {
             Some(policy_mode),
             Some(limits),
             Some(admin),
+            Some(approvals),
         ) = (
             listen,
             upstream,
@@ -482,6 +494,7 @@ impl Config {
             policy_mode,
             limits,
             admin,
+            approvals,
         )
         else {
             return Err(ConfigError::from_list(errors)
@@ -503,6 +516,12 @@ impl Config {
             warnings,
             limits,
             admin,
+            admin_token_file: raw
+                .admin
+                .as_ref()
+                .and_then(|a| a.token_file.as_deref())
+                .map(resolve),
+            approvals,
         })
     }
 }

@@ -37,6 +37,7 @@
 #![forbid(unsafe_code)]
 
 pub mod admin;
+pub mod approval;
 pub mod audit;
 pub mod body;
 pub mod bounded;

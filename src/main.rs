@@ -83,6 +83,73 @@ enum Command {
     /// Inspect the policy a config loads.
     #[command(subcommand)]
     Policy(PolicyCommand),
+    /// List the requests waiting for approval (id, identity, method, path, action, guests, age).
+    Approvals {
+        /// Config file (TOML).
+        #[arg(long, short)]
+        config: PathBuf,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        remote: RemoteArgs,
+    },
+    /// Approve a request that waits for approval: it then passes once (exit 3: refused).
+    Approve {
+        /// The approval id from the refusal (ap-…).
+        id: String,
+        /// Config file (TOML).
+        #[arg(long, short)]
+        config: PathBuf,
+        /// Approve as this identity (default: the login user as user@pam); local only.
+        #[arg(long = "as")]
+        by: Option<String>,
+        #[command(flatten)]
+        remote: RemoteArgs,
+    },
+    /// Reject a request that waits for approval.
+    Reject {
+        /// The approval id from the refusal (ap-…).
+        id: String,
+        /// Config file (TOML).
+        #[arg(long, short)]
+        config: PathBuf,
+        /// Reject as this identity (default: the login user as user@pam); local only.
+        #[arg(long = "as")]
+        by: Option<String>,
+        /// Why (audited).
+        #[arg(long)]
+        reason: Option<String>,
+        #[command(flatten)]
+        remote: RemoteArgs,
+    },
+    /// Create a time-bounded waiver (exemption) for a guest and/or identity, or revoke one.
+    Waive {
+        /// Config file (TOML).
+        #[arg(long, short)]
+        config: PathBuf,
+        /// The guest it covers (requests touching only this guest).
+        #[arg(long)]
+        guest: Option<u32>,
+        /// The identity it covers: user@realm, user@realm!token or user@realm!* .
+        #[arg(long)]
+        identity: Option<String>,
+        /// Actions it covers: names, families such as 'power.*', or '*', comma-separated.
+        #[arg(long)]
+        actions: Option<String>,
+        /// How long it lasts: 30m, 2h, 1d (at most 7d).
+        #[arg(long = "for", value_name = "DURATION")]
+        lasting: Option<String>,
+        /// Why (shown in policy show and in every audit line it lets through).
+        #[arg(long)]
+        reason: Option<String>,
+        /// Revoke this waiver (wv-…) instead.
+        #[arg(long, value_name = "ID", conflicts_with_all = ["guest", "identity", "actions", "lasting", "reason"])]
+        revoke: Option<String>,
+        /// Who grants it (default: the login user as user@pam).
+        #[arg(long = "as")]
+        by: Option<String>,
+    },
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
     Completions {
         /// The shell.
@@ -98,6 +165,26 @@ enum Command {
     Ops(pvegate::ops::cli::OpsArgs),
     /// Serve the ops as MCP tools over stdio, for AI agents.
     Mcp(pvegate::ops::settings::ConnArgs),
+}
+
+/// Going through the admin listener instead of the state directory.
+#[derive(clap::Args)]
+struct RemoteArgs {
+    /// The admin listener (default: http:// and [admin] address); needs --token-file.
+    #[arg(long)]
+    url: Option<String>,
+    /// File with your approver token: go through the admin listener with it.
+    #[arg(long, value_name = "FILE")]
+    token_file: Option<PathBuf>,
+}
+
+impl From<RemoteArgs> for pvegate::approval::cli::Remote {
+    fn from(r: RemoteArgs) -> Self {
+        pvegate::approval::cli::Remote {
+            url: r.url,
+            token_file: r.token_file,
+        }
+    }
 }
 
 #[derive(Subcommand)]
@@ -196,6 +283,54 @@ fn main() -> ExitCode {
             }
         }
         Command::Policy(PolicyCommand::Show { config }) => commands::policy_show(&config),
+        Command::Approvals {
+            config,
+            json,
+            remote,
+        } => pvegate::approval::cli::list(&config, &remote.into(), json),
+        Command::Approve {
+            id,
+            config,
+            by,
+            remote,
+        } => {
+            pvegate::approval::cli::decide(&config, &id, true, by.as_deref(), None, &remote.into())
+        }
+        Command::Reject {
+            id,
+            config,
+            by,
+            reason,
+            remote,
+        } => pvegate::approval::cli::decide(
+            &config,
+            &id,
+            false,
+            by.as_deref(),
+            reason.as_deref(),
+            &remote.into(),
+        ),
+        Command::Waive {
+            config,
+            guest,
+            identity,
+            actions,
+            lasting,
+            reason,
+            revoke,
+            by,
+        } => pvegate::approval::cli::waive(
+            &config,
+            &pvegate::approval::cli::WaiveArgs {
+                guest,
+                identity,
+                actions,
+                lasting,
+                reason,
+                revoke,
+                by,
+            },
+        ),
         Command::Completions { shell } => {
             let mut script = Vec::new();
             clap_complete::generate(shell, &mut command(), "pvegate", &mut script);

@@ -42,6 +42,11 @@ struct CodeLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct EventLabels {
+    event: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct KindLabels {
     kind: &'static str,
 }
@@ -63,6 +68,8 @@ struct Metrics {
     open_websockets: Gauge,
     policy_generation: Gauge,
     policy_reload_ok: Gauge,
+    approvals: Family<EventLabels, Counter>,
+    waivers: Family<EventLabels, Counter>,
 }
 
 /// FNV-1a: the action names are few, short and not attacker-chosen (they come from the
@@ -196,6 +203,18 @@ impl Metrics {
             "1 if the last policy load or reload succeeded, 0 if it failed (the previous policy stays in force)",
             policy_reload_ok.clone(),
         );
+        let approvals = Family::<EventLabels, Counter>::default();
+        registry.register(
+            "approvals",
+            "Approval events: requested, approved, rejected, expired, used, refused (self-approval, stale), forged (records that do not verify), webhook_sent, webhook_failed, webhook_dropped",
+            approvals.clone(),
+        );
+        let waivers = Family::<EventLabels, Counter>::default();
+        registry.register(
+            "waivers",
+            "Waiver events: created, used, revoked, expired",
+            waivers.clone(),
+        );
         registry.register_collector(Box::new(Dropped));
         Metrics {
             registry,
@@ -211,6 +230,8 @@ impl Metrics {
             open_websockets,
             policy_generation,
             policy_reload_ok,
+            approvals,
+            waivers,
         }
     }
 }
@@ -272,6 +293,19 @@ pub fn upstream_error(kind: &'static str) {
         .upstream_errors
         .get_or_create(&KindLabels { kind })
         .inc();
+}
+
+/// Counts an approval event (`pvegate_approvals_total{event}`).
+pub fn approval_event(event: &'static str) {
+    METRICS
+        .approvals
+        .get_or_create(&EventLabels { event })
+        .inc();
+}
+
+/// Counts a waiver event (`pvegate_waivers_total{event}`).
+pub fn waiver_event(event: &'static str) {
+    METRICS.waivers.get_or_create(&EventLabels { event }).inc();
 }
 
 /// Sets whether the upstream answered its last probe.

@@ -11,9 +11,19 @@ use crate::upstream::Upstream;
 pub type Gate = crate::layer::Inspect<crate::layer::Authorize<Forward>>;
 
 /// Builds the pipeline in front of `upstream`, deciding with whatever `store` holds.
+/// Requests that need approval are refused (no approval state); see [`build_with`].
 pub fn build(store: PolicyStore, upstream: Upstream) -> Gate {
+    build_with(store, upstream, None)
+}
+
+/// [`build`] with the approval state (approvals and waivers) of `approvals`.
+pub fn build_with(
+    store: PolicyStore,
+    upstream: Upstream,
+    approvals: Option<std::sync::Arc<crate::approval::Approvals>>,
+) -> Gate {
     ServiceBuilder::new()
         .layer(InspectLayer)
-        .layer(AuthorizeLayer::new(store))
+        .layer(AuthorizeLayer::new(store).with_approvals(approvals))
         .service(Forward::new(upstream))
 }

@@ -85,6 +85,8 @@ where
                             message: Some(&rejection.reason()),
                             generation: None,
                             exemption: None,
+                            approval: None,
+                            waiver: None,
                         },
                         std::time::Instant::now(),
                     )

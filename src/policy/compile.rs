@@ -61,6 +61,8 @@ impl Policy {
                 shadow: false,
                 hint: None,
                 host: HostPermit::default(),
+                approve: ActionSet::default(),
+                approvers: 0,
             },
             strict: false,
             deny_actions: ActionSet::default(),
@@ -73,6 +75,9 @@ impl Policy {
             warnings: Vec::new(),
             shadowed: None,
             any_exempt: false,
+            approve: ActionSet::default(),
+            approvers: 1,
+            any_approve: false,
         };
         let mut errors: Vec<PolicyError> = Vec::new();
         let mut warnings: Vec<String> = Vec::new();
@@ -144,6 +149,15 @@ impl Policy {
                 }
                 add_host_permits(&mut policy.host, &s.host_paths, &s.host_devices)
                     .map_err(|(span, m)| at(span, m))?;
+                for a in &s.approve {
+                    if let Err(m) = add_approve(&mut policy.approve, a) {
+                        errors.push(at(a.span(), m));
+                    }
+                }
+                match approvers(s.approvers.as_ref()) {
+                    Ok(n) => policy.approvers = n.max(1),
+                    Err((span, m)) => errors.push(at(span, m)),
+                }
             }
             for entry in &file.guest {
                 let Some(rule) = compile_guest(path, src, entry, &mut errors, &mut warnings) else {
@@ -194,12 +208,15 @@ impl Policy {
         policy.warnings = warnings;
         policy.any_exempt =
             !policy.exempt.is_empty() || policy.rules.iter().any(|r| !r.exempt.is_empty());
+        policy.any_approve =
+            !policy.approve.is_empty() || policy.rules.iter().any(|r| !r.approve.is_empty());
         if policy.rules.iter().any(|r| r.shadow) {
             let mut enforced = policy.clone();
             for r in enforced.rules.iter_mut().filter(|r| r.shadow) {
                 r.access = Access::Managed;
                 r.allow = ActionSet::default();
                 r.deny = ActionSet::default();
+                r.approve = ActionSet::default();
             }
             enforced.restrictive = restrictive(&enforced.rules);
             enforced.shadowed = Some(std::sync::Arc::new(policy));
@@ -268,7 +285,7 @@ fn restrictive(rules: &[GuestRule]) -> Vec<u32> {
     (0..rules.len() as u32)
         .filter(|&i| {
             let r = &rules[i as usize];
-            r.access == Access::Readonly || r.deny != ActionSet::default()
+            r.access == Access::Readonly || r.deny != ActionSet::default() || !r.approve.is_empty()
         })
         .collect()
 }
@@ -401,6 +418,30 @@ fn compile_guest(
     if let Err((span, m)) = add_host_permits(&mut host, &e.host_paths, &e.host_devices) {
         errors.push(at(span, m));
     }
+    let mut approve = ActionSet::default();
+    for a in &e.approve {
+        if let Err(m) = add_approve(&mut approve, a) {
+            errors.push(at(a.span(), m));
+        } else if e.deny.iter().any(|d| d.get_ref() == a.get_ref()) {
+            errors.push(at(
+                a.span(),
+                format!("{:?} is in both deny and approve: an approval cannot lift a refusal of the same rule; keep it in one list", a.get_ref()),
+            ));
+        }
+    }
+    let rule_approvers = match approvers(e.approvers.as_ref()) {
+        Ok(n) => n,
+        Err((span, m)) => {
+            errors.push(at(span, m));
+            0
+        }
+    };
+    if rule_approvers > 0 && e.approve.is_empty() {
+        warnings.push(warn_at(
+            e.approvers.as_ref().map_or(0..0, |a| a.span()),
+            "approvers has no effect here: this rule lists no approve actions".into(),
+        ));
+    }
     if errors.len() > before {
         return None;
     }
@@ -423,7 +464,32 @@ fn compile_guest(
         shadow,
         hint,
         host,
+        approve,
+        approvers: rule_approvers,
     })
+}
+
+/// Adds one `approve` pattern (an action, a family or `*`); reads cannot need approval.
+fn add_approve(set: &mut ActionSet, a: &Spanned<String>) -> Result<(), String> {
+    if a.get_ref() == "read" {
+        return Err("approve = [\"read\"]: reads never need approval (clients poll them every second); list changes only".into());
+    }
+    set.add_pattern(a.get_ref())
+}
+
+/// `approvers = N`: 1 to 5 distinct approvers (0 when not given).
+fn approvers(n: Option<&Spanned<i64>>) -> Result<u8, (std::ops::Range<usize>, String)> {
+    match n {
+        None => Ok(0),
+        Some(v) if (1..=5).contains(v.get_ref()) => Ok(*v.get_ref() as u8),
+        Some(v) => Err((
+            v.span(),
+            format!(
+                "approvers = {} is not between 1 and 5 (distinct people who must approve)",
+                v.get_ref()
+            ),
+        )),
+    }
 }
 
 /// Adds `host_paths` and `host_devices` entries; an error carries the entry's span.

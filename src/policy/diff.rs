@@ -31,6 +31,22 @@ pub fn protection_removed(old: &Policy, new: &Policy) -> Vec<Loss> {
             ),
         });
     }
+    let lost_approve: Vec<&str> = Action::ALL
+        .iter()
+        .filter(|&&a| old.approve.contains(a) && !new.approve.contains(a))
+        .map(|a| a.as_str())
+        .collect();
+    if !lost_approve.is_empty() || new.approvers < old.approvers {
+        out.push(Loss {
+            guests: every(),
+            what: format!(
+                "settings.approve no longer asks approval for {} (approvers {} -> {})",
+                summarize(&lost_approve),
+                old.approvers,
+                new.approvers
+            ),
+        });
+    }
     if old.strict && !new.strict {
         out.push(Loss {
             guests: every(),
@@ -63,6 +79,17 @@ pub fn protection_removed(old: &Policy, new: &Policy) -> Vec<Loss> {
             .collect();
         if !lost.is_empty() {
             what.push(format!("no longer refused: {}", summarize(&lost)));
+        }
+        let unapproved: Vec<&str> = Action::ALL
+            .iter()
+            .filter(|&&x| a.approve.contains(x) && !b.approve.contains(x) && !b.refuses(x))
+            .map(|x| x.as_str())
+            .collect();
+        if !unapproved.is_empty() {
+            what.push(format!(
+                "no longer needs approval: {}",
+                summarize(&unapproved)
+            ));
         }
         if refuses_any(b) {
             if let Some(added) = added_exemptions(&a.exempt, &b.exempt) {

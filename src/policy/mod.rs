@@ -6,8 +6,9 @@
 //! [`PolicyError`]s), [`decide`] is the pure decision function (`host` its `host.access`
 //! part), [`judge`] applies enforce/shadow mode, [`diff`] finds what a reload takes away,
 //! [`show`] prints the policy in words, and [`store`] holds the live policy behind an
-//! `ArcSwap` and reloads it.
+//! `ArcSwap` and reloads it. [`approve`] says which permitted requests need a human's approval.
 
+pub mod approve;
 pub mod compile;
 pub mod decide;
 pub mod diff;
@@ -22,6 +23,7 @@ pub mod rule;
 pub mod show;
 pub mod store;
 
+pub use approve::ApprovalNeed;
 pub use decide::{Decision, DenyReason, Verdict};
 pub use error::PolicyError;
 pub use judge::{Judgement, Mode};

@@ -39,6 +39,11 @@ pub struct Settings {
     /// Host PCI/USB devices (globs) every rule permits.
     #[serde(default)]
     pub host_devices: Vec<Spanned<String>>,
+    /// Actions that need a human's approval whatever guests they touch (`pvegate approve`).
+    #[serde(default)]
+    pub approve: Vec<Spanned<String>>,
+    /// How many distinct approvers an approval needs (default 1).
+    pub approvers: Option<Spanned<i64>>,
 }
 
 /// `[[guest]]`: a rule for one guest or a range of guests.
@@ -71,4 +76,9 @@ pub struct GuestEntry {
     /// Host PCI/USB devices (globs) this rule does not object to.
     #[serde(default)]
     pub host_devices: Vec<Spanned<String>>,
+    /// Actions permitted on these guests only once a human approved the exact request.
+    #[serde(default)]
+    pub approve: Vec<Spanned<String>>,
+    /// How many distinct approvers this rule's approvals need (default: `[settings]`'s, or 1).
+    pub approvers: Option<Spanned<i64>>,
 }

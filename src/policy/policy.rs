@@ -41,6 +41,12 @@ pub struct Policy {
     /// Whether any exemption exists (global or on a rule), so allowed requests look for the
     /// one they used only when there can be one.
     pub(super) any_exempt: bool,
+    /// `[settings] approve`: actions that need an approval whatever guests they touch.
+    pub(super) approve: ActionSet,
+    /// `[settings] approvers`: distinct approvers an approval needs (at least 1).
+    pub(super) approvers: u8,
+    /// Whether `[settings]` or any rule has an `approve` list (else no request needs approval).
+    pub(super) any_approve: bool,
 }
 
 impl Policy {
@@ -51,6 +57,7 @@ impl Policy {
             && full.default_rule.access == Access::Managed
             && full.deny_actions == ActionSet::default()
             && !full.strict
+            && full.approve.is_empty()
     }
 
     /// With shadow rules: the policy with them enforced (what would be refused).

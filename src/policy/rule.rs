@@ -33,12 +33,17 @@ impl ActionSet {
         self.0 & (1u128 << (a as u32)) != 0
     }
 
+    /// Whether the set holds no action.
+    pub fn is_empty(self) -> bool {
+        self.0 == 0
+    }
+
     pub(super) fn insert(&mut self, a: Action) {
         self.0 |= 1u128 << (a as u32);
     }
 
     /// Adds every action matching `pattern`: an exact name, `prefix.*`, or `*`.
-    pub(super) fn add_pattern(&mut self, pattern: &str) -> Result<(), String> {
+    pub fn add_pattern(&mut self, pattern: &str) -> Result<(), String> {
         let mut hit = false;
         for &a in Action::ALL {
             let name = a.as_str();
@@ -152,13 +157,19 @@ pub struct GuestRule {
     pub hint: Option<String>,
     /// Host values this rule does not object to (`host_paths`, `host_devices`).
     pub host: HostPermit,
+    /// Actions this rule permits only with an approval (`approve = [...]`): never refused by
+    /// the rule, gated by [`crate::approval`] instead.
+    pub approve: ActionSet,
+    /// Distinct approvers an approval under this rule needs (`approvers`; 0: the settings').
+    pub approvers: u8,
 }
 
 impl GuestRule {
-    /// Whether this rule refuses `action` (reads are never refused).
+    /// Whether this rule refuses `action` (reads are never refused; nor are actions it
+    /// permits with an approval, see [`GuestRule::approve`]).
     #[inline]
     pub fn refuses(&self, action: Action) -> bool {
-        if action.is_read() {
+        if action.is_read() || self.approve.contains(action) {
             return false;
         }
         match self.access {

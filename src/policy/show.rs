@@ -139,6 +139,15 @@ impl Policy {
                 format!("{} (refused for every guest and none)", denied.join(", "))
             }
         );
+        let approve = set_names(self.approve);
+        if !approve.is_empty() {
+            let _ = writeln!(
+                out,
+                "  approve         {} (need {} approver(s) other than the requester, for every guest)",
+                approve.join(", "),
+                self.approvers
+            );
+        }
         let exempt: Vec<String> = self.exempt.patterns().collect();
         let _ = writeln!(
             out,
@@ -170,6 +179,19 @@ impl Policy {
             let (allows, refuses) = action_lines(r);
             let _ = writeln!(out, "      allows   {allows}");
             let _ = writeln!(out, "      refuses  {refuses}");
+            let approve = set_names(r.approve);
+            if !approve.is_empty() {
+                let n = if r.approvers > 0 {
+                    r.approvers
+                } else {
+                    self.approvers
+                };
+                let _ = writeln!(
+                    out,
+                    "      approve  {} (need {n} approver(s) other than the requester)",
+                    approve.join(", ")
+                );
+            }
             let exempt: Vec<String> = r.exempt.patterns().collect();
             if !exempt.is_empty() {
                 let _ = writeln!(out, "      exempt   {}", exempt.join(", "));

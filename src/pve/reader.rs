@@ -19,6 +19,9 @@ pub struct Inspected {
     pub op: Operation,
     /// Token id or ticket user of the credential pveproxy will use.
     pub identity: Option<String>,
+    /// The parameters as pveproxy will read them (for the digest of a request that needs
+    /// approval, [`crate::approval::gate::digest`]).
+    pub params: Params,
 }
 
 impl Inspected {
@@ -50,6 +53,7 @@ pub fn inspect_request(
             path,
             op: Operation::new(Route::Static, pve::Action::Read, GuestSet::None),
             identity,
+            params: Params::default(),
         }),
         Target::Api { format, segments } => {
             let bad = |m: String| Refusal::bad(Some(format), m);
@@ -84,6 +88,7 @@ pub fn inspect_request(
                 path,
                 op,
                 identity,
+                params,
             })
         }
     }

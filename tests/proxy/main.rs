@@ -7,6 +7,7 @@
 #[path = "../common/mod.rs"]
 mod common;
 
+mod approvals;
 mod audit_policy;
 mod cli;
 mod families;
