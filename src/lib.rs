@@ -44,6 +44,7 @@ pub mod metrics;
 pub mod ops;
 pub mod policy;
 pub mod pve;
+pub mod rearm;
 pub mod respond;
 pub mod server;
 pub mod stack;

@@ -48,6 +48,8 @@ pub struct ConnInfo {
     pub upgrade: Option<UpgradeSlot>,
     /// The upstream connection this client connection used last.
     pub upstream: ConnCache,
+    /// The upstream response timer, re-armed for each request ([`crate::rearm`]).
+    pub response_timer: Arc<crate::rearm::TimerSlot>,
 }
 
 impl ClientConn {
@@ -58,6 +60,7 @@ impl ClientConn {
             forwarded_for: crate::upstream::forwarded_for(addr),
             upgrade,
             upstream: ConnCache::default(),
+            response_timer: Arc::default(),
         }))
     }
 
