@@ -489,7 +489,9 @@ backend be_discard
 
 
 def pvegate_conf(d: Path, name: str, port: int, upstream_url: str, certs: dict | None,
-                 policy: Path) -> Path:
+                 policy: Path, admin_port: int | None = None) -> Path:
+    """pvegate's config; with `admin_port`, every optional feature on as well: the admin
+    listener (metrics), the audit log in a file, the policy watched and in shadow mode."""
     tls = ""
     trust = ""
     if certs is not None:
@@ -510,6 +512,11 @@ files = ["{policy}"]
 format = "json"
 level = "info"
 """
+    if admin_port is not None:
+        conf = conf.replace(f'files = ["{policy}"]\n',
+                            f'files = ["{policy}"]\nwatch = true\nmode = "shadow"\n')
+        conf += (f'\n[audit]\nfile = "{d / (name + "-audit.log")}"\n'
+                 f'\n[admin]\naddress = "127.0.0.1:{admin_port}"\n')
     p = d / f"{name}.toml"
     p.write_text(conf)
     return p

@@ -6,7 +6,9 @@
 2. RSS (VmRSS) with 10,000 idle keep-alive client connections, each of which has made one
    status request (so every connection has been through a full request/response).
 
-Standalone, pvegate only: `python3 bench/mem.py --slow-bodies BINARY` measures memory under
+Standalone, pvegate only: `python3 bench/mem.py --all-features BINARY` measures 1. and 2. with
+every optional feature on (metrics, audit file, policy watch, shadow mode);
+`python3 bench/mem.py --slow-bodies BINARY` measures memory under
 slow request bodies (parameter bodies, which pvegate buffers to judge them):
 3. one connection sending a 20,000-byte body one byte per TCP segment (RSS growth per byte);
 4. 2,000 connections each sending one body byte per second for 20 s (RSS during and after).
@@ -300,7 +302,67 @@ def slow_bodies(pvegate_bin: str) -> None:
         srv.wait()
 
 
+def all_features(pvegate_bin: str, size: int = 2 << 30, n_idle: int = 10_000) -> None:
+    """pvegate alone with every optional feature on (metrics on the admin listener, the audit
+    log in a file, the policy watched and in shadow mode): the 2 GiB upload's VmHWM and the
+    VmRSS of 10,000 idle connections, each on a fresh process, then a look at /metrics and
+    the audit file to show both were at work."""
+    import subprocess
+    import tempfile
+    import urllib.request
+    d = Path(tempfile.mkdtemp(prefix="pvegate-features-"))
+    admin = 19395
+    srv = subprocess.Popen([sys.executable, str(Path(__file__)), "--discard-server"])
+    conf = bench.pvegate_conf(d, "pvegate-features", PORTS["pvegate"],
+                              f"http://127.0.0.1:{DISCARD_PORT}", None,
+                              bench.ROOT / "policies" / "homelab.toml", admin_port=admin)
+    bench.wait_port(DISCARD_PORT, srv, "discard upstream")
+
+    def start() -> subprocess.Popen:
+        with open(d / "pvegate.log", "a") as log:
+            p = subprocess.Popen([pvegate_bin, "serve", "--config", str(conf)], stderr=log)
+        bench.wait_port(PORTS["pvegate"], p, "pvegate")
+        time.sleep(0.5)
+        return p
+
+    def stop(p: subprocess.Popen) -> None:
+        p.terminate()
+        p.wait()
+
+    try:
+        p = start()
+        base = bench.proc_status(p.pid, "VmRSS")
+        status, secs = upload(PORTS["pvegate"], size)
+        hwm = bench.proc_status(p.pid, "VmHWM")
+        stop(p)
+        print(f"every feature on: upload {size >> 20} MiB -> {status} in {secs:.1f} s, "
+              f"VmHWM {hwm / 1024:.1f} MiB (idle before: {base / 1024:.1f} MiB)", flush=True)
+        p = start()
+        before = bench.proc_status(p.pid, "VmRSS")
+        loop = asyncio.new_event_loop()
+        conns = loop.run_until_complete(open_idle(PORTS["pvegate"], n_idle))
+        time.sleep(2)
+        rss = bench.proc_status(p.pid, "VmRSS")
+        n_open = len(conns)
+        metrics = urllib.request.urlopen(f"http://127.0.0.1:{admin}/metrics", timeout=5).read()
+        for _, w in conns:
+            w.close()
+        loop.run_until_complete(asyncio.sleep(0.5))
+        loop.close()
+        stop(p)
+        audit_lines = (d / "pvegate-features-audit.log").read_bytes().count(b"\n")
+        print(f"every feature on: {n_open} idle connections: VmRSS {rss / 1024:.1f} MiB "
+              f"(before {before / 1024:.1f}; {(rss - before) / max(n_open, 1):.1f} KiB per "
+              f"connection); /metrics {len(metrics)} bytes, audit file "
+              f"{audit_lines} lines", flush=True)
+    finally:
+        srv.terminate()
+        srv.wait()
+
+
 if __name__ == "__main__" and sys.argv[1:] == ["--discard-server"]:
     Server(("127.0.0.1", DISCARD_PORT), Discard).serve_forever()
 elif __name__ == "__main__" and sys.argv[1:2] == ["--slow-bodies"]:
     slow_bodies(sys.argv[2])
+elif __name__ == "__main__" and sys.argv[1:2] == ["--all-features"]:
+    all_features(sys.argv[2])

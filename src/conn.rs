@@ -22,6 +22,8 @@ pub struct ConnInfo {
     pub addr: SocketAddr,
     /// What the forwarder keeps for this connection (owned by [`crate::upstream`]).
     pub upstream: ClientLink,
+    /// The upstream response timer, re-armed for each request ([`crate::rearm`]).
+    pub response_timer: Arc<crate::rearm::TimerSlot>,
 }
 
 impl ClientConn {
@@ -31,6 +33,7 @@ impl ClientConn {
         ClientConn(Arc::new(ConnInfo {
             addr,
             upstream: ClientLink::new(addr, upgrade),
+            response_timer: Arc::default(),
         }))
     }
 

@@ -55,6 +55,7 @@ pub mod metrics;
 pub mod ops;
 pub mod policy;
 pub mod pve;
+pub mod rearm;
 pub mod reject;
 pub mod server;
 pub mod stack;

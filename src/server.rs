@@ -65,11 +65,11 @@ use std::task::{Context, Poll};
 use bytes::{Bytes, BytesMut};
 use futures_util::FutureExt;
 use hyper::body::Incoming;
-use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
-use tokio::time::{Instant, MissedTickBehavior};
+use tokio::time::Instant;
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -341,7 +341,8 @@ where
 fn http1_builder(header_read_timeout: Duration) -> hyper::server::conn::http1::Builder {
     let mut builder = hyper::server::conn::http1::Builder::new();
     builder
-        .timer(TokioTimer::new())
+        // The header read timeout re-armed per request head, not a new timer each time.
+        .timer(crate::rearm::ConnTimer::default())
         .header_read_timeout(header_read_timeout)
         .keep_alive(true);
     builder
@@ -623,8 +624,9 @@ async fn serve_round(
     let mut conn = http1_builder(header_read_timeout).serve_connection(TokioIo::new(io), service);
     let start = activity.events.load(Ordering::Relaxed);
     let mut seen = start;
-    let mut tick = tokio::time::interval_at(Instant::now() + PARK_AFTER, PARK_AFTER);
-    tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    // Looked at on every wake-up of the connection: a tick that costs an atomic load between
+    // ticks (tokio's interval costs a timer poll each time).
+    let mut tick = crate::rearm::Ticker::new(PARK_AFTER);
     let mut closing = false;
     // Made once: a new one per loop turn would register and unregister a waiter each time.
     let stopped = ctx.stop.cancelled();

@@ -19,6 +19,7 @@ use super::inspect::Inspected;
 use crate::body::Body;
 use crate::conn::ClientConn;
 use crate::metrics;
+use crate::rearm::{self, TimerSlot};
 use crate::reject::{Kind, Rejection};
 use crate::upstream::{ForwardError, Upstream};
 
@@ -126,9 +127,15 @@ impl Service<Request<Body>> for Forward {
                     _ = sent => {}
                 }
             }
-            let res = match tokio::time::timeout(timeout, forward).await {
+            // The client connection's own timer, re-armed (no timer-wheel lock per request);
+            // a new one for a request that came without a connection.
+            let timer = match &conn {
+                Some(c) => c.0.response_timer.arm_in(timeout),
+                None => Arc::<TimerSlot>::default().arm_in(timeout),
+            };
+            let res = match rearm::within(timer, forward).await {
                 Ok(res) => res,
-                Err(_) => Err(ForwardError::Timeout {
+                Err(rearm::TimedOut) => Err(ForwardError::Timeout {
                     authority: upstream.authority().to_string(),
                     after: timeout,
                 }),

@@ -68,16 +68,24 @@ pub struct Upstream {
     pool: Arc<Pool>,
 }
 
-const HOP_BY_HOP: [HeaderName; 8] = [
-    header::CONNECTION,
-    HeaderName::from_static("keep-alive"),
-    HeaderName::from_static("proxy-connection"),
-    header::TE,
-    header::TRAILER,
-    header::TRANSFER_ENCODING,
-    header::PROXY_AUTHORIZATION,
-    header::PROXY_AUTHENTICATE,
-];
+/// Whether `name` is a hop-by-hop header: `Connection`, `Keep-Alive`, `Proxy-Connection`,
+/// `TE`, `Trailer`, `Transfer-Encoding`, `Proxy-Authorization`, `Proxy-Authenticate`, and
+/// `Upgrade` unless it is kept. Compared as text: an array of `HeaderName` constants is built
+/// and dropped again at every use.
+fn is_hop_by_hop(name: &HeaderName, keep_upgrade: bool) -> bool {
+    match name.as_str() {
+        "connection"
+        | "keep-alive"
+        | "proxy-connection"
+        | "te"
+        | "trailer"
+        | "transfer-encoding"
+        | "proxy-authorization"
+        | "proxy-authenticate" => true,
+        "upgrade" => !keep_upgrade,
+        _ => false,
+    }
+}
 
 const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 
@@ -251,9 +259,14 @@ impl Upstream {
         };
         let mut sender = idle.sender;
         let retry = (req.method() == http::Method::GET).then(|| clone_bodyless(&req));
-        // Ready at once in practice (the previous answer has been read); a connection that is
-        // not ready within the connect timeout is given up like a closed one.
-        let ready = tokio::time::timeout(self.connect_timeout, sender.ready()).await;
+        // Ready at once in practice (the previous answer has been read): then no timer is made
+        // for it. A connection that is not ready within the connect timeout is given up like
+        // a closed one.
+        let ready = if sender.is_ready() {
+            Ok(Ok(()))
+        } else {
+            tokio::time::timeout(self.connect_timeout, sender.ready()).await
+        };
         let req = match ready {
             Ok(Ok(())) => match sender.try_send_request(req).await {
                 Ok(res) => return Ok((res, sender)),
@@ -410,18 +423,10 @@ pub fn strip_hop_by_hop(h: &mut HeaderMap, keep_upgrade: bool) {
     if h.contains_key(header::CONNECTION) {
         remove_connection_named(h, keep_upgrade);
     }
-    // Most messages carry none of them: one look at the few names present is cheaper than a
-    // hash lookup per removal.
-    let present = h
-        .keys()
-        .any(|k| HOP_BY_HOP.contains(k) || (!keep_upgrade && k == header::UPGRADE));
-    if present {
-        for n in HOP_BY_HOP.iter() {
-            h.remove(n);
-        }
-        if !keep_upgrade {
-            h.remove(header::UPGRADE);
-        }
+    // Most messages carry none or one of them (a response's `Connection: keep-alive`): remove
+    // the names present instead of looking up every hop-by-hop name.
+    while let Some(name) = h.keys().find(|k| is_hop_by_hop(k, keep_upgrade)).cloned() {
+        h.remove(&name);
     }
     if keep_upgrade {
         h.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
@@ -477,6 +482,45 @@ mod tests {
         assert_eq!(names.len(), 2, "{names:?}");
         assert_eq!(h["x-forwarded-for"], "10.1.2.3");
         assert_eq!(h[header::AUTHORIZATION], "PVEAPIToken=a@pam!t=s");
+    }
+
+    #[test]
+    fn every_hop_by_hop_header_goes_with_all_its_values() {
+        for keep_upgrade in [false, true] {
+            let mut h = HeaderMap::new();
+            for name in [
+                "connection",
+                "keep-alive",
+                "proxy-connection",
+                "te",
+                "trailer",
+                "transfer-encoding",
+                "proxy-authorization",
+                "proxy-authenticate",
+                "upgrade",
+            ] {
+                h.append(name, HeaderValue::from_static("one"));
+                h.append(name, HeaderValue::from_static("two"));
+            }
+            h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
+            strip_hop_by_hop(&mut h, keep_upgrade);
+            let mut left: Vec<String> = h
+                .iter()
+                .map(|(k, v)| format!("{k}: {}", v.to_str().unwrap()))
+                .collect();
+            left.sort();
+            let expect: &[&str] = if keep_upgrade {
+                &[
+                    "connection: upgrade",
+                    "content-type: text/plain",
+                    "upgrade: one",
+                    "upgrade: two",
+                ]
+            } else {
+                &["content-type: text/plain"]
+            };
+            assert_eq!(left, expect, "keep_upgrade {keep_upgrade}");
+        }
     }
 
     #[test]

@@ -645,3 +645,73 @@ async fn hypers_own_414_and_431_come_in_proxmox_shape() {
     );
     assert!(g.sim.recorder.is_empty());
 }
+
+/// One request on a keep-alive connection: (status, body).
+async fn exchange(s: &mut TcpStream, path: &str) -> (u16, String) {
+    s.write_all(
+        format!("GET {path} HTTP/1.1\r\nHost: pve\r\nAuthorization: {TOKEN}\r\n\r\n").as_bytes(),
+    )
+    .await
+    .unwrap();
+    let mut buf = Vec::new();
+    let mut byte = [0u8; 1];
+    while !buf.ends_with(b"\r\n\r\n") {
+        assert_eq!(s.read(&mut byte).await.unwrap(), 1, "connection closed");
+        buf.push(byte[0]);
+    }
+    let r = parse_response(&buf);
+    let length: usize = r.header("content-length").unwrap().parse().unwrap();
+    let mut body = vec![0u8; length];
+    s.read_exact(&mut body).await.unwrap();
+    (r.status, String::from_utf8(body).unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_request_of_a_keep_alive_connection_has_its_own_response_timeout() {
+    // Answers on keep-alive connections at once, except `/cluster/status`, which it never
+    // answers. The client connection's response timer is re-armed for each request: it
+    // must time out the hung ones (also after it fired once) and never the others.
+    let url = fake_upstream(|mut s| async move {
+        loop {
+            let mut head = Vec::new();
+            let mut byte = [0u8; 1];
+            while !head.ends_with(b"\r\n\r\n") {
+                match s.read(&mut byte).await {
+                    Ok(1) => head.push(byte[0]),
+                    _ => return,
+                }
+            }
+            if head.starts_with(b"GET /api2/json/cluster/status ") {
+                let mut sink = [0u8; 64];
+                while let Ok(1..) = s.read(&mut sink).await {}
+                return;
+            }
+            let body = br#"{"data":{"version":"8.3.0"}}"#;
+            let answer = format!(
+                "HTTP/1.1 200 OK\r\nContent-Type: application/json;charset=UTF-8\r\nContent-Length: {}\r\n\r\n",
+                body.len()
+            );
+            if s.write_all(answer.as_bytes()).await.is_err() || s.write_all(body).await.is_err() {
+                return;
+            }
+        }
+    })
+    .await;
+    let served = serve(&url, "", "response_timeout_secs = 1", "");
+    let mut s = TcpStream::connect(served.addr).await.unwrap();
+    for round in 0..2 {
+        for _ in 0..3 {
+            let (status, body) = exchange(&mut s, "/api2/json/version").await;
+            assert_eq!(status, 200, "round {round}: {body}");
+            assert!(body.contains("8.3.0"), "{body}");
+        }
+        let (status, body) = exchange(&mut s, "/api2/json/cluster/status").await;
+        assert_eq!(status, 504, "round {round}: {body}");
+        assert!(body.contains("did not answer within 1s"), "{body}");
+    }
+    // Idle for longer than the timeout (a timer armed by the last request fires meanwhile),
+    // then the connection still serves.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let (status, _) = exchange(&mut s, "/api2/json/version").await;
+    assert_eq!(status, 200);
+}
