@@ -98,3 +98,24 @@ async fn the_ticket_caps_hold_the_privileges_the_ui_checks() {
     let perms = get(&s.url, "/access/permissions").await;
     assert_eq!(perms["/"]["VM.GuestAgent.Audit"], 1);
 }
+
+#[tokio::test]
+async fn unmodelled_reads_answer_in_the_schema_shape() {
+    let s = sim::start(SimConfig::demo()).await.expect("sim starts");
+    assert!(get(&s.url, "/cluster/firewall/options").await.is_object());
+    assert!(get(&s.url, "/nodes/pve/qemu/104/firewall/options")
+        .await
+        .is_object());
+    assert!(get(&s.url, "/nodes/pve/vzdump/defaults").await.is_object());
+    assert!(get(&s.url, "/nodes/pve/qemu/104/firewall/rules")
+        .await
+        .is_array());
+    assert!(get(&s.url, "/nodes/pve/apt/changelog?name=pve-manager")
+        .await
+        .is_string());
+    let st = get(&s.url, "/nodes/pve/storage/local-lvm/status").await;
+    assert_eq!(
+        (st["type"].as_str(), st["active"].as_u64()),
+        (Some("lvmthin"), Some(1))
+    );
+}
