@@ -132,6 +132,14 @@ pub(crate) fn route(mut c: Call<'_>) -> Outcome {
     let rel = c.rel.to_owned();
     let segs: Vec<&str> = rel.split('/').filter(|s| !s.is_empty()).collect();
     let m = c.method;
+    let auditor = c
+        .identity
+        .as_ref()
+        .and_then(|i| i.token.as_ref())
+        .is_some_and(|t| c.shared.auditors.contains(t));
+    if auditor && m != "GET" {
+        return err(ApiError::new(403, "Permission check failed"));
+    }
     match (m, segs.as_slice()) {
         ("GET", []) => subdirs(&["version", "cluster", "nodes", "storage", "access", "pools"]),
         ("GET", ["version"]) => ok(json!({

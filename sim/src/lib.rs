@@ -212,6 +212,9 @@ pub struct SimConfig {
     pub users: Vec<(String, String)>,
     /// API tokens: (`user@realm!name`, secret).
     pub tokens: Vec<(String, String)>,
+    /// Read-only API tokens (the PVEAuditor role on `/`): every read works, every other
+    /// API call answers `403 Permission check failed`.
+    pub auditor_tokens: Vec<(String, String)>,
     /// Extra static files outside `/api2`: (path such as `/pve2/js/x.js`, content type,
     /// bytes). They replace built-in files of the same path.
     pub static_files: Vec<(String, String, Vec<u8>)>,
@@ -233,6 +236,7 @@ impl Default for SimConfig {
             guests: Vec::new(),
             users: Vec::new(),
             tokens: Vec::new(),
+            auditor_tokens: Vec::new(),
             static_files: Vec::new(),
             task_running_polls: 1,
             nodes: Vec::new(),
@@ -249,6 +253,10 @@ pub const DEMO_PASSWORD: &str = "demo-password";
 pub const DEMO_TOKEN_ID: &str = "root@pam!tofu";
 /// The demo API token secret of [`SimConfig::demo`].
 pub const DEMO_TOKEN_SECRET: &str = "11111111-2222-3333-4444-555555555555";
+/// The demo's read-only token (PVEAuditor), e.g. for pvegate's own inventory.
+pub const DEMO_AUDITOR_TOKEN_ID: &str = "pvegate@pve!inventory";
+/// The secret of [`DEMO_AUDITOR_TOKEN_ID`].
+pub const DEMO_AUDITOR_TOKEN_SECRET: &str = "66666666-7777-8888-9999-000000000000";
 
 impl SimConfig {
     /// The demo node `pve`: 104 doc1 (tag `prod`, pool `production`), 109 igp (tag `prod`,
@@ -262,6 +270,10 @@ impl SimConfig {
             guests: demo_guests(None),
             users: vec![(DEMO_USER.into(), DEMO_PASSWORD.into())],
             tokens: vec![(DEMO_TOKEN_ID.into(), DEMO_TOKEN_SECRET.into())],
+            auditor_tokens: vec![(
+                DEMO_AUDITOR_TOKEN_ID.into(),
+                DEMO_AUDITOR_TOKEN_SECRET.into(),
+            )],
             cluster: ClusterSeed::demo("pve", "pve"),
             ..SimConfig::default()
         }
@@ -332,7 +344,10 @@ pub(crate) struct Common {
     state: Mutex<state::State>,
     keys: auth::Keys,
     users: Vec<(String, String)>,
+    /// Every token, read-only ones included.
     tokens: Vec<(String, String)>,
+    /// The ids of the read-only tokens.
+    auditors: Vec<String>,
     static_files: RwLock<web::StaticFiles>,
     /// Every request any node received.
     combined: Recorder,
@@ -349,7 +364,17 @@ impl Common {
             state: Mutex::new(state::State::new(cfg)),
             keys: auth::Keys::generate()?,
             users: cfg.users.clone(),
-            tokens: cfg.tokens.clone(),
+            tokens: cfg
+                .tokens
+                .iter()
+                .chain(&cfg.auditor_tokens)
+                .cloned()
+                .collect(),
+            auditors: cfg
+                .auditor_tokens
+                .iter()
+                .map(|(id, _)| id.clone())
+                .collect(),
             static_files: RwLock::new(statics),
             combined: Recorder::default(),
             vnc_port: AtomicU32::new(0),

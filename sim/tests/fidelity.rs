@@ -119,3 +119,39 @@ async fn unmodelled_reads_answer_in_the_schema_shape() {
         (Some("lvmthin"), Some(1))
     );
 }
+
+#[tokio::test]
+async fn an_auditor_token_reads_everything_and_changes_nothing() {
+    let s = sim::start(SimConfig::demo()).await.expect("sim starts");
+    let auth = format!(
+        "PVEAPIToken={}={}",
+        sim::DEMO_AUDITOR_TOKEN_ID,
+        sim::DEMO_AUDITOR_TOKEN_SECRET
+    );
+    let c = common::client();
+    let r = c
+        .get(format!("{}/api2/json/cluster/resources?type=vm", s.url))
+        .header("authorization", &auth)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let r = c
+        .post(format!(
+            "{}/api2/json/nodes/pve/qemu/110/status/stop",
+            s.url
+        ))
+        .header("authorization", &auth)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
+    assert!(s.guest(110).unwrap().running, "nothing changed");
+    let r = c
+        .get(format!("{}/api2/json/version", s.url))
+        .header("authorization", format!("{auth}x"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401, "a wrong secret is refused");
+}
