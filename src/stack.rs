@@ -5,13 +5,14 @@ use tower::ServiceBuilder;
 
 use crate::layer::{AuthorizeLayer, Forward, InspectLayer};
 use crate::policy::PolicyStore;
-use crate::upstream::Upstream;
+use crate::upstream::Cluster;
 
 /// The assembled service type.
 pub type Gate = crate::layer::Inspect<crate::layer::Authorize<Forward>>;
 
-/// Builds the pipeline in front of `upstream`, deciding with whatever `store` holds.
-pub fn build(store: PolicyStore, upstream: Upstream) -> Gate {
+/// Builds the pipeline in front of `upstream` (one [`crate::upstream::Upstream`] or a
+/// [`Cluster`]), deciding with whatever `store` holds.
+pub fn build(store: PolicyStore, upstream: impl Into<std::sync::Arc<Cluster>>) -> Gate {
     ServiceBuilder::new()
         .layer(InspectLayer)
         .layer(AuthorizeLayer::new(store))

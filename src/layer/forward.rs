@@ -19,7 +19,7 @@ use super::inspect::{ClientConn, Inspected};
 use crate::body::Body;
 use crate::metrics;
 use crate::respond;
-use crate::upstream::{ForwardError, Upstream};
+use crate::upstream::{Cluster, ForwardError};
 
 /// Forwards to the upstream.
 ///
@@ -27,14 +27,14 @@ use crate::upstream::{ForwardError, Upstream};
 /// upstream handle sits behind one `Arc`: a clone is one reference count.
 #[derive(Clone)]
 pub struct Forward {
-    upstream: Arc<Upstream>,
+    upstream: Arc<Cluster>,
 }
 
 impl Forward {
-    /// A forwarder to `upstream`.
-    pub fn new(upstream: Upstream) -> Self {
+    /// A forwarder to `upstream`: one [`crate::upstream::Upstream`] or a [`Cluster`].
+    pub fn new(upstream: impl Into<Arc<Cluster>>) -> Self {
         Forward {
-            upstream: Arc::new(upstream),
+            upstream: upstream.into(),
         }
     }
 }
@@ -132,7 +132,7 @@ impl Service<Request<Body>> for Forward {
             let res = match tokio::time::timeout(timeout, forward).await {
                 Ok(res) => res,
                 Err(_) => Err(ForwardError::Timeout {
-                    authority: upstream.authority().to_string(),
+                    authority: upstream.authority(),
                     after: timeout,
                 }),
             };
@@ -154,7 +154,7 @@ fn answer(
         Ok(res) => res,
         Err(e) => {
             metrics::upstream_error(match e {
-                ForwardError::Connect { .. } => "connect",
+                ForwardError::Connect { .. } | ForwardError::NodeDown { .. } => "connect",
                 ForwardError::Timeout { .. } => "timeout",
                 ForwardError::ClientBody(_) => "client_body",
                 ForwardError::Exchange { .. } | ForwardError::Build(_) => "exchange",
