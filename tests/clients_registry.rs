@@ -284,3 +284,100 @@ async fn proxmoxer_2_0_to_2_2_through_pvegate() {
         eprintln!("proxmoxer {version}: ok");
     }
 }
+
+/// `tests/clients/node` with its `node_modules` installed (`npm ci`, from the lock file).
+async fn node_suite_dir() -> PathBuf {
+    let dir = repo_root().join("tests/clients/node");
+    if dir
+        .join("node_modules/@corsinvest/cv4pve-api-javascript/package.json")
+        .exists()
+    {
+        return dir;
+    }
+    eprintln!("installing tests/clients/node (npm ci)");
+    let mut c = tokio::process::Command::new("npm");
+    c.args(["ci", "--no-audit", "--no-fund", "--quiet"])
+        .current_dir(&dir);
+    let out = run(c, "npm ci", Duration::from_secs(300)).await;
+    assert!(
+        out.status.success(),
+        "npm ci in tests/clients/node failed (Node and npm: apt-get install nodejs npm): {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    dir
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cv4pve_api_javascript_on_node_through_pvegate() {
+    let dir = node_suite_dir().await;
+    let g = start_tls_pinned(SimConfig::demo(), HOMELAB).await;
+    let (user, realm) = DEMO_USER.split_once('@').unwrap();
+    let mut c = tokio::process::Command::new("node");
+    c.arg(dir.join("suite.cjs"))
+        .current_dir(&dir)
+        .env("PVEGATE_HOST", "127.0.0.1")
+        .env("PVEGATE_PORT", g.front.addr.port().to_string())
+        .env("PVE_USER", user)
+        .env("PVE_REALM", realm)
+        .env("PVE_PASSWORD", DEMO_PASSWORD)
+        .env("PVE_TOKEN", format!("{DEMO_TOKEN_ID}={DEMO_TOKEN_SECRET}"))
+        .env("PVE_NODE", "pve")
+        .env("PVE_CLONE_IDS", "141,142");
+    let out = run(c, "node suite.cjs", Duration::from_secs(180)).await;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let summary: serde_json::Value = serde_json::from_str(
+        stdout
+            .lines()
+            .find_map(|l| l.strip_prefix("SUMMARY "))
+            .unwrap_or_else(|| panic!("no SUMMARY line\n{stdout}\n{stderr}")),
+    )
+    .unwrap();
+    assert!(
+        out.status.success() && summary["failures"].as_array().unwrap().is_empty(),
+        "cv4pve suite failed: {:#}\n{stderr}",
+        summary["failures"]
+    );
+    let results = summary["results"].as_array().unwrap();
+    assert_eq!(results.len(), 2, "token and ticket runs");
+    for r in results {
+        assert_eq!(r["reads"], 12, "{r}");
+        assert_eq!(r["allowed"], 10, "{r}");
+        assert_eq!(r["refused"].as_array().unwrap().len(), 18, "{r}");
+    }
+    // Nothing refused arrived; the allowed changes did, with the client's JSON bodies.
+    assert!(
+        refused_that_arrived(&g).is_empty(),
+        "{:?}",
+        refused_that_arrived(&g)
+    );
+    let recorded = g.sim.recorder.requests();
+    for r in results
+        .iter()
+        .flat_map(|r| r["refused"].as_array().unwrap())
+    {
+        let (m, p) = (r["method"].as_str().unwrap(), r["path"].as_str().unwrap());
+        if !p.ends_with("/clone") {
+            assert!(
+                !recorded.iter().any(|x| x.method == m && x.path() == p),
+                "refused {m} {p} reached Proxmox"
+            );
+        }
+    }
+    let json_posts = recorded
+        .iter()
+        .filter(|r| r.method == "POST" && r.header("content-type") == Some("application/json"))
+        .count();
+    assert!(json_posts >= 10, "{json_posts} JSON POSTs");
+    for new in [141, 142] {
+        assert!(recorded.iter().any(
+            |r| r.method == "DELETE" && r.path() == format!("/api2/json/nodes/pve/qemu/{new}")
+        ));
+        assert!(g.sim.guest(new).is_none(), "clone {new} was deleted");
+    }
+    assert!(recorded.iter().any(|r| r
+        .header("cookie")
+        .is_some_and(|c| c.contains("PVEAuthCookie="))
+        && r.header("csrfpreventiontoken").is_some()));
+    assert!(g.sim.guest(104).unwrap().running, "104 untouched");
+}
