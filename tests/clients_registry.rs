@@ -381,3 +381,118 @@ async fn cv4pve_api_javascript_on_node_through_pvegate() {
         && r.header("csrfpreventiontoken").is_some()));
     assert!(g.sim.guest(104).unwrap().running, "104 untouched");
 }
+
+/// The `ok=… changed=… failed=… ignored=…` numbers of the play recap for `localhost`.
+fn recap(stdout: &str) -> std::collections::HashMap<String, u64> {
+    let line = stdout
+        .lines()
+        .skip_while(|l| !l.starts_with("PLAY RECAP"))
+        .find(|l| l.starts_with("localhost"))
+        .unwrap_or_else(|| panic!("no play recap in:\n{stdout}"));
+    line.split_whitespace()
+        .filter_map(|kv| kv.split_once('='))
+        .map(|(k, v)| (k.to_string(), v.parse().unwrap()))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ansible_community_proxmox_playbooks_through_pvegate() {
+    let python = venv_python("ansible_collections.community.proxmox").await;
+    let playbook_cmd = python.parent().unwrap().join("ansible-playbook");
+    let g = start_tls_pinned(SimConfig::demo(), HOMELAB).await;
+    let home = tempfile::tempdir().unwrap();
+    let (token_user, token_name) = DEMO_TOKEN_ID.split_once('!').unwrap();
+    let modes: [(&str, u32, Vec<(&str, String)>); 2] = [
+        (
+            "token",
+            151,
+            vec![
+                ("PROXMOX_USER", token_user.to_string()),
+                ("PROXMOX_TOKEN_ID", token_name.to_string()),
+                ("PROXMOX_TOKEN_SECRET", DEMO_TOKEN_SECRET.to_string()),
+            ],
+        ),
+        (
+            "password",
+            152,
+            vec![
+                ("PROXMOX_USER", DEMO_USER.to_string()),
+                ("PROXMOX_PASSWORD", DEMO_PASSWORD.to_string()),
+            ],
+        ),
+    ];
+    for (mode, clone_id, creds) in modes {
+        let mut c = tokio::process::Command::new(&playbook_cmd);
+        c.arg("-i")
+            .arg("localhost,")
+            .arg("-c")
+            .arg("local")
+            .arg(repo_root().join("tests/clients/ansible/playbook.yml"))
+            .arg("-e")
+            .arg(format!(
+                "pve_host=127.0.0.1 pve_port={} auth_mode={mode} clone_id={clone_id} ansible_python_interpreter={}",
+                g.front.addr.port(),
+                python.display()
+            ))
+            .env("REQUESTS_CA_BUNDLE", &g.pki.ca_pem)
+            .env("HOME", home.path())
+            .env("ANSIBLE_LOCAL_TEMP", home.path().join("tmp"))
+            .env("ANSIBLE_NOCOLOR", "1")
+            .env("ANSIBLE_FORCE_COLOR", "0")
+            .env("ANSIBLE_HOST_KEY_CHECKING", "False")
+            .env("ANSIBLE_PYTHON_INTERPRETER", &python)
+            .envs(creds.iter().map(|(k, v)| (*k, v.as_str())));
+        let out = run(c, "ansible-playbook", Duration::from_secs(300)).await;
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            out.status.success(),
+            "ansible-playbook ({mode}) failed\nstdout:\n{stdout}\nstderr:\n{stderr}"
+        );
+        let numbers = recap(&stdout);
+        assert_eq!(numbers["failed"], 0, "{mode}: {stdout}");
+        assert_eq!(numbers["ignored"], 5, "{mode}: five refusals\n{stdout}");
+        assert!(numbers["changed"] >= 8, "{mode}: {numbers:?}\n{stdout}");
+        let refused: Vec<&str> = stdout
+            .lines()
+            .filter_map(|l| l.trim().strip_prefix("\"msg\": \"REFUSED "))
+            .collect();
+        assert_eq!(refused.len(), 5, "{mode}: {stdout}");
+        for msg in refused {
+            assert!(
+                msg.contains("Permission check failed (pvegate: VM "),
+                "{msg}"
+            );
+        }
+        assert!(g.sim.guest(clone_id).is_none(), "clone {clone_id} removed");
+        eprintln!("ansible ({mode}): {numbers:?}");
+    }
+    // Nothing refused arrived; the allowed changes did.
+    assert!(
+        refused_that_arrived(&g).is_empty(),
+        "{:?}",
+        refused_that_arrived(&g)
+    );
+    let recorded = g.sim.recorder.requests();
+    for (method, path) in [
+        ("POST", "/api2/json/nodes/pve/qemu/110/status/shutdown"),
+        ("POST", "/api2/json/nodes/pve/qemu/110/status/start"),
+        ("POST", "/api2/json/nodes/pve/qemu/110/status/reboot"),
+        ("POST", "/api2/json/nodes/pve/qemu/110/snapshot"),
+        ("POST", "/api2/json/nodes/pve/qemu/9001/clone"),
+        ("DELETE", "/api2/json/nodes/pve/qemu/151"),
+        ("DELETE", "/api2/json/nodes/pve/qemu/152"),
+    ] {
+        assert!(
+            recorded
+                .iter()
+                .any(|r| r.method == method && r.path() == path),
+            "{method} {path} did not arrive"
+        );
+    }
+    assert!(recorded
+        .iter()
+        .any(|r| r.method == "POST" && r.path() == "/api2/json/access/ticket"));
+    let doc1 = g.sim.guest(104).unwrap();
+    assert!(doc1.running, "104 untouched");
+}
