@@ -395,6 +395,9 @@ fn recap(stdout: &str) -> std::collections::HashMap<String, u64> {
         .collect()
 }
 
+/// `PROXMOX_*` environment variables for the modules' credentials.
+type Credentials = Vec<(&'static str, String)>;
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ansible_community_proxmox_playbooks_through_pvegate() {
     let python = venv_python("ansible_collections.community.proxmox").await;
@@ -402,7 +405,7 @@ async fn ansible_community_proxmox_playbooks_through_pvegate() {
     let g = start_tls_pinned(SimConfig::demo(), HOMELAB).await;
     let home = tempfile::tempdir().unwrap();
     let (token_user, token_name) = DEMO_TOKEN_ID.split_once('!').unwrap();
-    let modes: [(&str, u32, Vec<(&str, String)>); 2] = [
+    let modes: [(&str, u32, Credentials); 2] = [
         (
             "token",
             151,
