@@ -8,6 +8,11 @@
 //! content over 1 KiB when the client accepts it) and its connection handling (5 s idle
 //! timeout, `Connection: close` after every error).
 //!
+//! It also keeps what a cluster knows: guests' tags, names, pools, templates, protection,
+//! passthrough devices and disks; pools, storages, resource mappings, backup jobs, HA
+//! resources, groups and rules, datacenter options ([`ClusterSeed`]); and answers the node and
+//! cluster reads of monitoring tools and the web UI in PVE 9.1's `returns` shapes.
+//!
 //! Every request is recorded as received ([`Recorder`]) before it is routed, including the
 //! ones the sim refuses, so a test can check exactly what a proxy forwarded.
 //!
@@ -22,8 +27,26 @@
 //! # Ok(()) }
 //! ```
 //!
-//! Modules: `front` (pveproxy's request order), `api` (routes), `state` (guests,
-//! tasks, storage), `auth` (tickets, CSRF, tokens), `params`, `reply` (envelopes, reason
+//! Cluster mode ([`start_cluster`]): several nodes on their own listeners share one cluster
+//! state; each can be stopped and started again.
+//!
+//! ```no_run
+//! # async fn demo() -> std::io::Result<()> {
+//! let cluster = pvegate_sim::start_cluster(pvegate_sim::SimConfig::demo_cluster(3)).await?;
+//! let pve2 = cluster.node("pve2");
+//! pve2.stop().await; // pve1 and pve3 now report it offline and answer 595 for it
+//! pve2.start().await?; // back on the same address
+//! for r in cluster.recorder.requests() {
+//!     println!("{} got {} {}", r.node, r.method, r.target);
+//! }
+//! # Ok(()) }
+//! ```
+//!
+//! Modules: `front` (pveproxy's request order), `api` (routes), `cluster_api` (pools,
+//! storages, mappings, backup jobs, HA, options), `node_info` (subscription, apt, disks,
+//! hardware), `shapes` (the schema's answer type of unmodelled reads), `state` (guests,
+//! tasks, storage, `state::cluster` for the cluster configuration), `seed` (what a sim starts
+//! with), `cluster` (cluster mode), `auth` (tickets, CSRF, tokens), `params`, `reply` (envelopes, reason
 //! phrases), `record`, `tls`, `ws` (console echo), `upload` (multipart), `web` (index and
 //! static files), `gzip` (pveproxy's response compression), `guestnet` (guest addresses: agent, LXC
 //! interfaces).
@@ -44,6 +67,7 @@ mod params;
 mod record;
 mod reply;
 mod seed;
+mod shapes;
 mod state;
 mod tls;
 mod upload;

@@ -19,7 +19,11 @@ impl State {
     pub fn status_current(&self, kind: GuestKind, vmid: u32) -> Result<Value, ApiError> {
         let g = self.guest(kind, vmid)?;
         let mut m = g.stats();
-        m.insert("ha".into(), json!({"managed": 0}));
+        let ha = match self.ha_state(g) {
+            Some(state) => json!({"managed": 1, "state": state}),
+            None => json!({"managed": 0}),
+        };
+        m.insert("ha".into(), ha);
         match kind {
             GuestKind::Qemu => {
                 let qmp = if !g.running {
