@@ -177,7 +177,7 @@ impl SimGuest {
     }
 
     /// The same guest in resource pool `pool` (the pool is created if no
-    /// [`SimConfig::pools`] entry names it).
+    /// [`ClusterSeed::pools`] entry names it).
     #[must_use]
     pub fn pool(mut self, pool: &str) -> Self {
         self.pool = Some(pool.to_owned());
