@@ -4,13 +4,14 @@
 //! - `/healthz`: 200 `ok` while the process serves.
 //! - `/readyz`: 200 when a policy is in force (always, once serving: pvegate does not start
 //!   without one, and a failed reload keeps the previous one), the upstream answered the last probe and
-//!   pvegate is not shutting down; otherwise 503 with the reason in the body.
+//!   pvegate is not shutting down; otherwise 503 with the reason in the body. With a cluster
+//!   (`[[upstream.node]]`), one node that is up is enough, and the body has one line per node.
 //! - `/metrics`: every metric of [`crate::metrics`] in the Prometheus text format.
 //! - `/approvals`: pending approvals, approve and reject, behind bearer tokens
 //!   ([`crate::approval::admin`]).
 //!
-//! The probe sends `GET /api2/json/version` without credentials every
-//! [`PROBE_EVERY`]: any HTTP answer (401 included) means Proxmox is up.
+//! The probe sends `GET /api2/json/version` without credentials to every node every
+//! [`PROBE_EVERY`]: any HTTP answer (401 included) means that node is up.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -26,7 +27,7 @@ use tokio::net::TcpListener;
 use crate::body::Body;
 use crate::policy::PolicyStore;
 use crate::server::ServeError;
-use crate::upstream::Upstream;
+use crate::upstream::Cluster;
 
 /// How often the upstream is probed.
 pub const PROBE_EVERY: Duration = Duration::from_secs(5);
@@ -43,6 +44,8 @@ pub struct Health {
     draining: AtomicBool,
     /// `Ok` if the upstream answered the last probe, else why not.
     upstream: Mutex<Result<(), String>>,
+    /// The nodes probed, for `/readyz`'s per-node lines (set by [`probe`]).
+    cluster: std::sync::OnceLock<Arc<Cluster>>,
 }
 
 impl Health {
@@ -53,6 +56,7 @@ impl Health {
             approvals: std::sync::OnceLock::new(),
             draining: AtomicBool::new(false),
             upstream: Mutex::new(Err("the Proxmox upstream has not been probed yet".into())),
+            cluster: std::sync::OnceLock::new(),
         })
     }
 
@@ -71,7 +75,6 @@ impl Health {
     }
 
     fn set_upstream(&self, state: Result<(), String>) {
-        crate::metrics::set_upstream_up(state.is_ok());
         // A poisoned lock only means a holder panicked; the value is still sound.
         *self.upstream.lock().unwrap_or_else(|e| e.into_inner()) = state;
     }
@@ -81,22 +84,62 @@ impl Health {
         if self.draining.load(Ordering::Relaxed) {
             return Err("shutting down: finishing the requests in flight".into());
         }
-        self.upstream
+        let probed = self
+            .upstream
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .clone()
+            .clone();
+        match self.cluster.get().filter(|c| c.nodes().len() > 1) {
+            // A cluster serves while one node is up (a failed request marks its node down
+            // before the next probe).
+            Some(cluster) if probed.is_ok() && !cluster.nodes().iter().any(|n| n.is_up()) => {
+                Err(format!("no upstream node is up\n{}", node_lines(cluster)))
+            }
+            Some(cluster) => probed.map_err(|e| format!("{e}\n{}", node_lines(cluster))),
+            None => probed,
+        }
+    }
+
+    /// One line per node of a cluster (`node pve1: up`, `node pve2: down: …`); empty for a
+    /// single upstream.
+    pub fn nodes(&self) -> String {
+        match self.cluster.get().filter(|c| c.nodes().len() > 1) {
+            Some(cluster) => node_lines(cluster),
+            None => String::new(),
+        }
     }
 }
 
-/// Probes `upstream` now and then every [`PROBE_EVERY`], until dropped.
-pub async fn probe(upstream: Upstream, health: Arc<Health>) {
+fn node_lines(cluster: &Cluster) -> String {
+    cluster
+        .nodes()
+        .iter()
+        .map(|n| match (n.is_up(), n.down_reason()) {
+            (true, _) => format!("node {}: up\n", n.label()),
+            (false, reason) => format!(
+                "node {}: down: {}\n",
+                n.label(),
+                reason.unwrap_or_else(|| "not probed yet".into())
+            ),
+        })
+        .collect()
+}
+
+/// Probes every node of `cluster` now and then every [`PROBE_EVERY`], until dropped. The
+/// upstream counts as up while one node is.
+pub async fn probe(cluster: Arc<Cluster>, health: Arc<Health>) {
+    let _ = health.cluster.set(Arc::clone(&cluster));
     let mut tick = tokio::time::interval(PROBE_EVERY);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
-        let state = match upstream.probe(PROBE_TIMEOUT).await {
-            Ok(_) => Ok(()),
-            Err(e) => Err(e.to_string()),
+        let results = cluster.probe_all(PROBE_TIMEOUT).await;
+        let state = if results.iter().any(Result::is_ok) {
+            Ok(())
+        } else if let [only] = &results[..] {
+            only.clone()
+        } else {
+            Err("no upstream node answered the last probe".into())
         };
         if let Err(reason) = &state {
             tracing::debug!(%reason, "upstream probe failed");
@@ -184,7 +227,11 @@ fn answer<B>(req: &Request<B>, health: &Health) -> Response<Body> {
             Ok(()) => text(
                 StatusCode::OK,
                 PLAIN,
-                format!("ready (policy generation {})\n", health.store.generation()),
+                format!(
+                    "ready (policy generation {})\n{}",
+                    health.store.generation(),
+                    health.nodes()
+                ),
             ),
             Err(reason) => text(
                 StatusCode::SERVICE_UNAVAILABLE,

@@ -70,6 +70,18 @@ impl Body {
     }
 }
 
+impl Body {
+    /// A second body with the same bytes, for a body held in memory (none or buffered);
+    /// `None` for a streamed one, which can be read only once.
+    pub fn try_clone(&self) -> Option<Body> {
+        match &self.0 {
+            Kind::Empty(_) => Some(Body::empty()),
+            Kind::Full(full) => Some(Body(Kind::Full(full.clone()))),
+            Kind::Incoming(_) | Kind::Boxed(_) => None,
+        }
+    }
+}
+
 impl From<Bytes> for Body {
     fn from(bytes: Bytes) -> Body {
         Body(Kind::Full(Full::new(bytes)))

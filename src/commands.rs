@@ -2,6 +2,7 @@
 //! arguments and calls these.
 
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 use http::{HeaderMap, HeaderValue, Method};
@@ -85,8 +86,10 @@ pub async fn serve(config_path: &Path) -> anyhow::Result<()> {
     for w in config.warnings.iter().chain(&store.snapshot().warnings) {
         tracing::warn!("{w}");
     }
-    let upstream = upstream::Upstream::new(&config.upstream)?
-        .with_response_timeout(config.limits.response_timeout);
+    let upstream = Arc::new(upstream::Cluster::from_config(
+        &config,
+        config.limits.response_timeout,
+    )?);
     let tls = match &config.listen.tls {
         Some((cert, key)) => Some(server::server_tls(cert, key)?),
         None => {
@@ -115,15 +118,15 @@ pub async fn serve(config_path: &Path) -> anyhow::Result<()> {
         let admin_listener = admin::bind(address).await?;
         tracing::info!(address = %admin_listener.local_addr()?, "admin listener (/healthz, /readyz, /metrics)");
         tokio::spawn(admin::serve(admin_listener, health.clone()));
-        tokio::spawn(admin::probe(
-            upstream::Upstream::new(&config.upstream)?,
-            health.clone(),
-        ));
+    }
+    // The probe feeds /readyz and the metrics, and tells a cluster which nodes are up.
+    if config.admin.is_some() || upstream.nodes().len() > 1 {
+        tokio::spawn(admin::probe(Arc::clone(&upstream), health.clone()));
     }
     tracing::info!(
         address = %listener.local_addr()?,
         tls = listener.is_tls(),
-        upstream = upstream.authority(),
+        upstream = %upstream.authority(),
         rules = store.snapshot().rules().len(),
         "pvegate listening"
     );
@@ -209,6 +212,16 @@ pub fn validate(config_path: &Path) -> i32 {
         eprintln!("error: {}: upstream TLS: {e}", config.path.display());
         failed = true;
     }
+    for (i, node) in config.upstream_nodes.iter().enumerate().skip(1) {
+        if let Err(e) = upstream::tls::client_config(&node.upstream.trust) {
+            let n = i + 1;
+            eprintln!(
+                "error: {}: upstream.node[{n}] TLS: {e}",
+                config.path.display()
+            );
+            failed = true;
+        }
+    }
     for w in &warnings {
         eprintln!("warning: {w}");
     }
@@ -216,12 +229,16 @@ pub fn validate(config_path: &Path) -> i32 {
         return EXIT_BAD_INPUT;
     }
     println!(
-        "ok: {} ({} policy file(s), {} guest rule(s), upstream {}://{}{}{})",
+        "ok: {} ({} policy file(s), {} guest rule(s), upstream {}://{}{}{}{})",
         config.path.display(),
         config.policy_files.len(),
         rules,
         config.upstream.scheme,
         config.upstream.authority,
+        match config.upstream_nodes.len() {
+            0 | 1 => String::new(),
+            n => format!(" and {} more node(s)", n - 1),
+        },
         if config.policy_mode == crate::policy::Mode::Shadow {
             ", shadow mode"
         } else {

@@ -48,6 +48,14 @@ impl ConfigError {
         }
     }
 
+    /// Every single error in this one, owned.
+    pub fn into_list(self) -> Vec<ConfigError> {
+        match self {
+            ConfigError::Many(v) => v.into_iter().flat_map(ConfigError::into_list).collect(),
+            e => vec![e],
+        }
+    }
+
     /// Every single error in this one.
     pub fn list(&self) -> Vec<&ConfigError> {
         match self {
@@ -67,7 +75,7 @@ impl ConfigError {
 #[serde(deny_unknown_fields)]
 struct RawConfig {
     listen: RawListen,
-    upstream: RawUpstream,
+    upstream: toml::Spanned<RawUpstream>,
     policy: RawPolicy,
     #[serde(default)]
     log: RawLog,
@@ -105,13 +113,27 @@ struct RawListen {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawUpstream {
-    url: toml::Spanned<String>,
+    url: Option<toml::Spanned<String>>,
+    /// `[[upstream.node]]`: the nodes of a cluster, in order of preference (instead of `url`).
+    #[serde(default)]
+    node: Vec<RawNode>,
     fingerprint: Option<toml::Spanned<String>>,
     ca: Option<toml::Spanned<String>>,
     insecure: Option<toml::Spanned<bool>>,
     connect_timeout_secs: Option<u64>,
     pool_idle_timeout_ms: Option<toml::Spanned<u64>>,
     response_timeout_secs: Option<toml::Spanned<u64>>,
+}
+
+/// One `[[upstream.node]]` table.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawNode {
+    name: Option<toml::Spanned<String>>,
+    url: toml::Spanned<String>,
+    fingerprint: Option<toml::Spanned<String>>,
+    ca: Option<toml::Spanned<String>>,
+    insecure: Option<toml::Spanned<bool>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -192,6 +214,16 @@ pub struct Upstream {
     pub pool_idle_timeout: std::time::Duration,
 }
 
+/// One node of a cluster (`[[upstream.node]]`): its Proxmox node name, if given, and how to
+/// reach it (`upstream.connect_timeout_secs` and `pool_idle_timeout_ms` apply to every node).
+#[derive(Clone, Debug)]
+pub struct UpstreamNode {
+    /// The node's name as Proxmox knows it (`pve1`); requests under `/nodes/<name>/` that only
+    /// that node can serve go to it. `None`: the node only takes requests any node can serve.
+    pub name: Option<String>,
+    pub upstream: Upstream,
+}
+
 /// Log output format.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum LogFormat {
@@ -204,7 +236,10 @@ pub enum LogFormat {
 pub struct Config {
     pub path: PathBuf,
     pub listen: Listen,
+    /// The upstream (`[upstream] url`), or the first of `upstream_nodes`.
     pub upstream: Upstream,
+    /// `[[upstream.node]]`, in order of preference; empty in the single-`url` form.
+    pub upstream_nodes: Vec<UpstreamNode>,
     pub policy_files: Vec<PathBuf>,
     /// Reload the policy when a policy file changes (SIGHUP always reloads).
     pub watch_policy: bool,
@@ -286,81 +321,150 @@ impl Config {
         let warn_at = |span: std::ops::Range<usize>, msg: &str| {
             format!("{}:{}: {msg}", path.display(), line_of(src, span.start))
         };
-        let up = &raw.upstream;
-        let upstream = (|| -> Result<Upstream, ConfigError> {
-            let uri: http::Uri = up.url.get_ref().parse().map_err(|_| {
+        let up = raw.upstream.get_ref();
+        let pool_idle_timeout = match &up.pool_idle_timeout_ms {
+            Some(v) if *v.get_ref() == 0 || *v.get_ref() >= 4000 => {
+                Err(err(v.span(), "upstream.pool_idle_timeout_ms must be between 1 and 3999: pveproxy closes idle connections after 5 s, and a pooled connection must be dropped well before that".into()))
+            }
+            Some(v) => Ok(*v.get_ref()),
+            None => Ok(3000),
+        };
+        let connect_timeout = std::time::Duration::from_secs(up.connect_timeout_secs.unwrap_or(10));
+        // One endpoint: `url` and its trust, with `key` (`upstream` or `upstream.node[N]`)
+        // naming the keys in messages; `inherited` is the trust a node without its own gets.
+        let endpoint = |warnings: &mut Vec<String>,
+                        key: &str,
+                        url: &toml::Spanned<String>,
+                        fingerprint: Option<&toml::Spanned<String>>,
+                        ca: Option<&toml::Spanned<String>>,
+                        insecure: Option<&toml::Spanned<bool>>,
+                        inherited: Option<&Trust>|
+         -> Result<Upstream, ConfigError> {
+            let uri: http::Uri = url.get_ref().parse().map_err(|_| {
                 err(
-                    up.url.span(),
+                    url.span(),
                     format!(
-                        "upstream.url {:?} is not a URL such as \"https://192.168.1.12:8006\"",
-                        up.url.get_ref()
+                        "{key}.url {:?} is not a URL such as \"https://192.168.1.12:8006\"",
+                        url.get_ref()
                     ),
                 )
             })?;
             let scheme = uri.scheme().cloned().ok_or_else(|| {
                 err(
-                    up.url.span(),
-                    "upstream.url needs a scheme: https:// (or http:// for tests)".into(),
+                    url.span(),
+                    format!("{key}.url needs a scheme: https:// (or http:// for tests)"),
                 )
             })?;
             if scheme != http::uri::Scheme::HTTP && scheme != http::uri::Scheme::HTTPS {
-                return Err(err(up.url.span(), format!("upstream.url scheme {scheme} is not supported: use https:// (or http:// for tests)")));
+                return Err(err(url.span(), format!("{key}.url scheme {scheme} is not supported: use https:// (or http:// for tests)")));
             }
             let authority = uri
                 .authority()
                 .cloned()
-                .ok_or_else(|| err(up.url.span(), "upstream.url needs a host".into()))?;
+                .ok_or_else(|| err(url.span(), format!("{key}.url needs a host")))?;
             if authority.as_str().contains('@') {
                 return Err(err(
-                    up.url.span(),
-                    "upstream.url must not carry credentials: pvegate never adds any".into(),
+                    url.span(),
+                    format!("{key}.url must not carry credentials: pvegate never adds any"),
                 ));
             }
             if !matches!(uri.path(), "" | "/") || uri.query().is_some() {
                 return Err(err(
-                    up.url.span(),
-                    "upstream.url must be the server root (Proxmox serves the API at /api2)".into(),
+                    url.span(),
+                    format!("{key}.url must be the server root (Proxmox serves the API at /api2)"),
                 ));
             }
-            let insecure = up.insecure.as_ref().is_some_and(|i| *i.get_ref());
-            let trust = match (&up.fingerprint, &up.ca, insecure) {
+            let insecure_set = insecure.is_some_and(|i| *i.get_ref());
+            let trust = match (fingerprint, ca, insecure_set) {
                 (Some(f), None, false) => Trust::Fingerprint(
                     parse_fingerprint(f.get_ref()).map_err(|m| err(f.span(), m))?,
                 ),
                 (None, Some(c), false) => Trust::Ca(resolve(c.get_ref())),
-                (None, None, false) => Trust::SystemRoots,
+                (None, None, false) => inherited.cloned().unwrap_or(Trust::SystemRoots),
                 (None, None, true) => Trust::Insecure,
                 (Some(f), _, _) | (None, Some(f), _) => {
                     return Err(err(
                         f.span(),
-                        "choose one of upstream.fingerprint, upstream.ca or upstream.insecure"
-                            .into(),
+                        format!("choose one of {key}.fingerprint, {key}.ca or {key}.insecure"),
                     ))
                 }
             };
-            if trust == Trust::Insecure {
-                warnings.push(warn_at(up.insecure.as_ref().map_or(0..0, |i| i.span()), "upstream.insecure = true: the Proxmox certificate is NOT verified; anyone on the path can read credentials. Pin it with upstream.fingerprint instead"));
+            if trust == Trust::Insecure && insecure_set {
+                warnings.push(warn_at(insecure.map_or(0..0, |i| i.span()), &format!("{key}.insecure = true: the Proxmox certificate is NOT verified; anyone on the path can read credentials. Pin it with {key}.fingerprint instead")));
             }
             if trust == Trust::SystemRoots && scheme == http::uri::Scheme::HTTPS {
-                warnings.push(warn_at(up.url.span(), "https upstream without upstream.fingerprint or upstream.ca: its certificate must chain to a system root, which Proxmox's self-signed one does not (set upstream.fingerprint to the node's certificate fingerprint)"));
+                warnings.push(warn_at(url.span(), &format!("https upstream without {key}.fingerprint or {key}.ca: its certificate must chain to a system root, which Proxmox's self-signed one does not (set {key}.fingerprint to the node's certificate fingerprint)")));
             }
-            let pool_idle_timeout = match &up.pool_idle_timeout_ms {
-            Some(v) if *v.get_ref() == 0 || *v.get_ref() >= 4000 => {
-                return Err(err(v.span(), "upstream.pool_idle_timeout_ms must be between 1 and 3999: pveproxy closes idle connections after 5 s, and a pooled connection must be dropped well before that".into()))
-            }
-            Some(v) => *v.get_ref(),
-            None => 3000,
-        };
             Ok(Upstream {
                 scheme,
                 authority,
                 trust,
-                connect_timeout: std::time::Duration::from_secs(
-                    up.connect_timeout_secs.unwrap_or(10),
+                connect_timeout,
+                pool_idle_timeout: std::time::Duration::from_millis(
+                    *pool_idle_timeout.as_ref().unwrap_or(&3000),
                 ),
-                pool_idle_timeout: std::time::Duration::from_millis(pool_idle_timeout),
             })
-        })();
+        };
+        let upstream_nodes: Result<Vec<UpstreamNode>, ConfigError> = match (&up.url, up.node.is_empty()) {
+            (Some(url), true) => endpoint(
+                &mut warnings,
+                "upstream",
+                url,
+                up.fingerprint.as_ref(),
+                up.ca.as_ref(),
+                up.insecure.as_ref(),
+                None,
+            )
+            .map(|upstream| vec![UpstreamNode { name: None, upstream }]),
+            (Some(url), false) => Err(err(url.span(), "choose one of upstream.url (one Proxmox node) or [[upstream.node]] tables (a cluster)".into())),
+            (None, true) => Err(err(raw.upstream.span(), "[upstream] needs url = \"https://<node>:8006\", or one [[upstream.node]] table per cluster node".into())),
+            (None, false) => (|| {
+                if let Some(f) = &up.fingerprint {
+                    return Err(err(f.span(), "upstream.fingerprint with [[upstream.node]]: every node has a certificate of its own; pin each with fingerprint = … in its [[upstream.node]], or trust the cluster CA with upstream.ca".into()));
+                }
+                // The cluster-wide trust: the cluster CA (`ca`) or, explicitly, none.
+                let shared = match (&up.ca, up.insecure.as_ref().is_some_and(|i| *i.get_ref())) {
+                    (Some(c), false) => Some(Trust::Ca(resolve(c.get_ref()))),
+                    (None, true) => {
+                        warnings.push(warn_at(up.insecure.as_ref().map_or(0..0, |i| i.span()), "upstream.insecure = true: no node's certificate is verified (except those pinned in their [[upstream.node]]); anyone on the path can read credentials"));
+                        Some(Trust::Insecure)
+                    }
+                    (None, false) => None,
+                    (Some(c), true) => return Err(err(c.span(), "choose one of upstream.ca or upstream.insecure".into())),
+                };
+                let mut nodes: Vec<UpstreamNode> = Vec::new();
+                for (i, n) in up.node.iter().enumerate() {
+                    let key = format!("upstream.node[{}]", i + 1);
+                    let upstream = endpoint(
+                        &mut warnings,
+                        &key,
+                        &n.url,
+                        n.fingerprint.as_ref(),
+                        n.ca.as_ref(),
+                        n.insecure.as_ref(),
+                        shared.as_ref(),
+                    )?;
+                    let name = match &n.name {
+                        None => None,
+                        Some(name) => {
+                            let v = name.get_ref();
+                            if !is_node_name(v) {
+                                return Err(err(name.span(), format!("{key}.name {v:?} is not a Proxmox node name (letters, digits and '-', as in /nodes/<name>/)")));
+                            }
+                            if nodes.iter().any(|o| o.name.as_deref() == Some(v.as_str())) {
+                                return Err(err(name.span(), format!("{key}.name {v:?} is given twice: each node once")));
+                            }
+                            Some(v.clone())
+                        }
+                    };
+                    if nodes.iter().any(|o| o.upstream.authority == upstream.authority) {
+                        return Err(err(n.url.span(), format!("{key}.url {:?} is given twice: each node once", n.url.get_ref())));
+                    }
+                    nodes.push(UpstreamNode { name, upstream });
+                }
+                Ok(nodes)
+            })(),
+        };
 
         let files = raw.policy.files.get_ref();
         let files_ok = if files.is_empty() {
@@ -463,7 +567,13 @@ impl Config {
         // Every error at once (validate shows them all), in file order.
         let mut errors = Vec::new();
         let listen = listen.map_err(|e| errors.push(e)).ok();
-        let upstream = upstream.map_err(|e| errors.push(e)).ok();
+        if let Err(e) = pool_idle_timeout {
+            errors.push(e);
+        }
+        let upstream_nodes = upstream_nodes
+            .map_err(|e| errors.extend(e.into_list()))
+            .ok();
+        let upstream = upstream_nodes.as_ref().map(|n| n[0].upstream.clone());
         let _ = files_ok.map_err(|e| errors.push(e));
         let log_format = log_format.map_err(|e| errors.push(e)).ok();
         let log_level = log_level.map_err(|e| errors.push(e)).ok();
@@ -480,6 +590,7 @@ impl Config {
         let (
             Some(listen),
             Some(upstream),
+            Some(upstream_nodes),
             Some(log_format),
             Some(log_level),
             Some(policy_mode),
@@ -489,6 +600,7 @@ impl Config {
         ) = (
             listen,
             upstream,
+            upstream_nodes,
             log_format,
             log_level,
             policy_mode,
@@ -507,6 +619,12 @@ impl Config {
             path: path.to_path_buf(),
             listen,
             upstream,
+            // The single-`url` form has no node list: its one upstream is `upstream`.
+            upstream_nodes: if raw.upstream.get_ref().node.is_empty() {
+                Vec::new()
+            } else {
+                upstream_nodes
+            },
             policy_files: files.iter().map(|f| resolve(f)).collect(),
             watch_policy: raw.policy.watch.unwrap_or(true),
             log_format,
@@ -563,6 +681,15 @@ fn check_log_level(s: &str) -> Result<(), String> {
         }
     }
     Ok(())
+}
+
+/// A Proxmox node name as it appears in `/nodes/<name>/`: letters, digits and inner `-`.
+fn is_node_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 63
+        && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        && !s.starts_with('-')
+        && !s.ends_with('-')
 }
 
 /// Parses a SHA-256 fingerprint: 32 hex pairs, with or without `:` separators, any case.
@@ -744,6 +871,108 @@ files = ["policies/homelab.toml"]
         assert!(
             e.contains("listen.max_connections must be at least 1"),
             "{e}"
+        );
+    }
+
+    const CLUSTER: &str = r#"
+[listen]
+address = "127.0.0.1:8006"
+[upstream]
+ca = "pve-root-ca.pem"
+connect_timeout_secs = 3
+[[upstream.node]]
+name = "pve1"
+url = "https://10.0.0.1:8006"
+[[upstream.node]]
+name = "pve2"
+url = "https://10.0.0.2:8006"
+fingerprint = "ab:cd:ab:cd:ab:cd:ab:cd:ab:cd:ab:cd:ab:cd:ab:cd:ab:cd:ab:cd:ab:cd:ab:cd:ab:cd:ab:cd:ab:cd:ab:cd"
+[[upstream.node]]
+url = "https://10.0.0.3:8006"
+[policy]
+files = ["policies/homelab.toml"]
+"#;
+
+    #[test]
+    fn cluster_nodes_in_order_with_their_own_or_the_cluster_trust() {
+        let c = parse(CLUSTER).unwrap();
+        assert_eq!(c.upstream_nodes.len(), 3);
+        let names: Vec<_> = c.upstream_nodes.iter().map(|n| n.name.as_deref()).collect();
+        assert_eq!(names, [Some("pve1"), Some("pve2"), None]);
+        let ca = Trust::Ca(PathBuf::from("/etc/pvegate/pve-root-ca.pem"));
+        assert_eq!(c.upstream_nodes[0].upstream.trust, ca);
+        assert!(
+            matches!(c.upstream_nodes[1].upstream.trust, Trust::Fingerprint(f) if f[0] == 0xab)
+        );
+        assert_eq!(c.upstream_nodes[2].upstream.trust, ca);
+        assert_eq!(c.upstream_nodes[2].upstream.connect_timeout.as_secs(), 3);
+        assert_eq!(
+            c.upstream.authority.as_str(),
+            "10.0.0.1:8006",
+            "the first node"
+        );
+        assert!(c.warnings.is_empty(), "{:?}", c.warnings);
+        assert!(
+            parse(MIN).unwrap().upstream_nodes.is_empty(),
+            "the url form"
+        );
+    }
+
+    #[test]
+    fn cluster_mistakes_are_errors_with_lines() {
+        let both = CLUSTER.replace(
+            "[upstream]\n",
+            "[upstream]\nurl = \"https://10.0.0.9:8006\"\n",
+        );
+        let e = parse(&both).unwrap_err().to_string();
+        assert!(
+            e.contains(":5:") && e.contains("choose one of upstream.url"),
+            "{e}"
+        );
+        let neither = "[listen]\naddress = \"127.0.0.1:8006\"\n[upstream]\nconnect_timeout_secs = 3\n[policy]\nfiles = [\"p.toml\"]\n";
+        let e = parse(neither).unwrap_err().to_string();
+        assert!(e.contains("[[upstream.node]]"), "{e}");
+        let shared_pin = CLUSTER.replace("ca = \"pve-root-ca.pem\"", "fingerprint = \"ab\"");
+        let e = parse(&shared_pin).unwrap_err().to_string();
+        assert!(
+            e.contains(":5:") && e.contains("certificate of its own"),
+            "{e}"
+        );
+        let twice = CLUSTER.replace("\"pve2\"", "\"pve1\"");
+        let e = parse(&twice).unwrap_err().to_string();
+        assert!(
+            e.contains(":11:") && e.contains("upstream.node[2].name \"pve1\" is given twice"),
+            "{e}"
+        );
+        let same_url = CLUSTER.replace("10.0.0.3", "10.0.0.1");
+        let e = parse(&same_url).unwrap_err().to_string();
+        assert!(
+            e.contains("upstream.node[3].url") && e.contains("twice"),
+            "{e}"
+        );
+        let bad_name = CLUSTER.replace("\"pve1\"", "\"pve 1/..\"");
+        let e = parse(&bad_name).unwrap_err().to_string();
+        assert!(
+            e.contains(":8:") && e.contains("not a Proxmox node name"),
+            "{e}"
+        );
+        let two_trusts =
+            CLUSTER.replace("fingerprint = \"ab", "insecure = true\nfingerprint = \"ab");
+        let e = parse(&two_trusts).unwrap_err().to_string();
+        assert!(
+            e.contains("choose one of upstream.node[2].fingerprint"),
+            "{e}"
+        );
+        let unknown = CLUSTER.replace("name = \"pve1\"", "name = \"pve1\"\nweight = 2");
+        assert!(parse(&unknown).unwrap_err().to_string().contains("weight"));
+        let no_trust = CLUSTER.replace("ca = \"pve-root-ca.pem\"", "");
+        let c = parse(&no_trust).unwrap();
+        assert!(
+            c.warnings
+                .iter()
+                .any(|w| w.contains("upstream.node[1].fingerprint")),
+            "{:?}",
+            c.warnings
         );
     }
 

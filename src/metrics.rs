@@ -47,6 +47,11 @@ struct EventLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct NodeLabels {
+    node: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct KindLabels {
     kind: &'static str,
 }
@@ -63,7 +68,7 @@ struct Metrics {
     codes: [OnceLock<Counter>; 500],
     upstream_errors: Family<KindLabels, Counter>,
     upstream_seconds: Histogram,
-    upstream_up: Gauge,
+    upstream_up: Family<NodeLabels, Gauge>,
     open_connections: Gauge,
     open_websockets: Gauge,
     policy_generation: Gauge,
@@ -173,10 +178,10 @@ impl Metrics {
             "Time from a request's decision to Proxmox's response head",
             upstream_seconds.clone(),
         );
-        let upstream_up = Gauge::default();
+        let upstream_up = Family::<NodeLabels, Gauge>::default();
         registry.register(
             "upstream_up",
-            "1 if Proxmox answered the last health probe (any HTTP status), else 0",
+            "1 if the upstream node answered the last health probe (any HTTP status) and no connection to it failed since, else 0; node: its [[upstream.node]] name, else host:port",
             upstream_up.clone(),
         );
         let open_connections = Gauge::default();
@@ -308,9 +313,14 @@ pub fn waiver_event(event: &'static str) {
     METRICS.waivers.get_or_create(&EventLabels { event }).inc();
 }
 
-/// Sets whether the upstream answered its last probe.
-pub fn set_upstream_up(up: bool) {
-    METRICS.upstream_up.set(i64::from(up));
+/// Sets whether the upstream node `node` (its name, else `host:port`) answered its last probe.
+pub fn set_upstream_up(node: &str, up: bool) {
+    METRICS
+        .upstream_up
+        .get_or_create(&NodeLabels {
+            node: node.to_string(),
+        })
+        .set(i64::from(up));
 }
 
 /// Sets the policy generation and whether its last load or reload succeeded.

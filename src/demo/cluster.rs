@@ -181,6 +181,23 @@ pub fn banner(cluster: &SimCluster, ca_out: Option<&std::path::Path>) -> String 
             s.push_str(&format!("  fingerprint = {}\n", toml_string(fp)));
         }
     }
+    s.push_str("\nOr every node, so pvegate fails over and sends consoles and uploads to their node:\n  [upstream]\n");
+    if let Some(p) = ca_out {
+        s.push_str(&format!(
+            "  ca = {}\n",
+            toml_string(&p.display().to_string())
+        ));
+    }
+    for n in &cluster.nodes {
+        s.push_str(&format!(
+            "  [[upstream.node]]\n  name = {}\n  url = {}\n",
+            toml_string(&n.name),
+            toml_string(&n.url)
+        ));
+        if let (None, Some(fp)) = (ca_out, &n.fingerprint) {
+            s.push_str(&format!("  fingerprint = {}\n", toml_string(fp)));
+        }
+    }
     s.push_str("\nType `stop pve2` or `start pve2` (Enter) to take a node down or bring it back, `status` to list them.\n");
     s.push_str("Each request a node receives is printed below (Ctrl-C to stop).\n");
     s

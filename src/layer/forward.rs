@@ -21,7 +21,7 @@ use crate::conn::ClientConn;
 use crate::metrics;
 use crate::rearm::{self, TimerSlot};
 use crate::reject::{Kind, Rejection};
-use crate::upstream::{ForwardError, Upstream};
+use crate::upstream::{Cluster, ForwardError};
 
 /// Forwards to the upstream.
 ///
@@ -29,14 +29,14 @@ use crate::upstream::{ForwardError, Upstream};
 /// upstream handle sits behind one `Arc`: a clone is one reference count.
 #[derive(Clone)]
 pub struct Forward {
-    upstream: Arc<Upstream>,
+    upstream: Arc<Cluster>,
 }
 
 impl Forward {
-    /// A forwarder to `upstream`.
-    pub fn new(upstream: Upstream) -> Self {
+    /// A forwarder to `upstream`: one [`crate::upstream::Upstream`] or a [`Cluster`].
+    pub fn new(upstream: impl Into<Arc<Cluster>>) -> Self {
         Forward {
-            upstream: Arc::new(upstream),
+            upstream: upstream.into(),
         }
     }
 }
@@ -136,7 +136,7 @@ impl Service<Request<Body>> for Forward {
             let res = match rearm::within(timer, forward).await {
                 Ok(res) => res,
                 Err(rearm::TimedOut) => Err(ForwardError::Timeout {
-                    authority: upstream.authority().to_string(),
+                    authority: upstream.authority(),
                     after: timeout,
                 }),
             };
@@ -158,7 +158,7 @@ fn answer(
         Ok(res) => res,
         Err(e) => {
             metrics::upstream_error(match e {
-                ForwardError::Connect { .. } => "connect",
+                ForwardError::Connect { .. } | ForwardError::NodeDown { .. } => "connect",
                 ForwardError::Timeout { .. } => "timeout",
                 ForwardError::ClientBody(_) => "client_body",
                 ForwardError::Exchange { .. } | ForwardError::Build(_) => "exchange",

@@ -41,6 +41,9 @@ pub enum ForwardError {
     Timeout { authority: String, after: Duration },
     #[error("{0}")]
     ClientBody(String),
+    /// A request only one cluster node can serve (an upload, a console) met that node down.
+    #[error("Proxmox node {node} is down, and only {node} can serve this request (an upload or a console): {detail}; try again once {node} is back")]
+    NodeDown { node: String, detail: String },
 }
 
 impl ForwardError {
@@ -50,6 +53,7 @@ impl ForwardError {
             ForwardError::Build(_) => StatusCode::BAD_REQUEST,
             ForwardError::Timeout { .. } => StatusCode::GATEWAY_TIMEOUT,
             ForwardError::ClientBody(_) => StatusCode::REQUEST_TIMEOUT,
+            ForwardError::NodeDown { .. } => StatusCode::SERVICE_UNAVAILABLE,
             _ => StatusCode::BAD_GATEWAY,
         }
     }

@@ -60,6 +60,11 @@ impl Pool {
             if idle.usable() && Arc::ptr_eq(&idle.home, self) {
                 return Some(idle);
             }
+            // Another cluster node's connection: back to its own node's shared pool.
+            if !Arc::ptr_eq(&idle.home, self) {
+                let home = Arc::clone(&idle.home);
+                home.share(idle);
+            }
         }
         let mut list = self.lock();
         // Newest first: the oldest are the likeliest to be closed or expired.

@@ -8,5 +8,6 @@
 mod common;
 
 mod proxmoxer;
+mod registry;
 mod terraform;
 mod webui;

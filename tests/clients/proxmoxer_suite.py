@@ -12,6 +12,7 @@ Configuration comes from the environment (set by tests/clients/proxmoxer.rs):
   PVE_TOKEN_USER, PVE_TOKEN_NAME, PVE_TOKEN_VALUE   API token
   PVE_USER, PVE_PASSWORD       user for ticket auth
   PVE_NODE                     node name (pve)
+  PVEGATE_EXPECT_PROXMOXER     the proxmoxer version that must be the one imported (optional)
   PVE_POLL_INTERVAL            task polling interval in seconds (default 1, like proxmoxer)
 
 The last line printed is `SUMMARY <json>`: counts per auth mode and every refused call, so the
@@ -24,6 +25,7 @@ import sys
 import tempfile
 import traceback
 
+import proxmoxer
 from proxmoxer import ProxmoxAPI, ResourceException
 from proxmoxer.tools import Tasks
 
@@ -238,6 +240,11 @@ class Suite:
 
 
 def main():
+    expected = os.environ.get("PVEGATE_EXPECT_PROXMOXER")
+    if expected and getattr(proxmoxer, "__version__", None) != expected:
+        print(f"proxmoxer {getattr(proxmoxer, '__version__', '?')} imported from "
+              f"{proxmoxer.__file__}, expected {expected}", file=sys.stderr)
+        return 2
     token = ProxmoxAPI(
         HOST,
         port=PORT,

@@ -10,6 +10,7 @@ mod common;
 mod approvals;
 mod audit_policy;
 mod cli;
+mod cluster;
 mod families;
 mod forwarding;
 mod gate;

@@ -138,6 +138,16 @@ fn metric(text: &str, series: &str) -> f64 {
         .unwrap_or_else(|| panic!("no series {series} in:\n{text}"))
 }
 
+/// `pvegate_upstream_up` of the one upstream (labelled with its `host:port`).
+fn upstream_up(text: &str) -> f64 {
+    let series: Vec<&str> = text
+        .lines()
+        .filter(|l| l.starts_with("pvegate_upstream_up{node=\"127.0.0.1:"))
+        .collect();
+    assert_eq!(series.len(), 1, "one upstream node in:\n{text}");
+    series[0].rsplit(' ').next().unwrap().parse().unwrap()
+}
+
 /// A fake upstream that accepts connections and then does what `behave` says with each.
 async fn fake_upstream<F, Fut>(behave: F) -> String
 where
@@ -575,7 +585,7 @@ async fn admin_reports_health_readiness_and_metrics() {
         metric(&text, "pvegate_upstream_response_seconds_count"),
         2.0
     );
-    assert_eq!(metric(&text, "pvegate_upstream_up"), 1.0);
+    assert_eq!(upstream_up(&text), 1.0);
     assert_eq!(metric(&text, "pvegate_policy_generation"), 1.0);
     assert_eq!(metric(&text, "pvegate_policy_last_reload_success"), 1.0);
     assert_eq!(metric(&text, "pvegate_audit_lines_dropped_total"), 0.0);
@@ -592,7 +602,7 @@ async fn admin_reports_health_readiness_and_metrics() {
         "{body}"
     );
     let (_, text) = admin_get(served.admin(), "/metrics").await;
-    assert_eq!(metric(&text, "pvegate_upstream_up"), 0.0);
+    assert_eq!(upstream_up(&text), 0.0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
