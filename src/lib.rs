@@ -37,6 +37,7 @@ pub mod config;
 #[cfg(feature = "demo")]
 pub mod demo;
 pub mod early;
+pub mod inventory;
 pub mod layer;
 pub mod logsink;
 pub mod mcp;

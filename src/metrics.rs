@@ -197,6 +197,7 @@ impl Metrics {
             policy_reload_ok.clone(),
         );
         registry.register_collector(Box::new(Dropped));
+        registry.register_collector(Box::new(crate::inventory::metrics::InventoryMetrics));
         Metrics {
             registry,
             requests,

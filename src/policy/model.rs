@@ -71,4 +71,13 @@ pub struct GuestEntry {
     /// Host PCI/USB devices (globs) this rule does not object to.
     #[serde(default)]
     pub host_devices: Vec<Spanned<String>>,
+    /// Selector: guests carrying any of these tags (needs `[inventory]`).
+    pub tags: Option<Spanned<Vec<String>>>,
+    /// Selector: guests in this pool (needs `[inventory]`).
+    pub pool: Option<Spanned<String>>,
+    /// Selector: `"qemu"` or `"lxc"` (needs `[inventory]`).
+    #[serde(rename = "type")]
+    pub kind: Option<Spanned<String>>,
+    /// Selector: templates (`true`) or non-templates (`false`) (needs `[inventory]`).
+    pub template: Option<Spanned<bool>>,
 }

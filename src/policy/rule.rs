@@ -152,6 +152,9 @@ pub struct GuestRule {
     pub hint: Option<String>,
     /// Host values this rule does not object to (`host_paths`, `host_devices`).
     pub host: HostPermit,
+    /// Guests picked through the inventory (`tags`, `pool`, `name` glob, `type`,
+    /// `template`); `None` for a rule by `vmid`/`vmids` alone.
+    pub selector: Option<super::selector::Selector>,
 }
 
 impl GuestRule {
@@ -177,6 +180,9 @@ impl GuestRule {
 
     /// The rule's label: "guest 104 (policies/homelab.toml:3)".
     pub fn label(&self) -> String {
+        if let Some(s) = &self.selector {
+            return format!("guests {} ({})", s.describe(), self.origin);
+        }
         if self.vmids.0 == self.vmids.1 {
             format!("guest {} ({})", self.vmids.0, self.origin)
         } else {
