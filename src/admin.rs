@@ -39,6 +39,8 @@ pub struct Health {
     draining: AtomicBool,
     /// `Ok` if the upstream answered the last probe, else why not.
     upstream: Mutex<Result<(), String>>,
+    /// With `[inventory]`: not ready while it is stale or was never read.
+    inventory: std::sync::OnceLock<crate::inventory::Inventory>,
 }
 
 impl Health {
@@ -48,6 +50,7 @@ impl Health {
             store,
             draining: AtomicBool::new(false),
             upstream: Mutex::new(Err("the Proxmox upstream has not been probed yet".into())),
+            inventory: std::sync::OnceLock::new(),
         })
     }
 
@@ -70,7 +73,16 @@ impl Health {
         self.upstream
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .clone()
+            .clone()?;
+        match self.inventory.get().map(|i| i.fresh()) {
+            Some(Err(why)) => Err(why),
+            _ => Ok(()),
+        }
+    }
+
+    /// Makes readiness depend on `inv` being fresh.
+    pub fn set_inventory(&self, inv: crate::inventory::Inventory) {
+        let _ = self.inventory.set(inv);
     }
 }
 

@@ -74,6 +74,8 @@ struct RawConfig {
     #[serde(default)]
     audit: RawAudit,
     admin: Option<RawAdmin>,
+    #[serde(default)]
+    inventory: Option<crate::inventory::config::RawInventory>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -218,6 +220,9 @@ pub struct Config {
     pub limits: Limits,
     /// The admin listener (`/healthz`, `/readyz`, `/metrics`); `None`: off.
     pub admin: Option<SocketAddr>,
+    /// `[inventory]`: pvegate's own read-only view of the cluster (selectors, stored
+    /// selections, dependencies); `None`: off, and rules that need it are errors.
+    pub inventory: Option<crate::inventory::InventoryConfig>,
 }
 
 impl Config {
@@ -462,6 +467,12 @@ impl Config {
         let policy_mode = policy_mode.map_err(|e| errors.push(e)).ok();
         let limits = limits.map_err(|e| errors.push(e)).ok();
         let admin = admin.map_err(|e| errors.push(e)).ok();
+        let inventory = match &raw.inventory {
+            None => None,
+            Some(r) => crate::inventory::InventoryConfig::from_raw(r, resolve)
+                .map_err(|(span, m)| errors.push(err(span, m)))
+                .ok(),
+        };
         errors.sort_by_key(|e| match e {
             ConfigError::Invalid { line, .. } => *line,
             _ => 0,
@@ -503,6 +514,7 @@ impl Config {
             warnings,
             limits,
             admin,
+            inventory,
         })
     }
 }

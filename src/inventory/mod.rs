@@ -13,7 +13,9 @@ pub mod change;
 pub mod config;
 pub mod expand;
 pub mod fetch;
+pub mod gate;
 pub mod metrics;
+pub mod show;
 pub mod snapshot;
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -52,6 +54,8 @@ struct Inner {
     /// The number of the last refresh that ended (with or without success).
     finished: watch::Sender<u64>,
     failures: AtomicU64,
+    /// Changes applied to the snapshot since, tagged with the refresh count at the time.
+    pending: Mutex<Vec<(u64, Change)>>,
 }
 
 impl std::fmt::Debug for Inventory {
@@ -76,6 +80,7 @@ impl Inventory {
                 started: AtomicU64::new(0),
                 finished: watch::Sender::new(0),
                 failures: AtomicU64::new(0),
+                pending: Mutex::new(Vec::new()),
             }),
         }
     }
@@ -86,6 +91,29 @@ impl Inventory {
         if let Ok(mut e) = self.inner.last_error.lock() {
             *e = None;
         }
+    }
+
+    /// Installs a snapshot patched with a forwarded `change` (its age unchanged), and keeps
+    /// the change to apply again over a refresh that was already under way.
+    fn install_patched(&self, s: Snapshot, change: &Change) {
+        self.inner.current.store(Some(Arc::new(s)));
+        let at = self.inner.started.load(Ordering::SeqCst);
+        if let Ok(mut p) = self.inner.pending.lock() {
+            p.push((at, change.clone()));
+        }
+    }
+
+    /// Installs the result of refresh number `n`, with the changes forwarded while it ran.
+    fn install_refreshed(&self, mut s: Snapshot, n: u64) {
+        if let Ok(mut p) = self.inner.pending.lock() {
+            p.retain(|(at, _)| *at >= n);
+            for (_, c) in p.iter() {
+                if let Some(next) = gate::applied(&s, c) {
+                    s = next;
+                }
+            }
+        }
+        self.install(s);
     }
 
     /// Records a failed refresh (the previous snapshot stays until it is too old).
@@ -200,7 +228,7 @@ impl Inventory {
                     ms = started.elapsed().as_millis() as u64,
                     "inventory refreshed"
                 );
-                self.install(s);
+                self.install_refreshed(s, n);
             }
             Err(e) => {
                 tracing::warn!(error = %e, "inventory refresh failed");

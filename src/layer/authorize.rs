@@ -15,19 +15,32 @@ use tower::{Layer, Service};
 use super::inspect::{ClientConn, Inspected};
 use crate::audit::{self, AuditDecision, Ending, Outcome};
 use crate::body::Body;
-use crate::policy::{Judgement, PolicyStore};
+use crate::inventory::gate::{self, Prepared};
+use crate::inventory::{Change, Inventory};
+use crate::policy::{DenyReason, Judgement, PolicyStore};
 use crate::respond;
 
 /// Layer that applies [`Authorize`] with the policy in `store`.
 #[derive(Clone)]
 pub struct AuthorizeLayer {
     store: PolicyStore,
+    inventory: Option<Inventory>,
 }
 
 impl AuthorizeLayer {
     /// Decides against whatever policy `store` holds at each request.
     pub fn new(store: PolicyStore) -> Self {
-        AuthorizeLayer { store }
+        AuthorizeLayer {
+            store,
+            inventory: None,
+        }
+    }
+
+    /// Also judges by `inventory` (selectors, stored selections, dependencies, sticky
+    /// protection); writes that need it are refused while it is stale.
+    pub fn with_inventory(mut self, inventory: Option<Inventory>) -> Self {
+        self.inventory = inventory;
+        self
     }
 }
 
@@ -37,6 +50,7 @@ impl<S> Layer<S> for AuthorizeLayer {
         Authorize {
             inner,
             store: self.store.clone(),
+            inventory: self.inventory.clone(),
         }
     }
 }
@@ -46,6 +60,7 @@ impl<S> Layer<S> for AuthorizeLayer {
 pub struct Authorize<S> {
     inner: S,
     store: PolicyStore,
+    inventory: Option<Inventory>,
 }
 
 impl<S> Service<Request<Body>> for Authorize<S>
@@ -73,13 +88,51 @@ where
         };
         let client = ClientConn::addr_of(&req);
         let policy = self.store.snapshot();
-        let judgement = policy.judge(&info.op, info.identity.as_deref(), self.store.mode());
+        let mode = self.store.mode();
+        let prepared = match &self.inventory {
+            Some(inv) => inv.prepare(&info.op, info.change.as_ref(), &policy),
+            None => Prepared::NotNeeded,
+        };
+        let (judgement, op, stale) = match &prepared {
+            Prepared::NotNeeded => (
+                policy.judge(&info.op, info.identity.as_deref(), mode),
+                &info.op,
+                None,
+            ),
+            Prepared::Ready { view, op } => {
+                let op = op.as_ref().unwrap_or(&info.op);
+                let j = policy.judge_in(
+                    op,
+                    info.change.as_ref(),
+                    info.identity.as_deref(),
+                    mode,
+                    Some(view),
+                );
+                (j, op, None)
+            }
+            Prepared::Stale(why) => {
+                let what = format!("{} {}", info.method, info.path);
+                let j = match mode {
+                    crate::policy::Mode::Enforce => Judgement::Deny(DenyReason::Strict),
+                    crate::policy::Mode::Shadow => Judgement::WouldDeny(DenyReason::Strict),
+                };
+                (j, &info.op, Some(gate::stale_message(why, &what)))
+            }
+        };
         let explaining = policy.explaining();
         let (decision, message) = match judgement {
+            Judgement::Deny(_) | Judgement::WouldDeny(_) if stale.is_some() => (
+                if matches!(judgement, Judgement::Deny(_)) {
+                    AuditDecision::Deny
+                } else {
+                    AuditDecision::WouldDeny
+                },
+                stale,
+            ),
             Judgement::Allow(_) => (AuditDecision::Allow, None),
             Judgement::Deny(r) | Judgement::WouldDeny(r) => {
                 let what = format!("{} {}", info.method, info.path);
-                let m = explaining.deny_message(&r, info.op.action, &what);
+                let m = explaining.deny_message(&r, op.action, &what);
                 let d = if matches!(judgement, Judgement::Deny(_)) {
                     AuditDecision::Deny
                 } else {
@@ -90,7 +143,7 @@ where
         };
         let exemption = match judgement {
             Judgement::Allow(_) if info.identity.is_some() && policy.has_exemptions() => {
-                policy.exemption_used(&info.op, info.identity.as_deref())
+                policy.exemption_used(op, info.identity.as_deref())
             }
             _ => None,
         };
@@ -102,9 +155,12 @@ where
                 path: &info.path,
                 endpoint: info.endpoint(),
                 action: Some(info.op.action),
-                guests: &info.op.guests,
+                guests: &op.guests,
                 decision,
-                rule: explaining.rule_label(&judgement.decision()),
+                rule: match &prepared {
+                    Prepared::Stale(_) => gate::STALE_RULE,
+                    _ => explaining.rule_label(&judgement.decision()),
+                },
                 message: message.as_deref(),
                 generation: Some(policy.generation),
                 exemption: exemption.as_deref(),
@@ -117,10 +173,24 @@ where
                 outcome.finish(Ending::Answered(res.status()));
                 Audited::done(Either::Right(futures_util::future::ready(Ok(res))))
             }
-            _ => Audited::new(Either::Left(self.inner.call(req)), outcome),
+            _ => {
+                let after = match &self.inventory {
+                    Some(inv) if !info.op.action.is_read() => {
+                        Some(AfterWrite(inv.clone(), info.change.clone()))
+                    }
+                    _ => None,
+                };
+                let mut f = Audited::new(Either::Left(self.inner.call(req)), outcome);
+                f.after = after;
+                f
+            }
         }
     }
 }
+
+/// A forwarded write: once its answer is a success, the inventory applies its change and
+/// refreshes.
+pub struct AfterWrite(Inventory, Option<Change>);
 
 pin_project_lite::pin_project! {
     /// The answer of a request, writing its audit line when it is ready (the upstream's
@@ -129,6 +199,7 @@ pin_project_lite::pin_project! {
         #[pin]
         inner: F,
         outcome: Option<Outcome>,
+        after: Option<AfterWrite>,
     }
 
     impl<F> PinnedDrop for Audited<F> {
@@ -145,6 +216,7 @@ impl<F> Audited<F> {
         Audited {
             inner,
             outcome: Some(outcome),
+            after: None,
         }
     }
 
@@ -152,6 +224,7 @@ impl<F> Audited<F> {
         Audited {
             inner,
             outcome: None,
+            after: None,
         }
     }
 }
@@ -165,6 +238,13 @@ where
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
         let res = std::task::ready!(this.inner.poll(cx));
+        if let (Some(AfterWrite(inv, change)), Ok(r)) = (this.after.take(), &res) {
+            if r.status().is_success() {
+                inv.after_write(change.as_ref());
+            } else {
+                inv.refresh_soon();
+            }
+        }
         if let (Some(o), Ok(r)) = (this.outcome.take(), &res) {
             let ending = match r.extensions().get::<audit::UpstreamFailed>() {
                 Some(e) => Ending::UpstreamFailed(r.status(), &e.0),

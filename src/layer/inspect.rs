@@ -80,6 +80,9 @@ pub struct Inspected {
     pub op: Operation,
     /// Token id or ticket user of the credential pveproxy will use.
     pub identity: Option<String>,
+    /// What the write does that only the inventory can judge (sticky protection, stored
+    /// selections, dependencies); `None` for reads and most writes.
+    pub change: Option<crate::inventory::Change>,
 }
 
 impl Inspected {
@@ -340,6 +343,7 @@ pub fn inspect_request(
             path,
             op: Operation::new(Route::Static, pve::Action::Read, GuestSet::None),
             identity,
+            change: None,
         }),
         Target::Api { format, segments } => {
             let bad = |m: String| Refusal::bad(Some(format), m);
@@ -369,12 +373,19 @@ pub fn inspect_request(
                 path.push('/');
                 path.push_str(s);
             }
+            let change = if method == Method::GET {
+                None
+            } else {
+                crate::inventory::change::extract(method, &op.route, &segments, &params)
+                    .map_err(bad)?
+            };
             Ok(Inspected {
                 format: Some(format),
                 method: method.clone(),
                 path,
                 op,
                 identity,
+                change,
             })
         }
     }

@@ -87,6 +87,30 @@ impl Policy {
             .map(|&i| self.rules[i as usize].origin.as_str())
     }
 
+    /// An error for each selector rule when there is no `[inventory]` to match them with.
+    pub fn require_inventory(&self, have: bool) -> Result<(), super::PolicyError> {
+        if have || !self.needs_inventory() {
+            return Ok(());
+        }
+        let errors = self
+            .selector_rules
+            .iter()
+            .map(|&i| {
+                let r = &self.rules[i as usize];
+                let (path, line) = r.origin.rsplit_once(':').unwrap_or((&r.origin, "1"));
+                super::PolicyError::Invalid {
+                    path: path.to_string(),
+                    line: line.parse().unwrap_or(1),
+                    message: format!(
+                        "this rule selects guests by {} and needs the inventory: add an [inventory] section with token_file to the config (see README \"Inventory and selectors\")",
+                        r.selector.as_ref().map(|s| s.describe()).unwrap_or_default()
+                    ),
+                }
+            })
+            .collect();
+        Err(super::PolicyError::from_list(errors).unwrap_or(super::PolicyError::Many(vec![])))
+    }
+
     /// The range rule holding `vmid`, if any.
     #[inline]
     fn range_index(&self, vmid: Vmid) -> Option<u32> {
