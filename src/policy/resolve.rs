@@ -264,7 +264,7 @@ deny = ["power.*"]
     fn precedence_exact_then_every_match_then_default() {
         let p = Policy::from_toml_str("p.toml", POLICY).unwrap();
         let s = Arc::new(snapshot(&[
-            (104, "doc1", "prod", None),
+            (104, "app1", "prod", None),
             (105, "web", "dev", Some("lab")),
             (106, "docs", "", Some("lab")),
             (110, "tofu", "prod", None),
