@@ -134,7 +134,10 @@ fn assert_denied(sim: &SimHandle, r: &RawResponse, needle: &str) {
         r.reason
     );
     assert!(r.reason.contains(needle), "{:?} lacks {needle:?}", r.reason);
-    assert_eq!(r.json()["message"].as_str().unwrap(), format!("{}\n", r.reason));
+    assert_eq!(
+        r.json()["message"].as_str().unwrap(),
+        format!("{}\n", r.reason)
+    );
     assert!(
         client_requests(sim).is_empty(),
         "the sim saw a refused request: {:?}",
@@ -164,7 +167,11 @@ async fn sim_config(sim: &SimHandle, vmid: u32, body: &str) {
     let addr: SocketAddr = sim.url.trim_start_matches("http://").parse().unwrap();
     let r = raw(
         addr,
-        &form("PUT", &format!("/api2/json/nodes/pve/qemu/{vmid}/config"), body),
+        &form(
+            "PUT",
+            &format!("/api2/json/nodes/pve/qemu/{vmid}/config"),
+            body,
+        ),
     )
     .await;
     assert_eq!(r.status, 200, "{}", r.reason);
@@ -193,17 +200,45 @@ async fn selectors_pick_guests_by_name_type_and_template() {
     let s = serve(&sim, SELECTORS, INV_SECRET, "");
     sim.recorder.clear();
 
-    let r = raw(s.addr, &form("POST", "/api2/json/nodes/pve/qemu/104/status/stop", "")).await;
-    assert_denied(&sim, &r, "VM 104 (selected by name = \"doc*\") is readonly: power.stop refused (docs are precious)");
+    let r = raw(
+        s.addr,
+        &form("POST", "/api2/json/nodes/pve/qemu/104/status/stop", ""),
+    )
+    .await;
+    assert_denied(
+        &sim,
+        &r,
+        "VM 104 (selected by name = \"doc*\") is readonly: power.stop refused (docs are precious)",
+    );
     let r = raw(s.addr, &form("DELETE", "/api2/json/nodes/pve/lxc/120", "")).await;
-    assert_denied(&sim, &r, "VM 120 (selected by type = \"lxc\"): destroy refused by policy");
-    let r = raw(s.addr, &form("PUT", "/api2/json/nodes/pve/qemu/9001/config", "memory=512")).await;
-    assert_denied(&sim, &r, "VM 9001 (selected by template = true) is readonly");
+    assert_denied(
+        &sim,
+        &r,
+        "VM 120 (selected by type = \"lxc\"): destroy refused by policy",
+    );
+    let r = raw(
+        s.addr,
+        &form("PUT", "/api2/json/nodes/pve/qemu/9001/config", "memory=512"),
+    )
+    .await;
+    assert_denied(
+        &sim,
+        &r,
+        "VM 9001 (selected by template = true) is readonly",
+    );
 
     // What no selector refuses passes; reads always pass.
-    let r = raw(s.addr, &form("POST", "/api2/json/nodes/pve/qemu/110/status/stop", "")).await;
+    let r = raw(
+        s.addr,
+        &form("POST", "/api2/json/nodes/pve/qemu/110/status/stop", ""),
+    )
+    .await;
     assert_passed(&sim, &r, "/nodes/pve/qemu/110/status/stop");
-    let r = raw(s.addr, &form("POST", "/api2/json/nodes/pve/lxc/120/status/start", "")).await;
+    let r = raw(
+        s.addr,
+        &form("POST", "/api2/json/nodes/pve/lxc/120/status/start", ""),
+    )
+    .await;
     assert_passed(&sim, &r, "/nodes/pve/lxc/120/status/start");
     let r = raw(s.addr, &get("/api2/json/nodes/pve/qemu/104/config")).await;
     assert_passed(&sim, &r, "/nodes/pve/qemu/104/config");
@@ -223,26 +258,58 @@ async fn sticky_protection_and_protection_added_at_once() {
     sim.recorder.clear();
 
     // The rule permits config changes, but not one that renames 104 out of it...
-    let r = raw(s.addr, &form("PUT", "/api2/json/nodes/pve/qemu/104/config", "name=web1")).await;
+    let r = raw(
+        s.addr,
+        &form("PUT", "/api2/json/nodes/pve/qemu/104/config", "name=web1"),
+    )
+    .await;
     assert_denied(&sim, &r, "VM 104 is protected by guests name = \"doc*\"");
-    assert!(r.reason.contains("the name that selects it"), "{}", r.reason);
+    assert!(
+        r.reason.contains("the name that selects it"),
+        "{}",
+        r.reason
+    );
     // ...or clears its protection flag (JSON body, `delete` list).
     let r = raw(
         s.addr,
-        &json("PUT", "/api2/json/nodes/pve/qemu/104/config", r#"{"delete":"protection"}"#),
+        &json(
+            "PUT",
+            "/api2/json/nodes/pve/qemu/104/config",
+            r#"{"delete":"protection"}"#,
+        ),
     )
     .await;
     assert_denied(&sim, &r, "its protection flag");
     // Other changes pass, a rename that keeps the match too.
-    let r = raw(s.addr, &form("PUT", "/api2/json/nodes/pve/qemu/104/config", "memory=2048&name=docs2")).await;
+    let r = raw(
+        s.addr,
+        &form(
+            "PUT",
+            "/api2/json/nodes/pve/qemu/104/config",
+            "memory=2048&name=docs2",
+        ),
+    )
+    .await;
     assert_passed(&sim, &r, "/nodes/pve/qemu/104/config");
     assert_eq!(sim.guest(104).unwrap().name, "docs2");
 
     // Renaming 110 into the rule protects it from the very next request.
-    let r = raw(s.addr, &form("PUT", "/api2/json/nodes/pve/qemu/110/config", "name=doc-web")).await;
+    let r = raw(
+        s.addr,
+        &form(
+            "PUT",
+            "/api2/json/nodes/pve/qemu/110/config",
+            "name=doc-web",
+        ),
+    )
+    .await;
     assert_passed(&sim, &r, "/nodes/pve/qemu/110/config");
     let r = raw(s.addr, &form("DELETE", "/api2/json/nodes/pve/qemu/110", "")).await;
-    assert_denied(&sim, &r, "VM 110 (selected by name = \"doc*\"): destroy refused");
+    assert_denied(
+        &sim,
+        &r,
+        "VM 110 (selected by name = \"doc*\"): destroy refused",
+    );
 }
 
 const DEPENDS: &str = r#"
@@ -273,11 +340,24 @@ async fn what_a_protected_guest_depends_on_is_protected() {
         ("hostpci3=mapping%3Dnic", "mapping"),
         ("usb1=host%3D1234:5678", "USB device"),
     ] {
-        let r = raw(s.addr, &form("PUT", "/api2/json/nodes/pve/qemu/110/config", body)).await;
-        assert!(r.reason.contains("VM 109 'igp' is readonly: config.write refused"), "{what}: {}", r.reason);
+        let r = raw(
+            s.addr,
+            &form("PUT", "/api2/json/nodes/pve/qemu/110/config", body),
+        )
+        .await;
+        assert!(
+            r.reason
+                .contains("VM 109 'igp' is readonly: config.write refused"),
+            "{what}: {}",
+            r.reason
+        );
         assert_denied(&sim, &r, "VM 109 'igp'");
     }
-    let r = raw(s.addr, &form("DELETE", "/api2/json/cluster/mapping/pci/nic", "")).await;
+    let r = raw(
+        s.addr,
+        &form("DELETE", "/api2/json/cluster/mapping/pci/nic", ""),
+    )
+    .await;
     assert_denied(&sim, &r, "VM 109 'igp' is readonly");
     let r = raw(s.addr, &form("DELETE", "/api2/json/storage/tank", "")).await;
     assert_denied(&sim, &r, "VM 109 'igp' is readonly");
@@ -285,11 +365,23 @@ async fn what_a_protected_guest_depends_on_is_protected() {
     assert_denied(&sim, &r, "VM 109 'igp' is readonly");
 
     // Devices, mappings and storages no protected guest uses are free.
-    let r = raw(s.addr, &form("PUT", "/api2/json/nodes/pve/qemu/110/config", "hostpci0=0000:00:03.0")).await;
+    let r = raw(
+        s.addr,
+        &form(
+            "PUT",
+            "/api2/json/nodes/pve/qemu/110/config",
+            "hostpci0=0000:00:03.0",
+        ),
+    )
+    .await;
     assert_passed(&sim, &r, "/nodes/pve/qemu/110/config");
     let r = raw(s.addr, &form("DELETE", "/api2/json/storage/scratch", "")).await;
     assert_passed(&sim, &r, "/storage/scratch");
-    let r = raw(s.addr, &form("PUT", "/api2/json/storage/tank", "comment=fast")).await;
+    let r = raw(
+        s.addr,
+        &form("PUT", "/api2/json/storage/tank", "comment=fast"),
+    )
+    .await;
     assert_passed(&sim, &r, "/storage/tank");
 }
 
@@ -302,7 +394,11 @@ async fn an_unreadable_inventory_fails_closed_without_leaking_the_token() {
     sim.recorder.clear();
 
     // Writes that need the inventory are refused, saying why.
-    let r = raw(s.addr, &form("POST", "/api2/json/nodes/pve/qemu/110/status/stop", "")).await;
+    let r = raw(
+        s.addr,
+        &form("POST", "/api2/json/nodes/pve/qemu/110/status/stop", ""),
+    )
+    .await;
     assert_denied(&sim, &r, "the inventory has not been read yet");
     assert!(r.reason.contains("HTTP 401"), "{}", r.reason);
     // Reads pass.
@@ -319,12 +415,18 @@ async fn an_unreadable_inventory_fails_closed_without_leaking_the_token() {
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    assert!(body.contains("the inventory has not been read yet"), "{body}");
+    assert!(
+        body.contains("the inventory has not been read yet"),
+        "{body}"
+    );
     let m = raw(s.admin, "GET /metrics HTTP/1.1\r\nHost: a\r\n\r\n").await;
     let m = String::from_utf8_lossy(&m.body).into_owned();
     assert!(m.contains("pvegate_inventory_loaded 0"), "{m}");
     assert!(m.contains("pvegate_inventory_fresh 0"), "{m}");
-    assert!(m.contains("pvegate_inventory_refresh_failures_total"), "{m}");
+    assert!(
+        m.contains("pvegate_inventory_refresh_failures_total"),
+        "{m}"
+    );
 
     // The secret is nowhere: not in the refusal, /readyz, metrics or any log line.
     for text in [r.reason.as_str(), body.as_str(), m.as_str()] {
@@ -338,7 +440,12 @@ async fn an_unreadable_inventory_fails_closed_without_leaking_the_token() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stale_inventory_refuses_writes_after_max_age() {
     let sim = start_sim().await;
-    let mut s = serve(&sim, SELECTORS, INV_SECRET, "refresh_secs = 1\nmax_age_secs = 2\n");
+    let mut s = serve(
+        &sim,
+        SELECTORS,
+        INV_SECRET,
+        "refresh_secs = 1\nmax_age_secs = 2\n",
+    );
     s.wait_log("inventory read");
     let m = raw(s.admin, "GET /metrics HTTP/1.1\r\nHost: a\r\n\r\n").await;
     let m = String::from_utf8_lossy(&m.body).into_owned();
@@ -349,7 +456,11 @@ async fn a_stale_inventory_refuses_writes_after_max_age() {
     // Once the last good reading is older than max_age_secs, writes are refused as stale.
     let mut last = String::new();
     for _ in 0..100 {
-        let r = raw(s.addr, &form("POST", "/api2/json/nodes/pve/qemu/110/status/stop", "")).await;
+        let r = raw(
+            s.addr,
+            &form("POST", "/api2/json/nodes/pve/qemu/110/status/stop", ""),
+        )
+        .await;
         last = r.reason.clone();
         if r.status == 403 {
             break;
@@ -387,49 +498,89 @@ fn selectors_without_inventory_are_a_validation_error() {
         err.contains("policy.toml:4: this rule selects guests by name = \"doc*\" and needs the inventory: add an [inventory] section"),
         "{err}"
     );
-    assert!(err.contains("policy.toml:8:") && err.contains("policy.toml:13:"), "{err}");
+    assert!(
+        err.contains("policy.toml:8:") && err.contains("policy.toml:13:"),
+        "{err}"
+    );
     // With [inventory] it validates.
-    let cfg = write_files(dir.path(), SELECTORS, "[inventory]\ntoken_file = \"token\"\n", "http://127.0.0.1:1");
+    let cfg = write_files(
+        dir.path(),
+        SELECTORS,
+        "[inventory]\ntoken_file = \"token\"\n",
+        "http://127.0.0.1:1",
+    );
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_pvegate"))
         .args(["validate", "--config", cfg.to_str().unwrap()])
         .output()
         .unwrap();
-    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn check_and_policy_show_say_which_rule_matched_and_through_which_selector() {
     let sim = start_sim().await;
     let dir = tempfile::tempdir().unwrap();
-    let policy = format!("{SELECTORS}\n[[guest]]\nvmid = 110\naccess = \"managed\"\ndeny = [\"destroy\"]\n");
-    let cfg = write_files(dir.path(), &policy, "[inventory]\ntoken_file = \"token\"\n", &sim.url);
+    let policy =
+        format!("{SELECTORS}\n[[guest]]\nvmid = 110\naccess = \"managed\"\ndeny = [\"destroy\"]\n");
+    let cfg = write_files(
+        dir.path(),
+        &policy,
+        "[inventory]\ntoken_file = \"token\"\n",
+        &sim.url,
+    );
     let run = |args: Vec<String>| {
         let bin = env!("CARGO_BIN_EXE_pvegate");
         std::thread::spawn(move || std::process::Command::new(bin).args(args).output().unwrap())
     };
     let c = cfg.to_str().unwrap().to_string();
-    let out = run(vec!["check".into(), "--config".into(), c.clone(), "POST".into(), "/nodes/pve/qemu/104/status/stop".into()])
-        .join()
-        .unwrap();
+    let out = run(vec![
+        "check".into(),
+        "--config".into(),
+        c.clone(),
+        "POST".into(),
+        "/nodes/pve/qemu/104/status/stop".into(),
+    ])
+    .join()
+    .unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(3), "{text}");
     assert!(text.contains("decision: deny"), "{text}");
     assert!(
-        text.contains("matched:  VM 104 'doc1': guests name = \"doc*\" (") && text.contains("through name \"doc1\" ~ \"doc*\""),
+        text.contains("matched:  VM 104 'doc1': guests name = \"doc*\" (")
+            && text.contains("through name \"doc1\" ~ \"doc*\""),
         "{text}"
     );
-    let out = run(vec!["check".into(), "--config".into(), c.clone(), "POST".into(), "/nodes/pve/qemu/110/status/stop".into()])
-        .join()
-        .unwrap();
+    let out = run(vec![
+        "check".into(),
+        "--config".into(),
+        c.clone(),
+        "POST".into(),
+        "/nodes/pve/qemu/110/status/stop".into(),
+    ])
+    .join()
+    .unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(0), "{text}");
-    assert!(text.contains("matched:  VM 110 'tofu-web': guest 110 (") && text.contains("through vmid"), "{text}");
+    assert!(
+        text.contains("matched:  VM 110 'tofu-web': guest 110 (") && text.contains("through vmid"),
+        "{text}"
+    );
 
-    let out = run(vec!["policy".into(), "show".into(), "--config".into(), c]).join().unwrap();
+    let out = run(vec!["policy".into(), "show".into(), "--config".into(), c])
+        .join()
+        .unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(0), "{text}");
     assert!(text.contains("Guests now (from the inventory):"), "{text}");
     assert!(text.contains("VM 120 'scratch-ct' (protected):"), "{text}");
     assert!(text.contains("through type lxc"), "{text}");
-    assert!(text.contains("VM 9001 'debian-tmpl' (protected):"), "{text}");
+    assert!(
+        text.contains("VM 9001 'debian-tmpl' (protected):"),
+        "{text}"
+    );
 }

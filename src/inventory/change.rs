@@ -93,7 +93,10 @@ fn joined(params: &Params, key: &str) -> Option<String> {
 }
 
 fn truthy(s: &str) -> bool {
-    !matches!(s.to_ascii_lowercase().as_str(), "0" | "off" | "no" | "false")
+    !matches!(
+        s.to_ascii_lowercase().as_str(),
+        "0" | "off" | "no" | "false"
+    )
 }
 
 fn delete_list(params: &Params) -> Vec<String> {
@@ -144,7 +147,11 @@ pub fn extract(
                 .and_then(|v| v.parse().ok())
                 .ok_or("the VMID in the path is not a number")?;
             let del = delete_list(params);
-            let name_key = if t.contains("/lxc/") { "hostname" } else { "name" };
+            let name_key = if t.contains("/lxc/") {
+                "hostname"
+            } else {
+                "name"
+            };
             let tags = match joined(params, "tags") {
                 Some(s) => Some(split_tags(&s)),
                 None if del.iter().any(|k| k == "tags") => Some(Vec::new()),
@@ -198,7 +205,9 @@ pub fn extract(
         }
         "/cluster/backup/{id}" if put || delete => {
             let after = Selection {
-                vmids: joined(params, "vmid").map(|v| split_vmids(&v)).transpose()?,
+                vmids: joined(params, "vmid")
+                    .map(|v| split_vmids(&v))
+                    .transpose()?,
                 pool: one(params, "pool").map(str::to_string),
                 all: one(params, "all").map(truthy),
                 exclude: joined(params, "exclude")
@@ -351,7 +360,9 @@ mod tests {
             &params(&[("vmid", "110")]),
         )
         .unwrap();
-        assert!(matches!(job, Some(Change::BackupJob { ref id, delete: false, ref after }) if id == "backup-1" && after.vmids == Some(vec![110])));
+        assert!(
+            matches!(job, Some(Change::BackupJob { ref id, delete: false, ref after }) if id == "backup-1" && after.vmids == Some(vec![110]))
+        );
         let m = extract(
             &Method::DELETE,
             &Route::Known("/cluster/mapping/pci/{id}"),

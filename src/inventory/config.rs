@@ -40,12 +40,16 @@ impl InventoryConfig {
                 "inventory.token_file is empty: give the file holding pvegate's own API token (USER@REALM!TOKENID=SECRET)".into(),
             ));
         }
-        let refresh = raw.refresh_secs.as_ref().map_or(Ok(10), |r| {
-            match *r.get_ref() {
-                0 => Err((r.span(), "inventory.refresh_secs must be at least 1".to_string())),
+        let refresh = raw
+            .refresh_secs
+            .as_ref()
+            .map_or(Ok(10), |r| match *r.get_ref() {
+                0 => Err((
+                    r.span(),
+                    "inventory.refresh_secs must be at least 1".to_string(),
+                )),
                 n => Ok(n),
-            }
-        })?;
+            })?;
         let max_age = raw.max_age_secs.as_ref().map_or(Ok(60), |m| {
             let n = *m.get_ref();
             if n <= refresh {
@@ -116,7 +120,8 @@ impl Token {
         let (id, secret) = t.split_once('=')?;
         let (user, tokenid) = id.split_once('!')?;
         let (name, realm) = user.split_once('@')?;
-        let clean = |s: &str| !s.is_empty() && !s.contains(|c: char| c.is_whitespace() || c.is_control());
+        let clean =
+            |s: &str| !s.is_empty() && !s.contains(|c: char| c.is_whitespace() || c.is_control());
         if !(clean(name) && clean(realm) && clean(tokenid) && clean(secret)) {
             return None;
         }
@@ -142,7 +147,13 @@ mod tests {
         assert_eq!(t.id, "pvegate@pve!gate");
         assert!(!format!("{t:?}").contains("aaaa"));
         assert!(Token::parse("PVEAPIToken=pvegate@pve!gate=s").is_some());
-        for bad in ["", "pvegate@pve!gate", "pvegate@pve=s", "pvegate!gate=s", "a@b!c=with space"] {
+        for bad in [
+            "",
+            "pvegate@pve!gate",
+            "pvegate@pve=s",
+            "pvegate!gate=s",
+            "a@b!c=with space",
+        ] {
             assert!(Token::parse(bad).is_none(), "{bad}");
         }
     }

@@ -53,15 +53,15 @@ pub fn expand(op: &Operation, change: &Change, snap: &Snapshot) -> Option<Operat
                     let hit = match d {
                         Device::Pci(a) => {
                             u.pci.contains(a)
-                                || u.mappings.iter().any(|m| {
-                                    snap.mappings.get(m).is_some_and(|ds| ds.contains(a))
-                                })
+                                || u.mappings
+                                    .iter()
+                                    .any(|m| snap.mappings.get(m).is_some_and(|ds| ds.contains(a)))
                         }
                         Device::Usb(a) => {
                             u.usb.contains(a)
-                                || u.mappings.iter().any(|m| {
-                                    snap.mappings.get(m).is_some_and(|ds| ds.contains(a))
-                                })
+                                || u.mappings
+                                    .iter()
+                                    .any(|m| snap.mappings.get(m).is_some_and(|ds| ds.contains(a)))
                         }
                         Device::Mapping(m) => {
                             u.mappings.contains(m)
@@ -212,13 +212,20 @@ mod tests {
             {"vmid":110,"type":"qemu","name":"web","node":"pve","pool":"lab"}
         ]))
         .unwrap();
-        s.set_config(109, &json!({"hostpci0":"mapping=igpu","scsi0":"tank:vm-109-disk-0"}))
-            .unwrap();
-        s.set_mappings("pci", &json!([{"id":"igpu","map":["node=pve,path=0000:00:02.0"]}]))
-            .unwrap();
+        s.set_config(
+            109,
+            &json!({"hostpci0":"mapping=igpu","scsi0":"tank:vm-109-disk-0"}),
+        )
+        .unwrap();
+        s.set_mappings(
+            "pci",
+            &json!([{"id":"igpu","map":["node=pve,path=0000:00:02.0"]}]),
+        )
+        .unwrap();
         s.set_backup_jobs(&json!([{"id":"j1","vmid":"110"},{"id":"j2","all":1}]))
             .unwrap();
-        s.set_ha_rules(&json!([{"rule":"r1","resources":"vm:110"}])).unwrap();
+        s.set_ha_rules(&json!([{"rule":"r1","resources":"vm:110"}]))
+            .unwrap();
         s
     }
 
@@ -238,10 +245,21 @@ mod tests {
         };
         let e = expand(&op(GuestSet::one(110)), &raw, &s).unwrap();
         assert_eq!(e.guests.listed(), &[109, 110]);
-        let m = Change::Mapping { key: "pci/igpu".into() };
-        assert_eq!(expand(&op(GuestSet::None), &m, &s).unwrap().guests.listed(), &[109]);
+        let m = Change::Mapping {
+            key: "pci/igpu".into(),
+        };
+        assert_eq!(
+            expand(&op(GuestSet::None), &m, &s).unwrap().guests.listed(),
+            &[109]
+        );
         let st = Change::Storage { id: "tank".into() };
-        assert_eq!(expand(&op(GuestSet::None), &st, &s).unwrap().guests.listed(), &[109]);
+        assert_eq!(
+            expand(&op(GuestSet::None), &st, &s)
+                .unwrap()
+                .guests
+                .listed(),
+            &[109]
+        );
         let other = Change::Storage { id: "nfs".into() };
         assert!(expand(&op(GuestSet::None), &other, &s).is_none());
     }
@@ -257,16 +275,61 @@ mod tests {
                 ..Selection::default()
             },
         };
-        assert_eq!(expand(&op(GuestSet::All), &edit, &s).unwrap().guests.listed(), &[104, 110]);
-        let del = Change::BackupJob { id: "j1".into(), delete: true, after: Selection::default() };
-        assert_eq!(expand(&op(GuestSet::All), &del, &s).unwrap().guests.listed(), &[110]);
-        let all = Change::BackupJob { id: "j2".into(), delete: true, after: Selection::default() };
-        assert!(expand(&op(GuestSet::All), &all, &s).unwrap().guests.is_all());
-        let unknown = Change::BackupJob { id: "nope".into(), delete: true, after: Selection::default() };
-        assert!(expand(&op(GuestSet::All), &unknown, &s).is_none(), "unknown job stays every guest");
-        let pool = Change::PoolBackup { pool: "core".into() };
-        assert_eq!(expand(&op(GuestSet::All), &pool, &s).unwrap().guests.listed(), &[104]);
-        let r = Change::HaRule { id: "r1".into(), delete: false, resources: None };
-        assert_eq!(expand(&op(GuestSet::All), &r, &s).unwrap().guests.listed(), &[110]);
+        assert_eq!(
+            expand(&op(GuestSet::All), &edit, &s)
+                .unwrap()
+                .guests
+                .listed(),
+            &[104, 110]
+        );
+        let del = Change::BackupJob {
+            id: "j1".into(),
+            delete: true,
+            after: Selection::default(),
+        };
+        assert_eq!(
+            expand(&op(GuestSet::All), &del, &s)
+                .unwrap()
+                .guests
+                .listed(),
+            &[110]
+        );
+        let all = Change::BackupJob {
+            id: "j2".into(),
+            delete: true,
+            after: Selection::default(),
+        };
+        assert!(expand(&op(GuestSet::All), &all, &s)
+            .unwrap()
+            .guests
+            .is_all());
+        let unknown = Change::BackupJob {
+            id: "nope".into(),
+            delete: true,
+            after: Selection::default(),
+        };
+        assert!(
+            expand(&op(GuestSet::All), &unknown, &s).is_none(),
+            "unknown job stays every guest"
+        );
+        let pool = Change::PoolBackup {
+            pool: "core".into(),
+        };
+        assert_eq!(
+            expand(&op(GuestSet::All), &pool, &s)
+                .unwrap()
+                .guests
+                .listed(),
+            &[104]
+        );
+        let r = Change::HaRule {
+            id: "r1".into(),
+            delete: false,
+            resources: None,
+        };
+        assert_eq!(
+            expand(&op(GuestSet::All), &r, &s).unwrap().guests.listed(),
+            &[110]
+        );
     }
 }

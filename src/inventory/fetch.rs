@@ -87,8 +87,7 @@ impl Fetcher {
             .await
             .map_err(|e| call(describe(&e)))?;
         let status = res.status();
-        if status == reqwest::StatusCode::UNAUTHORIZED || status == reqwest::StatusCode::FORBIDDEN
-        {
+        if status == reqwest::StatusCode::UNAUTHORIZED || status == reqwest::StatusCode::FORBIDDEN {
             return Err(FetchError::Denied {
                 path: path.to_string(),
                 status: status.as_u16(),
@@ -97,7 +96,10 @@ impl Fetcher {
         if !status.is_success() {
             return Err(call(format!("HTTP {status}")));
         }
-        if res.content_length().is_some_and(|l| l as usize > MAX_ANSWER) {
+        if res
+            .content_length()
+            .is_some_and(|l| l as usize > MAX_ANSWER)
+        {
             return Err(call("answer too large".into()));
         }
         let body = res.bytes().await.map_err(|e| call(describe(&e)))?;

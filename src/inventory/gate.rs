@@ -139,6 +139,9 @@ mod tests {
             vms: vec![110],
             remove: false,
         };
-        assert_eq!(applied(&s, &p).unwrap().guests[&110].pool.as_deref(), Some("core"));
+        assert_eq!(
+            applied(&s, &p).unwrap().guests[&110].pool.as_deref(),
+            Some("core")
+        );
     }
 }

@@ -145,13 +145,10 @@ impl Inventory {
 
     /// Why the inventory cannot be judged by now, or `Ok` with the fresh snapshot.
     pub fn fresh(&self) -> Result<Arc<Snapshot>, String> {
-        let last = self
-            .inner
-            .last_error
-            .lock()
-            .ok()
-            .and_then(|e| e.clone());
-        let because = last.map(|e| format!(": last refresh failed: {e}")).unwrap_or_default();
+        let last = self.inner.last_error.lock().ok().and_then(|e| e.clone());
+        let because = last
+            .map(|e| format!(": last refresh failed: {e}"))
+            .unwrap_or_default();
         match self.inner.current.load_full() {
             None => Err(format!("the inventory has not been read yet{because}")),
             Some(s) => {

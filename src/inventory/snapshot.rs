@@ -222,7 +222,8 @@ impl Snapshot {
     /// Reads `GET /cluster/mapping/pci` or `/usb` (`data`); `kind` is `pci` or `usb`.
     pub fn set_mappings(&mut self, kind: &str, data: &Value) -> Result<(), ShapeError> {
         const W: &str = "/cluster/mapping";
-        self.mappings.retain(|k, _| !k.starts_with(&format!("{kind}/")));
+        self.mappings
+            .retain(|k, _| !k.starts_with(&format!("{kind}/")));
         for m in list(W, data)? {
             let id = str_of(m, "id").ok_or_else(|| shape(W, "a mapping without 'id'"))?;
             let mut devices = Vec::new();
@@ -331,9 +332,7 @@ impl Snapshot {
     /// Reads one guest's `GET …/config` (`data`).
     pub fn set_config(&mut self, vmid: Vmid, data: &Value) -> Result<(), ShapeError> {
         const W: &str = "guest config";
-        let obj = data
-            .as_object()
-            .ok_or_else(|| shape(W, "not an object"))?;
+        let obj = data.as_object().ok_or_else(|| shape(W, "not an object"))?;
         let mut uses = Uses {
             protection: flag(data, "protection"),
             ..Uses::default()
@@ -372,7 +371,8 @@ impl Snapshot {
             .filter(move |(_, u)| {
                 u.mappings.contains(key)
                     || devices.is_some_and(|d| {
-                        d.iter().any(|dev| u.pci.contains(dev) || u.usb.contains(dev))
+                        d.iter()
+                            .any(|dev| u.pci.contains(dev) || u.usb.contains(dev))
                     })
             })
             .map(|(&v, _)| v)
@@ -497,12 +497,17 @@ mod tests {
         s.set_ha_rules(&json!([{"rule":"r1","type":"node-affinity","resources":"vm:104,ct:120"}]))
             .unwrap();
         assert_eq!(s.ha_rules["r1"].vmids, vec![104, 120]);
-        s.set_ha_resources(&json!([{"sid":"vm:110","group":"g1"}])).unwrap();
-        assert_eq!(s.ha_resources[&110].as_deref(), Some("g1"));
-        s.set_mappings("pci", &json!([{"id":"igpu","map":["node=pve,path=0000:00:02.0,id=8086:46a6"]}]))
+        s.set_ha_resources(&json!([{"sid":"vm:110","group":"g1"}]))
             .unwrap();
+        assert_eq!(s.ha_resources[&110].as_deref(), Some("g1"));
+        s.set_mappings(
+            "pci",
+            &json!([{"id":"igpu","map":["node=pve,path=0000:00:02.0,id=8086:46a6"]}]),
+        )
+        .unwrap();
         assert_eq!(s.mappings["pci/igpu"], vec!["0000:00:02.0"]);
-        s.set_config(109, &json!({"hostpci0":"0000:00:02.0"})).unwrap();
+        s.set_config(109, &json!({"hostpci0":"0000:00:02.0"}))
+            .unwrap();
         assert_eq!(s.using_mapping("pci/igpu").collect::<Vec<_>>(), vec![109]);
     }
 }

@@ -499,7 +499,9 @@ fn compile_selector(
             if !ok {
                 errors.push(at(
                     t.span(),
-                    format!("tag {tag:?} is not a Proxmox tag (letters, digits, '_', '-', '+', '.')"),
+                    format!(
+                        "tag {tag:?} is not a Proxmox tag (letters, digits, '_', '-', '+', '.')"
+                    ),
                 ));
             }
             sel.tags.push(tag.to_ascii_lowercase());

@@ -302,18 +302,38 @@ deny = ["power.*"]
     #[test]
     fn selector_errors_are_located() {
         for (src, line, needle) in [
-            ("[[guest]]\ntags = []\naccess = \"readonly\"\n", 2, "selects no guest"),
-            ("[[guest]]\ntags = [\"a b\"]\naccess = \"readonly\"\n", 2, "not a Proxmox tag"),
-            ("[[guest]]\ntype = \"vm\"\naccess = \"readonly\"\n", 2, "\"qemu\" or \"lxc\""),
+            (
+                "[[guest]]\ntags = []\naccess = \"readonly\"\n",
+                2,
+                "selects no guest",
+            ),
+            (
+                "[[guest]]\ntags = [\"a b\"]\naccess = \"readonly\"\n",
+                2,
+                "not a Proxmox tag",
+            ),
+            (
+                "[[guest]]\ntype = \"vm\"\naccess = \"readonly\"\n",
+                2,
+                "\"qemu\" or \"lxc\"",
+            ),
         ] {
-            let e = Policy::from_toml_str("t.toml", src).unwrap_err().to_string();
-            assert!(e.starts_with(&format!("t.toml:{line}")) && e.contains(needle), "{e}");
+            let e = Policy::from_toml_str("t.toml", src)
+                .unwrap_err()
+                .to_string();
+            assert!(
+                e.starts_with(&format!("t.toml:{line}")) && e.contains(needle),
+                "{e}"
+            );
         }
         let p = Policy::from_toml_str(
             "t.toml",
             "[[guest]]\nvmid = 104\nname = \"doc1\"\naccess = \"readonly\"\n",
         )
         .unwrap();
-        assert!(!p.needs_inventory(), "a plain name beside vmid stays a label");
+        assert!(
+            !p.needs_inventory(),
+            "a plain name beside vmid stays a label"
+        );
     }
 }

@@ -129,14 +129,11 @@ impl Policy {
                 return None;
             }
             let sel = r.selector.as_ref()?;
-            match sel.first_mismatch(after) {
-                Some(part) => Some(DenyReason::Sticky {
-                    vmid: before.vmid,
-                    rule: Some(i),
-                    part: part.unwrap_or(Part::Tags),
-                }),
-                None => None,
-            }
+            sel.first_mismatch(after).map(|part| DenyReason::Sticky {
+                vmid: before.vmid,
+                rule: Some(i),
+                part: part.unwrap_or(Part::Tags),
+            })
         })
     }
 
@@ -245,7 +242,11 @@ deny = ["destroy"]
         // removing the tag
         assert!(matches!(
             d(&config(104, Some("web"), None, false), 104, None),
-            Decision::Deny(DenyReason::Sticky { vmid: 104, part: Part::Tags, .. })
+            Decision::Deny(DenyReason::Sticky {
+                vmid: 104,
+                part: Part::Tags,
+                ..
+            })
         ));
         // keeping it (other tags change) is fine; case does not matter
         assert_eq!(
@@ -255,29 +256,63 @@ deny = ["destroy"]
         // renaming past the name rule
         assert!(matches!(
             d(&config(104, None, Some("web1"), false), 104, None),
-            Decision::Deny(DenyReason::Sticky { part: Part::Name, .. })
+            Decision::Deny(DenyReason::Sticky {
+                part: Part::Name,
+                ..
+            })
         ));
         // clearing protection of a protected guest; of an unprotected one it is fine
         assert!(matches!(
             d(&config(104, None, None, true), 104, None),
-            Decision::Deny(DenyReason::Sticky { part: Part::Protection, .. })
+            Decision::Deny(DenyReason::Sticky {
+                part: Part::Protection,
+                ..
+            })
         ));
-        assert!(matches!(d(&config(106, None, None, true), 106, None), Decision::Allow(_)));
+        assert!(matches!(
+            d(&config(106, None, None, true), 106, None),
+            Decision::Allow(_)
+        ));
         // adding protection is always fine
-        assert!(matches!(d(&config(106, Some("prod"), None, false), 106, None), Decision::Allow(_)));
+        assert!(matches!(
+            d(&config(106, Some("prod"), None, false), 106, None),
+            Decision::Allow(_)
+        ));
         // a vmid rule governs whatever the tag
-        assert!(matches!(d(&config(300, Some(""), None, false), 300, None), Decision::Allow(_)));
+        assert!(matches!(
+            d(&config(300, Some(""), None, false), 300, None),
+            Decision::Allow(_)
+        ));
         // out of the pool; the exempt identity may
-        let out = Change::PoolMembers { pool: "core".into(), vms: vec![105], remove: true };
-        assert!(matches!(d(&out, 105, None), Decision::Deny(DenyReason::Sticky { part: Part::Pool, .. })));
+        let out = Change::PoolMembers {
+            pool: "core".into(),
+            vms: vec![105],
+            remove: true,
+        };
+        assert!(matches!(
+            d(&out, 105, None),
+            Decision::Deny(DenyReason::Sticky {
+                part: Part::Pool,
+                ..
+            })
+        ));
         assert!(matches!(d(&out, 105, Some("ops@pve")), Decision::Allow(_)));
-        let gone = Change::PoolDelete { pool: "core".into() };
+        let gone = Change::PoolDelete {
+            pool: "core".into(),
+        };
         assert!(matches!(d(&gone, 105, None), Decision::Deny(_)));
         let msg = p.deny_message(
-            &DenyReason::Sticky { vmid: 104, rule: Some(0), part: Part::Tags },
+            &DenyReason::Sticky {
+                vmid: 104,
+                rule: Some(0),
+                part: Part::Tags,
+            },
             "config.write".parse().unwrap(),
             "PUT /x",
         );
-        assert!(msg.contains("VM 104 is protected by guests tags = [\"prod\"] (s.toml:3)"), "{msg}");
+        assert!(
+            msg.contains("VM 104 is protected by guests tags = [\"prod\"] (s.toml:3)"),
+            "{msg}"
+        );
     }
 }
