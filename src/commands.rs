@@ -548,7 +548,10 @@ fn check_full(
         Judgement::Allow(_) => EXIT_ALLOW,
         Judgement::Deny(reason) | Judgement::WouldDeny(reason) => {
             let what = format!("{} {}", info.method, info.path);
-            let message = policy.deny_message(&reason, info.op.action, &what);
+            let message = crate::inventory::gate::with_detail(
+                policy.deny_message(&reason, info.op.action, &what),
+                &prepared,
+            );
             let _ = writeln!(out, "message:  Permission check failed ({message})");
             if matches!(judgement, Judgement::Deny(_)) {
                 EXIT_DENY

@@ -359,8 +359,10 @@ async fn what_a_protected_guest_depends_on_is_protected() {
     )
     .await;
     assert_denied(&sim, &r, "VM 109 'igp' is readonly");
+    assert!(r.reason.contains("[mapping pci/nic is used by VM 109]"), "{}", r.reason);
     let r = raw(s.addr, &form("DELETE", "/api2/json/storage/tank", "")).await;
     assert_denied(&sim, &r, "VM 109 'igp' is readonly");
+    assert!(r.reason.contains("[storage tank holds disks of VM 109]"), "{}", r.reason);
     let r = raw(s.addr, &form("PUT", "/api2/json/storage/tank", "disable=1")).await;
     assert_denied(&sim, &r, "VM 109 'igp' is readonly");
 

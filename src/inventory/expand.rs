@@ -17,14 +17,17 @@ enum Sel {
     All,
 }
 
+/// What a job selects. Proxmox keeps one of `vmid`, `pool` and `all` per job; should a job
+/// (or a change) carry several, the union counts, so nothing selected escapes judgement.
 fn job_selection(job: &BackupJob, snap: &Snapshot) -> Sel {
-    if let Some(p) = &job.pool {
-        return Sel::Some(snap.pool_members(p).collect());
-    }
     if job.all {
         return Sel::All;
     }
-    Sel::Some(job.vmids.clone())
+    let mut v = job.vmids.clone();
+    if let Some(p) = &job.pool {
+        v.extend(snap.pool_members(p));
+    }
+    Sel::Some(v)
 }
 
 fn set_of(sels: &[Sel]) -> GuestSet {

@@ -104,6 +104,21 @@ pub fn applied(snap: &Snapshot, change: &Change) -> Option<Snapshot> {
     Some(next)
 }
 
+/// A refusal text with the reason the inventory added guests ("storage tank holds disks of
+/// VM 109"), put before its hint.
+pub fn with_detail(message: String, prepared: &Prepared) -> String {
+    let Prepared::Ready { op: Some(op), .. } = prepared else {
+        return message;
+    };
+    let Some(d) = &op.detail else {
+        return message;
+    };
+    match message.find("; hint: ") {
+        Some(at) => format!("{} [{d}]{}", &message[..at], &message[at..]),
+        None => format!("{message} [{d}]"),
+    }
+}
+
 /// The refusal text for a stale inventory.
 pub fn stale_message(why: &str, what: &str) -> String {
     format!(

@@ -132,7 +132,7 @@ where
             Judgement::Allow(_) => (AuditDecision::Allow, None),
             Judgement::Deny(r) | Judgement::WouldDeny(r) => {
                 let what = format!("{} {}", info.method, info.path);
-                let m = explaining.deny_message(&r, op.action, &what);
+                let m = gate::with_detail(explaining.deny_message(&r, op.action, &what), &prepared);
                 let d = if matches!(judgement, Judgement::Deny(_)) {
                     AuditDecision::Deny
                 } else {
