@@ -17,6 +17,8 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use pvegate_sim::{self as sim, SimConfig, SimHandle};
 
+mod cluster;
+
 use crate::config::{self, Config, LogFormat, Trust};
 use crate::policy::{Policy, PolicyStore};
 use crate::server::Listener;
@@ -346,11 +348,16 @@ pub struct SimOptions {
     pub plain: bool,
     /// Also write the CA certificate (PEM) here, for `[upstream] ca`.
     pub ca_out: Option<PathBuf>,
+    /// Run a cluster of this many nodes (`pve1`…) instead of the single node `pve`.
+    pub cluster: Option<usize>,
 }
 
 /// `pvegate sim`: runs the simulated Proxmox alone until Ctrl-C, prints its URL, certificate
 /// fingerprint, API token and ticket login, then one line per request it receives.
 pub async fn run_sim(opts: SimOptions) -> anyhow::Result<()> {
+    if let Some(n) = opts.cluster {
+        return cluster::run(opts, n).await;
+    }
     let addr = opts
         .listen
         .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 0)));

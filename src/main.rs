@@ -79,6 +79,10 @@ enum Command {
         /// Write the simulator's CA certificate (PEM) to this file, for `[upstream] ca`.
         #[arg(long, value_name = "FILE", conflicts_with = "plain")]
         ca_out: Option<PathBuf>,
+        /// Run a cluster of N nodes (pve1…pveN, 1-9) on consecutive ports from --listen
+        /// (or free ports); type `stop pve2` / `start pve2` to take a node down and back.
+        #[arg(long, value_name = "N")]
+        cluster: Option<usize>,
     },
     /// Inspect the policy a config loads.
     #[command(subcommand)]
@@ -181,11 +185,13 @@ fn main() -> ExitCode {
             listen,
             plain,
             ca_out,
+            cluster,
         } => {
             let opts = pvegate::demo::SimOptions {
                 listen,
                 plain,
                 ca_out,
+                cluster,
             };
             match run_async(pvegate::demo::run_sim(opts)) {
                 Ok(()) => 0,

@@ -213,6 +213,108 @@ async fn sim_prints_what_works_alone_and_behind_serve() {
     );
 }
 
+/// `pvegate sim --cluster 3`: three nodes on their own ports, each answering for the others;
+/// `stop pve2` typed on stdin takes pve2 down (the others report it offline and forward
+/// nothing to it), `start pve2` brings it back on the same port.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sim_cluster_runs_three_nodes_and_stops_one_on_command() {
+    use std::io::Write;
+    let dir = tempfile::tempdir().unwrap();
+    let ca = dir.path().join("cluster-ca.pem");
+    let mut child = Command::new(BIN)
+        .args(["sim", "--cluster", "3", "--ca-out", ca.to_str().unwrap()])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let out = lines(child.stdout.take().unwrap());
+    let err = lines(child.stderr.take().unwrap());
+    let proc = Proc { child, out, err };
+    let banner = until(&proc.out, "Ctrl-C to stop");
+    let mut urls = Vec::new();
+    for name in ["pve1", "pve2", "pve3"] {
+        let line = field(&banner, &format!("node {name}"));
+        let words: Vec<&str> = line.split_whitespace().collect();
+        assert_eq!((words[0], words[2]), ("url", "fingerprint"), "{line}");
+        assert!(words[1].starts_with("https://127.0.0.1:"), "{line}");
+        urls.push(words[1].to_owned());
+    }
+    let token = field(&banner, "api token ");
+    assert!(
+        field(&banner, "guests ").contains("109 igp on pve2"),
+        "{banner:#?}"
+    );
+    let cert = reqwest::Certificate::from_pem(&std::fs::read(&ca).unwrap()).unwrap();
+    let client = reqwest::Client::builder()
+        .add_root_certificate(cert)
+        .build()
+        .unwrap();
+    let get = |url: String| {
+        let client = client.clone();
+        let token = token.clone();
+        async move {
+            let r = client
+                .get(url)
+                .header("Authorization", &token)
+                .send()
+                .await
+                .unwrap();
+            let status = r.status().as_u16();
+            (
+                status,
+                r.json::<serde_json::Value>().await.unwrap_or_default(),
+            )
+        }
+    };
+    // pve1 answers for pve2's guest; every node's certificate chains to the written CA.
+    for url in &urls {
+        let (status, v) = get(format!(
+            "{url}/api2/json/nodes/pve2/qemu/109/status/current"
+        ))
+        .await;
+        assert_eq!(status, 200, "{url}: {v}");
+    }
+    until(
+        &proc.out,
+        "pve3 received GET /api2/json/nodes/pve2/qemu/109/status/current",
+    );
+
+    writeln!(stdin, "stop pve2").unwrap();
+    until(&proc.out, "node pve2 stopped");
+    let (_, status) = get(format!("{}/api2/json/cluster/status", urls[0])).await;
+    let pve2 = status["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["name"] == "pve2")
+        .unwrap()
+        .clone();
+    assert_eq!(pve2["online"], 0, "{status}");
+    let (code, _) = get(format!(
+        "{}/api2/json/nodes/pve2/qemu/109/status/current",
+        urls[0]
+    ))
+    .await;
+    assert_eq!(code, 595);
+    assert!(client
+        .get(format!("{}/api2/json/version", urls[1]))
+        .send()
+        .await
+        .is_err());
+
+    writeln!(stdin, "start pve2").unwrap();
+    until(&proc.out, "node pve2 started");
+    let (code, _) = get(format!(
+        "{}/api2/json/nodes/pve2/qemu/109/status/current",
+        urls[1]
+    ))
+    .await;
+    assert_eq!(code, 200);
+    drop(proc);
+}
+
 #[test]
 fn sim_rejects_bad_flags() {
     let (code, _, err) = run(&["sim", "--listen", "nowhere"]);
@@ -224,6 +326,14 @@ fn sim_rejects_bad_flags() {
     let (code, _, err) = run(&["sim", "--ca-out", "/nonexistent-dir/ca.pem"]);
     assert_eq!(code, 1, "{err}");
     assert!(err.contains("--ca-out /nonexistent-dir/ca.pem"), "{err}");
+    let (code, _, err) = run(&["sim", "--cluster", "12"]);
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains("--cluster 12: give a number of nodes from 1 to 9"),
+        "{err}"
+    );
+    let (code, _, err) = run(&["sim", "--cluster", "three"]);
+    assert_eq!(code, 2, "{err}");
 }
 
 const MY_POLICY: &str = r#"[settings]

@@ -26,6 +26,9 @@ use super::{ws, GuestKind, Shared};
 /// One authenticated API call.
 pub(crate) struct Call<'a> {
     pub shared: &'a Shared,
+    /// The node the call runs on: the one named in `/nodes/{node}/…`, else the node that
+    /// received it.
+    pub node: String,
     pub method: &'a str,
     /// The decoded path below `/api2/<format>`.
     pub rel: &'a str,
@@ -77,7 +80,9 @@ impl Call<'_> {
     }
 
     fn state(&self) -> std::sync::MutexGuard<'_, State> {
-        self.shared.state()
+        let mut st = self.shared.state();
+        st.node.clone_from(&self.node);
+        st
     }
 
     /// pveproxy refuses a body/query value that differs from a path parameter.
@@ -136,44 +141,182 @@ pub(crate) fn route(mut c: Call<'_>) -> Outcome {
         ])),
         ("GET", ["access", "permissions"]) => ok(json!({"/": caps_flat()})),
         ("GET", ["cluster", "resources"]) => {
-            let fp = c.shared.fingerprint.clone();
-            let v = c.state().resources(c.params.str("type"), &fp);
+            let v = c.state().resources(c.params.str("type"));
             ok(v)
         }
-        ("GET", ["cluster", "status"]) => ok(json!([{
-            "id": format!("node/{}", c.shared.node), "name": c.shared.node, "type": "node",
-            "ip": "127.0.0.1", "level": "", "local": 1, "nodeid": 0, "online": 1,
-        }])),
         ("GET", ["cluster", "nextid"]) => c.state().nextid(c.params.str("vmid")).into(),
         ("GET", ["nodes"]) => {
-            let fp = c.shared.fingerprint.clone();
-            let v = c.state().node_entry(&fp);
-            ok(json!([v]))
+            let st = c.state();
+            ok(Value::Array(
+                st.nodes.iter().map(|n| st.node_entry(n)).collect(),
+            ))
         }
         (_, ["nodes", node, rest @ ..]) => {
-            if *node != c.shared.node && *node != "localhost" {
+            let node = if *node == "localhost" {
+                c.shared.node.clone()
+            } else {
+                (*node).to_owned()
+            };
+            let (known, offline) = {
+                let st = c.shared.state();
+                (st.nodes.contains(&node), st.offline.contains(&node))
+            };
+            if !known {
                 return err(ApiError::die(format!(
                     "hostname lookup '{node}' failed - failed to get address info for: {node}: Name or service not known"
                 )));
             }
-            if let Err(e) = c.check_path_param("node", node) {
+            if let Err(e) = c.check_path_param("node", &node) {
                 return err(e);
             }
+            if node != c.shared.node {
+                if let Some(what) = local_only(m, rest) {
+                    return err(ApiError::new(
+                        501,
+                        format!(
+                            "{what} for node '{node}' must be sent to node '{node}' itself (this is '{}'): it is not forwarded between nodes",
+                            c.shared.node
+                        ),
+                    ));
+                }
+                if offline {
+                    // pveproxy's answer when the node it forwards to does not answer.
+                    return err(ApiError::new(595, "Connection refused"));
+                }
+            }
+            c.node = node;
             let rest: Vec<&str> = rest.to_vec();
             node_route(&mut c, &rest)
         }
-        _ => c.generic(&segs),
+        _ => match super::cluster_api::route(&mut c, &segs) {
+            Some(outcome) => outcome,
+            None => c.generic(&segs),
+        },
     }
 }
 
+/// Calls pveproxy serves only on the node they name: uploads, console websockets and the
+/// console ticket calls they pair with (`vncproxy`, `termproxy`, `vncshell`, `spiceproxy`).
+fn local_only(method: &str, rest: &[&str]) -> Option<&'static str> {
+    match (method, rest) {
+        ("POST", ["storage", _, "upload"]) => Some("an upload"),
+        ("GET", ["vncwebsocket"]) | ("GET", [_, _, "vncwebsocket"]) => Some("a console websocket"),
+        ("POST", ["termproxy" | "vncshell" | "spiceshell"])
+        | ("POST", [_, _, "vncproxy" | "termproxy" | "spiceproxy"]) => Some("a console ticket"),
+        _ => None,
+    }
+}
+
+/// The privileges of PVE 9.1 by the object class the web UI's `cap` groups them in (root
+/// holds all of them).
+const PRIVILEGES: &[(&str, &[&str])] = &[
+    (
+        "vms",
+        &[
+            "VM.Allocate",
+            "VM.Audit",
+            "VM.Backup",
+            "VM.Clone",
+            "VM.Config.CDROM",
+            "VM.Config.CPU",
+            "VM.Config.Cloudinit",
+            "VM.Config.Disk",
+            "VM.Config.HWType",
+            "VM.Config.Memory",
+            "VM.Config.Network",
+            "VM.Config.Options",
+            "VM.Console",
+            "VM.GuestAgent.Audit",
+            "VM.GuestAgent.FileRead",
+            "VM.GuestAgent.FileSystemMgmt",
+            "VM.GuestAgent.FileWrite",
+            "VM.GuestAgent.Unrestricted",
+            "VM.Migrate",
+            "VM.PowerMgmt",
+            "VM.Replicate",
+            "VM.Snapshot",
+            "VM.Snapshot.Rollback",
+            "Permissions.Modify",
+        ],
+    ),
+    (
+        "storage",
+        &[
+            "Datastore.Allocate",
+            "Datastore.AllocateSpace",
+            "Datastore.AllocateTemplate",
+            "Datastore.Audit",
+            "Permissions.Modify",
+        ],
+    ),
+    (
+        "access",
+        &[
+            "Group.Allocate",
+            "Realm.Allocate",
+            "Realm.AllocateUser",
+            "User.Modify",
+            "Permissions.Modify",
+        ],
+    ),
+    (
+        "nodes",
+        &[
+            "Sys.AccessNetwork",
+            "Sys.Audit",
+            "Sys.Console",
+            "Sys.Incoming",
+            "Sys.Modify",
+            "Sys.PowerMgmt",
+            "Sys.Syslog",
+            "Permissions.Modify",
+        ],
+    ),
+    (
+        "dc",
+        &[
+            "Sys.Audit",
+            "Sys.Modify",
+            "SDN.Allocate",
+            "SDN.Audit",
+            "SDN.Use",
+        ],
+    ),
+    (
+        "sdn",
+        &["SDN.Allocate", "SDN.Audit", "SDN.Use", "Permissions.Modify"],
+    ),
+    ("pool", &["Pool.Allocate", "Pool.Audit"]),
+    (
+        "mapping",
+        &[
+            "Mapping.Audit",
+            "Mapping.Modify",
+            "Mapping.Use",
+            "Permissions.Modify",
+        ],
+    ),
+];
+
+/// The ticket's `cap`: each class with its privileges set to 1.
+fn caps() -> Value {
+    let mut m = serde_json::Map::new();
+    for (class, privs) in PRIVILEGES {
+        let set: serde_json::Map<String, Value> =
+            privs.iter().map(|p| ((*p).to_owned(), json!(1))).collect();
+        m.insert((*class).to_owned(), Value::Object(set));
+    }
+    Value::Object(m)
+}
+
+/// Every privilege, set to 1 (`GET /access/permissions` for root on `/`).
 fn caps_flat() -> Value {
-    json!({
-        "Datastore.Allocate": 1, "Datastore.AllocateSpace": 1, "Datastore.AllocateTemplate": 1,
-        "Datastore.Audit": 1, "Sys.Audit": 1, "Sys.Console": 1, "Sys.Modify": 1, "Sys.PowerMgmt": 1,
-        "VM.Allocate": 1, "VM.Audit": 1, "VM.Clone": 1, "VM.Config.Disk": 1, "VM.Config.Options": 1,
-        "VM.Console": 1, "VM.Migrate": 1, "VM.PowerMgmt": 1, "VM.Snapshot": 1, "VM.GuestAgent.Audit": 1,
-        "Permissions.Modify": 1, "User.Modify": 1,
-    })
+    let m: serde_json::Map<String, Value> = PRIVILEGES
+        .iter()
+        .flat_map(|(_, privs)| privs.iter())
+        .map(|p| ((*p).to_owned(), json!(1)))
+        .collect();
+    Value::Object(m)
 }
 
 fn login(c: &Call<'_>) -> Outcome {
@@ -209,19 +352,7 @@ fn login(c: &Call<'_>) -> Outcome {
         "username": username,
         "ticket": c.shared.keys.ticket(&username, now),
         "CSRFPreventionToken": c.shared.keys.csrf(&username, now),
-        "cap": {
-            "vms": {"VM.Allocate": 1, "VM.Audit": 1, "VM.Clone": 1, "VM.Config.Disk": 1,
-                    "VM.Config.Options": 1, "VM.Console": 1, "VM.Migrate": 1, "VM.PowerMgmt": 1,
-                    "VM.Snapshot": 1, "Permissions.Modify": 1},
-            "storage": {"Datastore.Allocate": 1, "Datastore.AllocateSpace": 1,
-                        "Datastore.AllocateTemplate": 1, "Datastore.Audit": 1, "Permissions.Modify": 1},
-            "access": {"Group.Allocate": 1, "User.Modify": 1, "Permissions.Modify": 1},
-            "nodes": {"Sys.Audit": 1, "Sys.Console": 1, "Sys.Modify": 1, "Sys.PowerMgmt": 1,
-                      "Sys.Syslog": 1, "Permissions.Modify": 1},
-            "dc": {"Sys.Audit": 1, "Sys.Modify": 1, "SDN.Allocate": 1, "SDN.Audit": 1},
-            "sdn": {"SDN.Allocate": 1, "SDN.Audit": 1, "Permissions.Modify": 1},
-            "mapping": {"Mapping.Audit": 1, "Mapping.Modify": 1, "Mapping.Use": 1},
-        },
+        "cap": caps(),
     }))
 }
 
@@ -321,7 +452,7 @@ fn node_route(c: &mut Call<'_>, rest: &[&str]) -> Outcome {
             let u = c.state().bulk(a, &c.params, &user);
             ok(Value::String(u))
         }
-        ("GET", ["storage"]) => ok(c.state().storages()),
+        ("GET", ["storage"]) => ok(c.state().storages(&c.params)),
         ("GET", ["storage", s]) => {
             if c.state().storage_exists(s) {
                 subdirs(&["content", "download-url", "status", "upload"])
@@ -356,18 +487,22 @@ fn node_route(c: &mut Call<'_>, rest: &[&str]) -> Outcome {
             }))
         }
         ("POST", ["termproxy" | "vncshell"]) => {
-            let path = format!("/nodes/{}", c.shared.node);
+            let path = format!("/nodes/{}", c.node);
             console_reply(c, rest[0], "", &path, false)
         }
         ("GET", ["vncwebsocket"]) => {
-            let path = format!("/nodes/{}", c.shared.node);
+            let path = format!("/nodes/{}", c.node);
             websocket(c, &path)
         }
-        _ => {
-            let mut segs = vec!["nodes", c.shared.node.as_str()];
-            segs.extend_from_slice(rest);
-            c.generic(&segs)
-        }
+        _ => match super::node_info::route(c, rest) {
+            Some(outcome) => outcome,
+            None => {
+                let node = c.node.clone();
+                let mut segs = vec!["nodes", node.as_str()];
+                segs.extend_from_slice(rest);
+                c.generic(&segs)
+            }
+        },
     }
 }
 
@@ -410,7 +545,7 @@ fn journal(c: &Call<'_>) -> Outcome {
         .and_then(|s| s.parse().ok())
         .unwrap_or(500)
         .min(10_000_000);
-    let node = c.shared.node.clone();
+    let node = c.node.clone();
     let chunks = n.div_ceil(PER_CHUNK);
     let body_chunks = (0..chunks).map(move |k| {
         let mut s = String::new();
@@ -528,7 +663,11 @@ fn guest_route(c: &mut Call<'_>, kind: GuestKind, vmid: u32, tail: &[&str]) -> O
             "template",
             "resize",
         ]),
-        ("DELETE", []) => upid(c.state().destroy(kind, vmid, &user)),
+        ("DELETE", []) => {
+            let purge = c.params.flag("purge");
+            upid(c.state().destroy(kind, vmid, purge, &user))
+        }
+        ("POST", ["migrate"]) => upid(c.state().migrate(kind, vmid, &c.params, &user)),
         ("GET", ["status"]) => subdirs(&[
             "current", "start", "stop", "shutdown", "reboot", "suspend", "resume",
         ]),
@@ -590,7 +729,7 @@ fn guest_route(c: &mut Call<'_>, kind: GuestKind, vmid: u32, tail: &[&str]) -> O
             console_reply(c, what, &id, &path, *what == "vncproxy")
         }
         ("POST", ["spiceproxy"]) => ok(json!({
-            "type": "spice", "host": format!("pvespiceproxy:{:08X}:{vmid}:{}:5900::sim", now(), c.shared.node),
+            "type": "spice", "host": format!("pvespiceproxy:{:08X}:{vmid}:{}:5900::sim", now(), c.node),
             "proxy": "http://127.0.0.1:3128", "tls-port": 61000, "password": "simpassw",
             "title": format!("VM {vmid}"), "delete-this-file": 1,
         })),
@@ -599,14 +738,18 @@ fn guest_route(c: &mut Call<'_>, kind: GuestKind, vmid: u32, tail: &[&str]) -> O
             websocket(c, &path)
         }
         ("GET", ["rrddata"]) => ok(json!([])),
-        ("GET", ["feature"]) => ok(json!({"hasFeature": 1, "nodes": [c.shared.node]})),
+        ("GET", ["feature"]) => {
+            let nodes = c.state().nodes.clone();
+            ok(json!({"hasFeature": 1, "nodes": nodes}))
+        }
         ("GET", ["migrate"]) => ok(
             json!({"running": 0, "allowed_nodes": [], "not_allowed_nodes": {}, "local_disks": [], "local_resources": []}),
         ),
         ("PUT", ["sendkey" | "unlink"]) => ok(Value::Null),
         _ => {
             let ks = if qemu { "qemu" } else { "lxc" };
-            let mut segs = vec!["nodes", c.shared.node.as_str(), ks, id.as_str()];
+            let node = c.node.clone();
+            let mut segs = vec!["nodes", node.as_str(), ks, id.as_str()];
             segs.extend_from_slice(tail);
             c.generic(&segs)
         }

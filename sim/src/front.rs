@@ -82,7 +82,7 @@ pub(crate) async fn handle(
     let accept_gzip = gzip::accepted(joined(req.headers(), "accept-encoding").as_deref());
     let (parts, body) = req.into_parts();
     let (captured, failed) = read_body(body).await;
-    shared.recorder.push(Recorded {
+    shared.record(Recorded {
         method: method.clone(),
         target,
         headers,
@@ -90,6 +90,7 @@ pub(crate) async fn handle(
         body_len: captured.len,
         body_sha256: captured.sha256.clone(),
         peer,
+        node: String::new(),
     });
     let mut resp = if failed {
         raw_error(400, "bad request")
@@ -347,6 +348,7 @@ async fn respond(
 
     let call = Call {
         shared,
+        node: shared.node.clone(),
         method,
         rel: &rel,
         params,

@@ -34,12 +34,16 @@
 
 mod api;
 mod auth;
+mod cluster;
+mod cluster_api;
 mod front;
 mod guestnet;
 mod gzip;
+mod node_info;
 mod params;
 mod record;
 mod reply;
+mod seed;
 mod state;
 mod tls;
 mod upload;
@@ -62,7 +66,9 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
 
+pub use cluster::{start_cluster, start_cluster_on, SimCluster, SimNode};
 pub use record::{Recorded, Recorder};
+pub use seed::{ClusterSeed, SimEntry, SimPool};
 
 /// pveproxy closes a keep-alive connection idle for this long.
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(5);
@@ -89,6 +95,15 @@ pub struct SimGuest {
     pub running: bool,
     /// Whether it is a template.
     pub template: bool,
+    /// Its tags (`tags: a;b` in the config), in the order given.
+    pub tags: Vec<String>,
+    /// The resource pool it belongs to.
+    pub pool: Option<String>,
+    /// The node it lives on; `None`: the first node of the sim.
+    pub node: Option<String>,
+    /// Config keys set on top of the default config (`hostpci0`, `protection`, `scsi1`,
+    /// `mp0`, …); an empty value removes a default key.
+    pub config: Vec<(String, String)>,
 }
 
 impl SimGuest {
@@ -100,6 +115,10 @@ impl SimGuest {
             kind: GuestKind::Qemu,
             running,
             template: false,
+            tags: Vec::new(),
+            pool: None,
+            node: None,
+            config: Vec::new(),
         }
     }
 
@@ -111,7 +130,48 @@ impl SimGuest {
             kind: GuestKind::Lxc,
             running,
             template: false,
+            tags: Vec::new(),
+            pool: None,
+            node: None,
+            config: Vec::new(),
         }
+    }
+
+    /// The same guest as a template (stopped).
+    #[must_use]
+    pub fn template(mut self) -> Self {
+        self.template = true;
+        self.running = false;
+        self
+    }
+
+    /// The same guest with these tags.
+    #[must_use]
+    pub fn tags(mut self, tags: &[&str]) -> Self {
+        self.tags = tags.iter().map(|t| (*t).to_owned()).collect();
+        self
+    }
+
+    /// The same guest in resource pool `pool` (the pool is created if no
+    /// [`SimConfig::pools`] entry names it).
+    #[must_use]
+    pub fn pool(mut self, pool: &str) -> Self {
+        self.pool = Some(pool.to_owned());
+        self
+    }
+
+    /// The same guest on node `node` (cluster mode).
+    #[must_use]
+    pub fn on(mut self, node: &str) -> Self {
+        self.node = Some(node.to_owned());
+        self
+    }
+
+    /// The same guest with config key `key` set to `value` (empty: removed).
+    #[must_use]
+    pub fn set(mut self, key: &str, value: &str) -> Self {
+        self.config.push((key.to_owned(), value.to_owned()));
+        self
     }
 }
 
@@ -133,6 +193,11 @@ pub struct SimConfig {
     pub static_files: Vec<(String, String, Vec<u8>)>,
     /// How many status polls of a new task answer `running` before `stopped` (0: never).
     pub task_running_polls: u32,
+    /// The cluster's nodes for [`start_cluster`] (`pve1`, `pve2`, `pve3`); empty: the one
+    /// node [`SimConfig::node`].
+    pub nodes: Vec<String>,
+    /// Pools, storages, mappings, backup jobs and HA.
+    pub cluster: ClusterSeed,
 }
 
 impl Default for SimConfig {
@@ -146,6 +211,8 @@ impl Default for SimConfig {
             tokens: Vec::new(),
             static_files: Vec::new(),
             task_running_polls: 1,
+            nodes: Vec::new(),
+            cluster: ClusterSeed::default(),
         }
     }
 }
@@ -160,47 +227,111 @@ pub const DEMO_TOKEN_ID: &str = "root@pam!tofu";
 pub const DEMO_TOKEN_SECRET: &str = "11111111-2222-3333-4444-555555555555";
 
 impl SimConfig {
-    /// The demo node `pve`: 104 doc1, 109 igp, 110 tofu-web (QEMU, running), 120 scratch-ct
-    /// (LXC, stopped), 9001 debian-tmpl (QEMU template, stopped); user `root@pam` /
-    /// `demo-password`; token `root@pam!tofu` / `11111111-2222-3333-4444-555555555555`.
-    /// Plain HTTP; set `tls` for HTTPS.
+    /// The demo node `pve`: 104 doc1 (tag `prod`, pool `production`), 109 igp (tag `prod`,
+    /// `hostpci0: mapping=igpu`), 110 tofu-web (tag `tofu`, pool `lab`, a full clone of
+    /// 9001) — QEMU, running; 120 scratch-ct (LXC, stopped, pool `lab`); 9001 debian-tmpl
+    /// (QEMU template, stopped); the cluster configuration of [`ClusterSeed::demo`]; user
+    /// `root@pam` / `demo-password`; token `root@pam!tofu` /
+    /// `11111111-2222-3333-4444-555555555555`. Plain HTTP; set `tls` for HTTPS.
     pub fn demo() -> Self {
         SimConfig {
-            guests: vec![
-                SimGuest::qemu(104, "doc1", true),
-                SimGuest::qemu(109, "igp", true),
-                SimGuest::qemu(110, "tofu-web", true),
-                SimGuest::lxc(120, "scratch-ct", false),
-                SimGuest {
-                    template: true,
-                    ..SimGuest::qemu(9001, "debian-tmpl", false)
-                },
-            ],
+            guests: demo_guests(None),
             users: vec![(DEMO_USER.into(), DEMO_PASSWORD.into())],
             tokens: vec![(DEMO_TOKEN_ID.into(), DEMO_TOKEN_SECRET.into())],
+            cluster: ClusterSeed::demo("pve", "pve"),
             ..SimConfig::default()
+        }
+    }
+
+    /// The demo as a cluster of `n` nodes `pve1`…`pveN` (at least one) for
+    /// [`start_cluster`]: the same guests spread over the nodes (104 and 120 on `pve1`, 109
+    /// and 9001 on `pve2`, 110 on `pve3`, each on the last node when there are fewer), the
+    /// iGPU mapping on 109's node, 104 pinned to `pve1`.
+    pub fn demo_cluster(n: usize) -> Self {
+        let nodes: Vec<String> = (1..=n.max(1)).map(|i| format!("pve{i}")).collect();
+        let pick = |i: usize| nodes[i.min(nodes.len() - 1)].clone();
+        let placement = [pick(0), pick(1), pick(2)];
+        SimConfig {
+            node: nodes[0].clone(),
+            guests: demo_guests(Some(&placement)),
+            cluster: ClusterSeed::demo(&placement[1], &placement[0]),
+            nodes,
+            ..SimConfig::demo()
+        }
+    }
+
+    /// The cluster's node names: [`SimConfig::nodes`], or [`SimConfig::node`] alone.
+    pub fn node_names(&self) -> Vec<String> {
+        if self.nodes.is_empty() {
+            vec![self.node.clone()]
+        } else {
+            self.nodes.clone()
         }
     }
 }
 
-/// What every connection of one sim shares.
-pub(crate) struct Shared {
+/// The demo guests; `nodes` places them on three nodes (else all on the first node).
+fn demo_guests(nodes: Option<&[String; 3]>) -> Vec<SimGuest> {
+    let on = |g: SimGuest, i: usize| match nodes {
+        Some(n) => g.on(&n[i]),
+        None => g,
+    };
+    vec![
+        on(
+            SimGuest::qemu(104, "doc1", true)
+                .tags(&["prod"])
+                .pool("production"),
+            0,
+        ),
+        on(
+            SimGuest::qemu(109, "igp", true)
+                .tags(&["prod"])
+                .set("hostpci0", "mapping=igpu,pcie=1"),
+            1,
+        ),
+        on(
+            SimGuest::qemu(110, "tofu-web", true)
+                .tags(&["tofu"])
+                .pool("lab")
+                .set("description", "cloned from template 9001 by OpenTofu"),
+            2,
+        ),
+        on(SimGuest::lxc(120, "scratch-ct", false).pool("lab"), 0),
+        on(SimGuest::qemu(9001, "debian-tmpl", false).template(), 1),
+    ]
+}
+
+/// What every node of one sim shares (a single node is a cluster of one): the state, the
+/// signing key (tickets are valid on every node, as with Proxmox's cluster-wide auth key),
+/// users, tokens, static files and the combined request log.
+pub(crate) struct Common {
     state: Mutex<state::State>,
     keys: auth::Keys,
     users: Vec<(String, String)>,
     tokens: Vec<(String, String)>,
-    node: String,
-    /// The certificate fingerprint (a fixed stand-in when serving plain HTTP).
-    fingerprint: String,
-    /// The node certificate (PEM), empty when serving plain HTTP.
-    cert_pem: String,
     static_files: RwLock<web::StaticFiles>,
-    recorder: Recorder,
-    shutdown: watch::Receiver<bool>,
+    /// Every request any node received.
+    combined: Recorder,
     vnc_port: AtomicU32,
 }
 
-impl Shared {
+impl Common {
+    fn new(cfg: &SimConfig) -> io::Result<Self> {
+        let mut statics = web::builtin();
+        for (path, ct, body) in &cfg.static_files {
+            statics.insert(path.clone(), (ct.clone(), Bytes::from(body.clone())));
+        }
+        Ok(Common {
+            state: Mutex::new(state::State::new(cfg)),
+            keys: auth::Keys::generate()?,
+            users: cfg.users.clone(),
+            tokens: cfg.tokens.clone(),
+            static_files: RwLock::new(statics),
+            combined: Recorder::default(),
+            vnc_port: AtomicU32::new(0),
+        })
+    }
+
     fn state(&self) -> MutexGuard<'_, state::State> {
         // Handlers never leave the state half-updated across a panic point: recover it.
         self.state
@@ -212,6 +343,53 @@ impl Shared {
         self.static_files
             .read()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn add_static_file(&self, path: &str, content_type: &str, body: Bytes) {
+        self.static_files
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .insert(path.to_owned(), (content_type.to_owned(), body));
+    }
+
+    fn guests(&self) -> Vec<SimGuest> {
+        self.state().sim_guests()
+    }
+
+    fn issue_ticket(&self, user: &str) -> (String, String) {
+        let now = auth::now();
+        (self.keys.ticket(user, now), self.keys.csrf(user, now))
+    }
+}
+
+/// What every connection to one node shares; the rest through [`Common`].
+pub(crate) struct Shared {
+    common: Arc<Common>,
+    /// This node's name.
+    node: String,
+    /// The certificate fingerprint (a fixed stand-in when serving plain HTTP).
+    fingerprint: String,
+    /// The node certificate (PEM), empty when serving plain HTTP.
+    cert_pem: String,
+    /// The requests this node received.
+    recorder: Recorder,
+    shutdown: watch::Receiver<bool>,
+}
+
+impl std::ops::Deref for Shared {
+    type Target = Common;
+
+    fn deref(&self) -> &Common {
+        &self.common
+    }
+}
+
+impl Shared {
+    /// Records a request on this node's log and the combined one.
+    fn record(&self, mut rec: Recorded) {
+        rec.node.clone_from(&self.node);
+        self.common.combined.push(rec.clone());
+        self.recorder.push(rec);
     }
 }
 
@@ -227,7 +405,7 @@ pub struct SimHandle {
     pub ca_pem: Option<String>,
     /// Every request received.
     pub recorder: Recorder,
-    shared: Arc<Shared>,
+    common: Arc<Common>,
     shutdown: watch::Sender<bool>,
 }
 
@@ -248,16 +426,13 @@ impl SimHandle {
 
     /// Serves `body` at `path` (e.g. `/pve2/js/test.js`) from now on, replacing any file there.
     pub fn add_static_file(&self, path: &str, content_type: &str, body: impl Into<Bytes>) {
-        self.shared
-            .static_files
-            .write()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .insert(path.to_owned(), (content_type.to_owned(), body.into()));
+        self.common.add_static_file(path, content_type, body.into());
     }
 
-    /// The guests as they are now (power state, name, template flag).
+    /// The guests as they are now (power state, name, template flag, tags, pool, node,
+    /// config).
     pub fn guests(&self) -> Vec<SimGuest> {
-        self.shared.state().sim_guests()
+        self.common.guests()
     }
 
     /// One guest as it is now.
@@ -267,11 +442,7 @@ impl SimHandle {
 
     /// A valid ticket and CSRF prevention token for `user`, without logging in.
     pub fn issue_ticket(&self, user: &str) -> (String, String) {
-        let now = auth::now();
-        (
-            self.shared.keys.ticket(user, now),
-            self.shared.keys.csrf(user, now),
-        )
+        self.common.issue_ticket(user)
     }
 }
 
@@ -286,41 +457,40 @@ pub async fn start(cfg: SimConfig) -> io::Result<SimHandle> {
     start_on(SocketAddr::from(([127, 0, 0, 1], 0)), cfg).await
 }
 
-/// Starts a sim listening on `addr` (`pvegate sim --listen`).
+/// Starts a sim listening on `addr` (`pvegate sim --listen`). It serves the first of
+/// [`SimConfig::node_names`]; use [`start_cluster`] to serve every node.
 pub async fn start_on(addr: SocketAddr, cfg: SimConfig) -> io::Result<SimHandle> {
-    let listener = TcpListener::bind(addr).await?;
-    let addr = listener.local_addr()?;
+    let common = Arc::new(Common::new(&cfg)?);
+    let node = cfg.node_names().remove(0);
     let tls = if cfg.tls {
-        Some(tls::generate(&cfg.node)?)
+        Some(tls::generate(&node)?)
     } else {
         None
     };
+    let listener = bind(addr)?;
+    let addr = listener.local_addr()?;
+    let fingerprint = tls.as_ref().map_or_else(
+        || tls::fingerprint_of(b"pvegate sim: plain HTTP"),
+        |t| t.fingerprint.clone(),
+    );
+    common
+        .state()
+        .fingerprints
+        .insert(node.clone(), fingerprint.clone());
     let (tx, rx) = watch::channel(false);
-    let recorder = Recorder::default();
-    let mut statics = web::builtin();
-    for (path, ct, body) in &cfg.static_files {
-        statics.insert(path.clone(), (ct.clone(), Bytes::from(body.clone())));
-    }
+    let recorder = common.combined.clone();
     let shared = Arc::new(Shared {
-        state: Mutex::new(state::State::new(&cfg)),
-        keys: auth::Keys::generate()?,
-        users: cfg.users.clone(),
-        tokens: cfg.tokens.clone(),
-        node: cfg.node.clone(),
-        fingerprint: tls.as_ref().map_or_else(
-            || tls::fingerprint_of(b"pvegate sim: plain HTTP"),
-            |t| t.fingerprint.clone(),
-        ),
+        common: common.clone(),
+        node,
+        fingerprint,
         cert_pem: tls
             .as_ref()
             .map_or_else(String::new, |t| t.cert_pem.clone()),
-        static_files: RwLock::new(statics),
-        recorder: recorder.clone(),
+        recorder: Recorder::default(),
         shutdown: rx.clone(),
-        vnc_port: AtomicU32::new(0),
     });
     let acceptor = tls.as_ref().map(|t| TlsAcceptor::from(t.config.clone()));
-    tokio::spawn(accept_loop(listener, acceptor, shared.clone(), rx));
+    tokio::spawn(accept_loop(listener, acceptor, shared, rx));
     let scheme = if cfg.tls { "https" } else { "http" };
     Ok(SimHandle {
         addr,
@@ -328,9 +498,22 @@ pub async fn start_on(addr: SocketAddr, cfg: SimConfig) -> io::Result<SimHandle>
         fingerprint: tls.as_ref().map(|t| t.fingerprint.clone()),
         ca_pem: tls.as_ref().map(|t| t.ca_pem.clone()),
         recorder,
-        shared,
+        common,
         shutdown: tx,
     })
+}
+
+/// A listening socket on `addr` (`SO_REUSEADDR`, so a stopped node can listen again on its
+/// port at once).
+pub(crate) fn bind(addr: SocketAddr) -> io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(1024)
 }
 
 async fn accept_loop(

@@ -39,6 +39,8 @@ pub struct Recorded {
     pub body_sha256: String,
     /// The client's address.
     pub peer: SocketAddr,
+    /// The node that received it (`pve`; `pve1`… in cluster mode).
+    pub node: String,
 }
 
 impl Recorded {
@@ -287,6 +289,7 @@ mod tests {
             body_len: 0,
             body_sha256: String::new(),
             peer: "127.0.0.1:1".parse().unwrap(),
+            node: "pve".into(),
         };
         assert_eq!(r.path(), "/api2/json/x");
         assert_eq!(r.query(), Some("a=1"));

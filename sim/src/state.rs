@@ -10,13 +10,14 @@
 //! create/clone/destroy), `snapshots`, `agent` (guest agent, consoles), `storage`.
 
 mod agent;
+mod cluster;
 mod guests;
 mod node;
 mod snapshots;
 mod storage;
 mod tasks;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use serde_json::{json, Map, Value};
 
@@ -38,6 +39,8 @@ pub(crate) struct Snapshot {
 #[derive(Debug, Clone)]
 pub(crate) struct Guest {
     pub vmid: u32,
+    /// The node it lives on.
+    pub node: String,
     pub kind: GuestKind,
     pub name: String,
     pub running: bool,
@@ -54,6 +57,8 @@ pub(crate) struct Guest {
 #[derive(Debug, Clone)]
 pub(crate) struct Task {
     pub upid: String,
+    /// The node that ran it.
+    pub node: String,
     pub ttype: String,
     pub id: String,
     pub user: String,
@@ -87,7 +92,8 @@ impl Task {
         lines
     }
 
-    fn entry(&self, node: &str) -> Value {
+    fn entry(&self) -> Value {
+        let node = &self.node;
         let mut v = json!({
             "upid": self.upid, "node": node, "pid": self.pid, "pstart": self.pstart,
             "starttime": self.starttime, "type": self.ttype, "id": self.id, "user": self.user,
@@ -106,6 +112,8 @@ impl Task {
 /// A file on a storage (uploads and the seeded ISO/template).
 #[derive(Debug, Clone)]
 pub(crate) struct Volume {
+    /// The node whose (local) storage holds it.
+    pub node: String,
     pub volid: String,
     pub content: String,
     pub format: String,
@@ -113,14 +121,8 @@ pub(crate) struct Volume {
     pub ctime: u64,
 }
 
-/// The node's storages: (id, type, content types).
-const STORAGES: &[(&str, &str, &str)] = &[
-    ("local", "dir", "iso,vztmpl,backup,snippets,import"),
-    ("local-lvm", "lvmthin", "images,rootdir"),
-];
-
 /// Disk keys in a guest config.
-fn is_disk_key(key: &str) -> bool {
+pub(crate) fn is_disk_key(key: &str) -> bool {
     let bus = key.trim_end_matches(|c: char| c.is_ascii_digit());
     bus != key
         && matches!(
@@ -253,18 +255,48 @@ fn default_config(
 }
 
 impl Guest {
-    fn new(g: &SimGuest) -> Self {
+    fn new(g: &SimGuest, node: &str) -> Self {
+        let mut config = default_config(g.kind, g.vmid, &g.name, g.template);
+        if !g.tags.is_empty() {
+            config.insert("tags".into(), normalize_tags(&g.tags.join(";")));
+        }
+        for (k, v) in &g.config {
+            if v.is_empty() {
+                config.remove(k);
+            } else if k == "tags" {
+                config.insert(k.clone(), normalize_tags(v));
+            } else {
+                config.insert(k.clone(), v.clone());
+            }
+        }
         Guest {
             vmid: g.vmid,
+            node: g.node.clone().unwrap_or_else(|| node.to_owned()),
             kind: g.kind,
             name: g.name.clone(),
-            running: g.running,
+            running: g.running && !g.template,
             paused: false,
             template: g.template,
             started: now().saturating_sub(3600 + u64::from(g.vmid)),
-            config: default_config(g.kind, g.vmid, &g.name, g.template),
+            config,
             snapshots: Vec::new(),
             parent: None,
+        }
+    }
+
+    /// The tags, split (`a;b` → `["a", "b"]`).
+    pub fn tag_list(&self) -> Vec<String> {
+        self.config
+            .get("tags")
+            .map(|t| split_tags(t))
+            .unwrap_or_default()
+    }
+
+    /// `qemu` or `lxc`.
+    pub fn type_name(&self) -> &'static str {
+        match self.kind {
+            GuestKind::Qemu => "qemu",
+            GuestKind::Lxc => "lxc",
         }
     }
 
@@ -391,10 +423,20 @@ impl Guest {
     }
 }
 
-/// Everything the node knows.
+/// Everything the cluster knows (one node is a cluster of one).
 pub(crate) struct State {
+    /// The node the current call runs on: the router sets it for every call (the node named
+    /// in `/nodes/{node}/…`, else the node that received the request). Tasks are created on
+    /// it and node-local lookups (guests, storage content, tasks) are made on it.
     pub node: String,
+    /// The cluster's nodes, in order.
+    pub nodes: Vec<String>,
+    /// Nodes that are stopped (cluster mode).
+    pub offline: BTreeSet<String>,
+    /// Each node's certificate fingerprint (`ssl_fingerprint`).
+    pub fingerprints: BTreeMap<String, String>,
     guests: BTreeMap<u32, Guest>,
+    cluster: cluster::ClusterConfig,
     tasks: Vec<Task>,
     files: Vec<Volume>,
     next_pid: u32,
@@ -442,26 +484,42 @@ impl State {
     /// The state described by `cfg`.
     pub fn new(cfg: &SimConfig) -> Self {
         let ts = now();
+        let nodes = cfg.node_names();
+        let first = nodes.first().cloned().unwrap_or_else(|| cfg.node.clone());
+        let mut files = Vec::new();
+        for node in &nodes {
+            files.push(Volume {
+                node: node.clone(),
+                volid: "local:iso/debian-12.7.0-amd64-netinst.iso".into(),
+                content: "iso".into(),
+                format: "iso".into(),
+                size: 661_651_456,
+                ctime: ts.saturating_sub(86_400),
+            });
+            files.push(Volume {
+                node: node.clone(),
+                volid: "local:vztmpl/debian-12-standard_12.7-1_amd64.tar.zst".into(),
+                content: "vztmpl".into(),
+                format: "tzst".into(),
+                size: 126_009_591,
+                ctime: ts.saturating_sub(86_400),
+            });
+        }
+        let guests: BTreeMap<u32, Guest> = cfg
+            .guests
+            .iter()
+            .map(|g| (g.vmid, Guest::new(g, &first)))
+            .collect();
+        let cluster = cluster::ClusterConfig::new(&cfg.cluster, &cfg.guests);
         State {
-            node: cfg.node.clone(),
-            guests: cfg.guests.iter().map(|g| (g.vmid, Guest::new(g))).collect(),
+            node: first,
+            nodes,
+            offline: BTreeSet::new(),
+            fingerprints: BTreeMap::new(),
+            guests,
+            cluster,
             tasks: Vec::new(),
-            files: vec![
-                Volume {
-                    volid: "local:iso/debian-12.7.0-amd64-netinst.iso".into(),
-                    content: "iso".into(),
-                    format: "iso".into(),
-                    size: 661_651_456,
-                    ctime: ts.saturating_sub(86_400),
-                },
-                Volume {
-                    volid: "local:vztmpl/debian-12-standard_12.7-1_amd64.tar.zst".into(),
-                    content: "vztmpl".into(),
-                    format: "tzst".into(),
-                    size: 126_009_591,
-                    ctime: ts.saturating_sub(86_400),
-                },
-            ],
+            files,
             next_pid: 0x0001_2000,
             pstart: 0x0000_4A3F,
             running_polls: cfg.task_running_polls,
@@ -478,6 +536,14 @@ impl State {
                 kind: g.kind,
                 running: g.running,
                 template: g.template,
+                tags: g.tag_list(),
+                pool: self.pool_of(g.vmid).map(str::to_owned),
+                node: Some(g.node.clone()),
+                config: g
+                    .config
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect(),
             })
             .collect()
     }
@@ -496,18 +562,33 @@ impl State {
     /// The guest `vmid` of `kind`, or Proxmox's "Configuration file … does not exist".
     pub fn guest(&self, kind: GuestKind, vmid: u32) -> Result<&Guest, ApiError> {
         match self.guests.get(&vmid) {
-            Some(g) if g.kind == kind => Ok(g),
+            Some(g) if g.kind == kind && g.node == self.node => Ok(g),
             _ => Err(self.missing(kind, vmid)),
         }
     }
 
     fn guest_mut(&mut self, kind: GuestKind, vmid: u32) -> Result<&mut Guest, ApiError> {
         let missing = self.missing(kind, vmid);
+        let node = self.node.clone();
         match self.guests.get_mut(&vmid) {
-            Some(g) if g.kind == kind => Ok(g),
+            Some(g) if g.kind == kind && g.node == node => Ok(g),
             _ => Err(missing),
         }
     }
+}
+
+/// Splits a tag list on `;`, `,` and white space.
+pub(crate) fn split_tags(v: &str) -> Vec<String> {
+    v.split(|c: char| c == ';' || c == ',' || c.is_whitespace())
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned)
+        .collect()
+}
+
+/// Tags as Proxmox stores them: unique, sorted, joined with `;`.
+pub(crate) fn normalize_tags(v: &str) -> String {
+    let set: BTreeSet<String> = split_tags(v).into_iter().collect();
+    set.into_iter().collect::<Vec<_>>().join(";")
 }
 
 /// `pve-vmid`: `^[1-9][0-9]{2,8}$` (a trailing newline passes, as with Perl's `$`).
@@ -597,9 +678,11 @@ mod tests {
         assert!(cfg.get("agent").is_none());
         // A stale digest is refused.
         assert!(s.set_config(GuestKind::Qemu, 130, &p).is_err());
-        let e = s.destroy(GuestKind::Qemu, 110, "root@pam").unwrap_err();
+        let e = s
+            .destroy(GuestKind::Qemu, 110, false, "root@pam")
+            .unwrap_err();
         assert_eq!(e.message, "VM 110 is running - destroy failed\n");
-        s.destroy(GuestKind::Qemu, 130, "root@pam").unwrap();
+        s.destroy(GuestKind::Qemu, 130, false, "root@pam").unwrap();
         assert!(s.guest(GuestKind::Qemu, 130).is_err());
     }
 

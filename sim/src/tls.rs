@@ -26,9 +26,27 @@ fn other(e: impl std::fmt::Display) -> io::Error {
     io::Error::other(format!("sim tls: {e}"))
 }
 
+/// A cluster CA (`pve-root-ca.pem` and its key): it signs every node's certificate.
+pub(crate) struct Ca {
+    cert: rcgen::Certificate,
+    key: KeyPair,
+}
+
+impl Ca {
+    /// The CA certificate (PEM).
+    pub fn pem(&self) -> String {
+        self.cert.pem()
+    }
+}
+
 /// Generates a CA and a node certificate for `127.0.0.1`, `::1` and `localhost` (plus
 /// `node`), and a server config speaking TLS 1.2 and 1.3 with ALPN `http/1.1` only.
 pub(crate) fn generate(node: &str) -> io::Result<TlsMaterial> {
+    node_material(&new_ca()?, node)
+}
+
+/// A fresh cluster CA.
+pub(crate) fn new_ca() -> io::Result<Ca> {
     let ca_key = KeyPair::generate().map_err(other)?;
     let mut ca_params = CertificateParams::new(Vec::<String>::new()).map_err(other)?;
     ca_params.distinguished_name.push(
@@ -48,7 +66,15 @@ pub(crate) fn generate(node: &str) -> io::Result<TlsMaterial> {
         KeyUsagePurpose::DigitalSignature,
     ];
     let ca_cert = ca_params.self_signed(&ca_key).map_err(other)?;
+    Ok(Ca {
+        cert: ca_cert,
+        key: ca_key,
+    })
+}
 
+/// A certificate for `node` signed by `ca`, and the server config that presents it.
+pub(crate) fn node_material(ca: &Ca, node: &str) -> io::Result<TlsMaterial> {
+    let (ca_cert, ca_key) = (&ca.cert, &ca.key);
     let mut names = vec![
         "127.0.0.1".to_owned(),
         "::1".to_owned(),
@@ -72,7 +98,7 @@ pub(crate) fn generate(node: &str) -> io::Result<TlsMaterial> {
     ];
     params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
     let node_cert = params
-        .signed_by(&node_key, &ca_cert, &ca_key)
+        .signed_by(&node_key, ca_cert, ca_key)
         .map_err(other)?;
 
     let fingerprint = fingerprint_of(node_cert.der());

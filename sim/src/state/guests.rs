@@ -6,8 +6,8 @@ use std::collections::BTreeMap;
 use serde_json::{json, Map, Value};
 
 use super::{
-    disk_size, format_size, is_disk_key, lower_hex_digest, mac, parse_size, parse_vmid, Guest,
-    State, NOT_CONFIG,
+    disk_size, format_size, is_disk_key, lower_hex_digest, mac, normalize_tags, parse_size,
+    parse_vmid, Guest, State, NOT_CONFIG,
 };
 use crate::auth::now;
 use crate::params::{split_list, Params, ParamsExt};
@@ -19,7 +19,11 @@ impl State {
     pub fn status_current(&self, kind: GuestKind, vmid: u32) -> Result<Value, ApiError> {
         let g = self.guest(kind, vmid)?;
         let mut m = g.stats();
-        m.insert("ha".into(), json!({"managed": 0}));
+        let ha = match self.ha_state(g) {
+            Some(state) => json!({"managed": 1, "state": state}),
+            None => json!({"managed": 0}),
+        };
+        m.insert("ha".into(), ha);
         match kind {
             GuestKind::Qemu => {
                 let qmp = if !g.running {
@@ -182,7 +186,12 @@ impl State {
                 continue;
             }
             if let Some(v) = v {
-                g.config.insert(k.clone(), v.clone());
+                let v = if k == "tags" {
+                    normalize_tags(v)
+                } else {
+                    v.clone()
+                };
+                g.config.insert(k.clone(), v);
             }
         }
         let name_key = g.name_key();
@@ -272,18 +281,29 @@ impl State {
             },
             str::to_owned,
         );
+        if let Some(pool) = p.str("pool") {
+            if !self.pool_exists(pool) {
+                return Err(ApiError::die(format!("pool '{pool}' does not exist")));
+            }
+        }
         let mut config = BTreeMap::new();
         config.insert(name_key.to_owned(), name.clone());
         for (k, v) in p {
             if let Some(v) = v {
                 if !NOT_CONFIG.contains(&k.as_str()) {
-                    config.insert(k.clone(), v.clone());
+                    let v = if k == "tags" {
+                        normalize_tags(v)
+                    } else {
+                        v.clone()
+                    };
+                    config.insert(k.clone(), v);
                 }
             }
         }
         let start = p.flag("start");
         let guest = Guest {
             vmid,
+            node: self.node.clone(),
             kind,
             name,
             running: start,
@@ -295,6 +315,9 @@ impl State {
             parent: None,
         };
         self.guests.insert(vmid, guest);
+        if let Some(pool) = p.str("pool") {
+            self.join_pool(vmid, pool)?;
+        }
         let ttype = match kind {
             GuestKind::Qemu => "qmcreate",
             GuestKind::Lxc => "vzcreate",
@@ -350,10 +373,26 @@ impl State {
         if let Some(d) = p.str("description") {
             config.insert("description".into(), d.to_owned());
         }
+        if let Some(pool) = p.str("pool") {
+            if !self.pool_exists(pool) {
+                return Err(ApiError::die(format!("pool '{pool}' does not exist")));
+            }
+        }
+        let target = match p.str("target") {
+            Some(t) if !self.nodes.iter().any(|n| n == t) => {
+                return Err(ApiError::param(
+                    "target",
+                    format!("no such cluster node '{t}'"),
+                ))
+            }
+            Some(t) => t.to_owned(),
+            None => self.node.clone(),
+        };
         self.guests.insert(
             newid,
             Guest {
                 vmid: newid,
+                node: target,
                 kind,
                 name,
                 running: false,
@@ -369,6 +408,9 @@ impl State {
             GuestKind::Qemu => "qmclone",
             GuestKind::Lxc => "vzclone",
         };
+        if let Some(pool) = p.str("pool") {
+            self.join_pool(newid, pool)?;
+        }
         let full = if p.flag("full") { "full" } else { "linked" };
         Ok(self.task(
             ttype,
@@ -381,7 +423,13 @@ impl State {
     }
 
     /// `DELETE …/{vmid}`.
-    pub fn destroy(&mut self, kind: GuestKind, vmid: u32, user: &str) -> Result<String, ApiError> {
+    pub fn destroy(
+        &mut self,
+        kind: GuestKind,
+        vmid: u32,
+        purge: bool,
+        user: &str,
+    ) -> Result<String, ApiError> {
         let g = self.guest(kind, vmid)?;
         if g.running {
             return Err(ApiError::die(match kind {
@@ -400,6 +448,7 @@ impl State {
         }
         let vols: Vec<String> = g.volumes().into_iter().map(|(_, v, _)| v).collect();
         self.guests.remove(&vmid);
+        self.forget_guest(vmid, purge);
         let ttype = match kind {
             GuestKind::Qemu => "qmdestroy",
             GuestKind::Lxc => "vzdestroy",
@@ -435,5 +484,57 @@ impl State {
             GuestKind::Lxc => "vztemplate",
         };
         Ok(self.task(ttype, &vmid.to_string(), user, Ok(Vec::new())))
+    }
+
+    /// `POST …/{vmid}/migrate`: the guest moves to `target` (running guests only `online`,
+    /// QEMU; containers with `restart`).
+    pub fn migrate(
+        &mut self,
+        kind: GuestKind,
+        vmid: u32,
+        p: &Params,
+        user: &str,
+    ) -> Result<String, ApiError> {
+        let target = p
+            .str("target")
+            .ok_or_else(|| ApiError::missing("target"))?
+            .to_owned();
+        if !self.nodes.contains(&target) {
+            return Err(ApiError::param(
+                "target",
+                format!("no such cluster node '{target}'"),
+            ));
+        }
+        if target == self.node {
+            return Err(ApiError::param("target", "target is local node."));
+        }
+        if self.offline.contains(&target) {
+            return Err(ApiError::die(format!("target node '{target}' is offline")));
+        }
+        let g = self.guest_mut(kind, vmid)?;
+        let label = g.label();
+        let live = match kind {
+            GuestKind::Qemu => p.flag("online"),
+            GuestKind::Lxc => p.flag("restart"),
+        };
+        if g.running && !live {
+            return Err(ApiError::die(match kind {
+                GuestKind::Qemu => "can't migrate running VM without --online".to_owned(),
+                GuestKind::Lxc => format!("{label} is running - use online migration"),
+            }));
+        }
+        g.node = target.clone();
+        let ttype = match kind {
+            GuestKind::Qemu => "qmigrate",
+            GuestKind::Lxc => "vzmigrate",
+        };
+        Ok(self.task(
+            ttype,
+            &vmid.to_string(),
+            user,
+            Ok(vec![format!(
+                "migration of {label} to node '{target}' finished"
+            )]),
+        ))
     }
 }

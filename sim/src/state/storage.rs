@@ -2,27 +2,61 @@
 
 use serde_json::{json, Value};
 
-use super::{State, Volume, STORAGES};
+use super::{State, Volume};
 use crate::auth::now;
 use crate::params::{Params, ParamsExt};
 use crate::reply::ApiError;
 use crate::GuestKind;
 
 impl State {
-    /// Whether `storage` exists.
+    /// Whether `storage` exists on the current node (configured, and not restricted to
+    /// other nodes).
     pub fn storage_exists(&self, storage: &str) -> bool {
-        STORAGES.iter().any(|(id, _, _)| *id == storage)
+        self.storage_ids_on(&self.node)
+            .iter()
+            .any(|id| id == storage)
+    }
+
+    /// `storage` exists on this node and is enabled, or the error Proxmox gives.
+    fn storage_usable(&self, storage: &str) -> Result<(), ApiError> {
+        if !self.storage_exists(storage) {
+            return Err(ApiError::die(format!("storage '{storage}' does not exist")));
+        }
+        if self.storage_disabled(storage) {
+            return Err(ApiError::die(format!("storage '{storage}' is disabled")));
+        }
+        Ok(())
     }
 
     /// `GET /nodes/{node}/storage`.
-    pub fn storages(&self) -> Value {
+    pub fn storages(&self, p: &Params) -> Value {
+        let content = p.str("content");
+        let wanted = p.str("storage");
+        let only_enabled = p.flag("enabled");
         Value::Array(
-            STORAGES
-                .iter()
-                .map(|(id, ty, content)| {
-                    json!({"storage": id, "type": ty, "content": content, "active": 1, "enabled": 1,
-                           "shared": 0, "total": 107_374_182_400u64, "used": 21_474_836_480u64,
-                           "avail": 85_899_345_920u64, "used_fraction": 0.2})
+            self.storage_ids_on(&self.node)
+                .into_iter()
+                .filter_map(|id| {
+                    let cfg = self.storage_config(&id)?;
+                    let enabled = !self.storage_disabled(&id);
+                    let ty = cfg.get("type").cloned().unwrap_or_default();
+                    let c = cfg.get("content").cloned().unwrap_or_default();
+                    if content.is_some_and(|w| !c.split(',').any(|x| x == w))
+                        || wanted.is_some_and(|w| w != id)
+                        || (only_enabled && !enabled)
+                    {
+                        return None;
+                    }
+                    let shared = cfg.get("shared").is_some_and(|v| v == "1");
+                    Some(if enabled {
+                        json!({"storage": id, "type": ty, "content": c, "active": 1, "enabled": 1,
+                               "shared": u8::from(shared), "total": 107_374_182_400u64,
+                               "used": 21_474_836_480u64, "avail": 85_899_345_920u64,
+                               "used_fraction": 0.2})
+                    } else {
+                        json!({"storage": id, "type": ty, "content": c, "active": 0, "enabled": 0,
+                               "shared": u8::from(shared)})
+                    })
                 })
                 .collect(),
         )
@@ -31,7 +65,13 @@ impl State {
     /// Every volume on `storage`.
     fn volumes_of(&self, storage: &str) -> Vec<Value> {
         let mut out = Vec::new();
+        let shared = self
+            .storage_config(storage)
+            .is_some_and(|c| c.get("shared").is_some_and(|v| v == "1"));
         for g in self.guests.values() {
+            if g.node != self.node && !shared {
+                continue;
+            }
             for (_, volid, size) in g.volumes() {
                 if volid.split(':').next() == Some(storage) {
                     out.push(json!({
@@ -43,7 +83,7 @@ impl State {
             }
         }
         for f in &self.files {
-            if f.volid.split(':').next() == Some(storage) {
+            if f.node == self.node && f.volid.split(':').next() == Some(storage) {
                 out.push(json!({
                     "volid": f.volid, "size": f.size, "format": f.format, "content": f.content,
                     "ctime": f.ctime,
@@ -55,9 +95,7 @@ impl State {
 
     /// `GET /nodes/{node}/storage/{storage}/content`.
     pub fn content(&self, storage: &str, p: &Params) -> Result<Value, ApiError> {
-        if !self.storage_exists(storage) {
-            return Err(ApiError::die(format!("storage '{storage}' does not exist")));
-        }
+        self.storage_usable(storage)?;
         let content = p.str("content");
         let vmid: Option<u64> = p.str("vmid").and_then(|v| v.parse().ok());
         Ok(Value::Array(
@@ -90,12 +128,18 @@ impl State {
         user: &str,
     ) -> Result<String, ApiError> {
         let volid = full_volid(storage, volume);
-        if let Some(pos) = self.files.iter().position(|f| f.volid == volid) {
+        let node = self.node.clone();
+        if let Some(pos) = self
+            .files
+            .iter()
+            .position(|f| f.volid == volid && f.node == node)
+        {
             self.files.remove(pos);
         } else {
             let owner = self
                 .guests
                 .values_mut()
+                .filter(|g| g.node == node)
                 .find(|g| g.volumes().iter().any(|(_, v, _)| *v == volid));
             let Some(g) = owner else {
                 return Err(ApiError::die(format!("no such volume '{volid}'")));
@@ -133,18 +177,17 @@ impl State {
         size: u64,
         user: &str,
     ) -> Result<String, ApiError> {
-        if !self.storage_exists(storage) {
-            return Err(ApiError::die(format!("storage '{storage}' does not exist")));
-        }
+        self.storage_usable(storage)?;
         if !matches!(content, "iso" | "vztmpl" | "import") {
             return Err(ApiError::param(
                 "content",
                 format!("upload content type '{content}' not allowed"),
             ));
         }
-        let allowed = STORAGES
-            .iter()
-            .any(|(id, _, c)| *id == storage && c.split(',').any(|x| x == content));
+        let allowed = self.storage_config(storage).is_some_and(|c| {
+            c.get("content")
+                .is_some_and(|c| c.split(',').any(|x| x == content))
+        });
         if !allowed {
             return Err(ApiError::die(format!(
                 "storage '{storage}' does not support content type '{content}'"
@@ -154,9 +197,11 @@ impl State {
             return Err(ApiError::param("filename", "invalid filename"));
         }
         let volid = format!("{storage}:{content}/{filename}");
-        self.files.retain(|f| f.volid != volid);
+        let node = self.node.clone();
+        self.files.retain(|f| f.volid != volid || f.node != node);
         let format = filename.rsplit('.').next().unwrap_or("raw").to_owned();
         self.files.push(Volume {
+            node,
             volid: volid.clone(),
             content: content.to_owned(),
             format,

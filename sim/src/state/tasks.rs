@@ -29,6 +29,7 @@ impl State {
         };
         self.tasks.push(Task {
             upid: upid.clone(),
+            node: self.node.clone(),
             ttype: ttype.to_owned(),
             id: id.to_owned(),
             user: user.to_owned(),
@@ -71,9 +72,8 @@ impl State {
 
     /// `GET /nodes/{node}/tasks/{upid}/status`; counts a poll.
     pub fn task_status(&mut self, upid: &str) -> Result<Value, ApiError> {
-        let node = self.node.clone();
         let t = self.find_task(upid)?;
-        let mut v = t.entry(&node);
+        let mut v = t.entry();
         if t.running() {
             v["status"] = json!("running");
             t.polls_left -= 1;
@@ -134,14 +134,21 @@ impl State {
             .tasks
             .iter()
             .rev()
+            .filter(|t| t.node == self.node)
             .filter(|t| vmid.map_or(true, |v| t.id == v))
             .filter(|t| typefilter.map_or(true, |f| t.ttype == f))
             .filter(|t| userfilter.map_or(true, |u| t.user.contains(u)))
             .filter(|t| !errors || (!t.running() && t.exitstatus != "OK"))
             .skip(start)
             .take(limit)
-            .map(|t| t.entry(&self.node))
+            .map(Task::entry)
             .collect();
         Value::Array(list)
+    }
+
+    /// `GET /cluster/tasks`: the tasks of every node, newest first (the most recent 50, as
+    /// the cluster log keeps them).
+    pub fn cluster_tasks(&self) -> Value {
+        Value::Array(self.tasks.iter().rev().take(50).map(Task::entry).collect())
     }
 }
