@@ -105,7 +105,10 @@ fn bench(c: &mut Criterion) {
         )
     };
     let cases = [
-        ("tagged guest, denied", op("power.stop", GuestSet::one(1005))),
+        (
+            "tagged guest, denied",
+            op("power.stop", GuestSet::one(1005)),
+        ),
         ("two selectors match", op("power.stop", GuestSet::one(1000))),
         ("no selector matches", op("power.stop", GuestSet::one(1003))),
         (

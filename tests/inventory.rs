@@ -359,10 +359,18 @@ async fn what_a_protected_guest_depends_on_is_protected() {
     )
     .await;
     assert_denied(&sim, &r, "VM 109 'igp' is readonly");
-    assert!(r.reason.contains("[mapping pci/nic is used by VM 109]"), "{}", r.reason);
+    assert!(
+        r.reason.contains("[mapping pci/nic is used by VM 109]"),
+        "{}",
+        r.reason
+    );
     let r = raw(s.addr, &form("DELETE", "/api2/json/storage/tank", "")).await;
     assert_denied(&sim, &r, "VM 109 'igp' is readonly");
-    assert!(r.reason.contains("[storage tank holds disks of VM 109]"), "{}", r.reason);
+    assert!(
+        r.reason.contains("[storage tank holds disks of VM 109]"),
+        "{}",
+        r.reason
+    );
     let r = raw(s.addr, &form("PUT", "/api2/json/storage/tank", "disable=1")).await;
     assert_denied(&sim, &r, "VM 109 'igp' is readonly");
 
@@ -377,14 +385,14 @@ async fn what_a_protected_guest_depends_on_is_protected() {
     )
     .await;
     assert_passed(&sim, &r, "/nodes/pve/qemu/110/config");
-    let r = raw(s.addr, &form("DELETE", "/api2/json/storage/scratch", "")).await;
-    assert_passed(&sim, &r, "/storage/scratch");
+    let r = raw(s.addr, &form("DELETE", "/api2/json/storage/local", "")).await;
+    assert_passed(&sim, &r, "/storage/local");
     let r = raw(
         s.addr,
-        &form("PUT", "/api2/json/storage/tank", "comment=fast"),
+        &form("PUT", "/api2/json/storage/local-lvm", "disable=1"),
     )
     .await;
-    assert_passed(&sim, &r, "/storage/tank");
+    assert_passed(&sim, &r, "/storage/local-lvm");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -585,4 +593,255 @@ async fn check_and_policy_show_say_which_rule_matched_and_through_which_selector
         text.contains("VM 9001 'debian-tmpl' (protected):"),
         "{text}"
     );
+}
+
+/// The demo's cluster: 104 (tag prod, pool production), 109 (tag prod, `hostpci0:
+/// mapping=igpu`), 110 (tag tofu, pool lab), 120 (LXC, pool lab); backup jobs `backup-prod`
+/// (104,109) and `backup-lab` (pool lab); HA rules `prod-pin` (vm:104) and `lab-apart`
+/// (ct:120, vm:110); mapping `igpu` (0000:00:02.0).
+const CLUSTER: &str = r#"
+[settings]
+host_devices = ["0000:00:*"]
+
+[[guest]]
+tags = ["prod"]
+access = "readonly"
+
+[[guest]]
+pool = "lab"
+access = "managed"
+deny = ["destroy"]
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stored_selections_are_judged_by_the_guests_they_select() {
+    let sim = start_sim().await;
+    let s = serve(&sim, CLUSTER, INV_SECRET, "");
+    sim.recorder.clear();
+
+    // A backup job of lab guests only may be edited and deleted; the production one not.
+    let r = raw(
+        s.addr,
+        &form(
+            "PUT",
+            "/api2/json/cluster/backup/backup-lab",
+            "comment=weekly",
+        ),
+    )
+    .await;
+    assert_passed(&sim, &r, "/cluster/backup/backup-lab");
+    let r = raw(
+        s.addr,
+        &form("PUT", "/api2/json/cluster/backup/backup-prod", "comment=x"),
+    )
+    .await;
+    assert_denied(&sim, &r, "is readonly: backup refused");
+    // ...nor may a change make a job select a protected guest.
+    let r = raw(
+        s.addr,
+        &form("PUT", "/api2/json/cluster/backup/backup-lab", "vmid=104"),
+    )
+    .await;
+    assert_denied(
+        &sim,
+        &r,
+        "VM 104 (selected by tags = [\"prod\"]) is readonly",
+    );
+    let r = raw(
+        s.addr,
+        &form("DELETE", "/api2/json/cluster/backup/backup-prod", ""),
+    )
+    .await;
+    assert_denied(&sim, &r, "is readonly");
+
+    // vzdump by pool: the pool's members now.
+    let r = raw(
+        s.addr,
+        &form(
+            "POST",
+            "/api2/json/nodes/pve/vzdump",
+            "pool=production&storage=local",
+        ),
+    )
+    .await;
+    assert_denied(
+        &sim,
+        &r,
+        "VM 104 (selected by tags = [\"prod\"]) is readonly: backup refused",
+    );
+    let r = raw(
+        s.addr,
+        &form(
+            "POST",
+            "/api2/json/nodes/pve/vzdump",
+            "pool=lab&storage=local",
+        ),
+    )
+    .await;
+    assert_passed(&sim, &r, "/nodes/pve/vzdump");
+
+    // HA rules: by their resources now and after the change.
+    let r = raw(
+        s.addr,
+        &form(
+            "PUT",
+            "/api2/json/cluster/ha/rules/lab-apart",
+            "comment=apart",
+        ),
+    )
+    .await;
+    assert_passed(&sim, &r, "/cluster/ha/rules/lab-apart");
+    let r = raw(
+        s.addr,
+        &form(
+            "PUT",
+            "/api2/json/cluster/ha/rules/lab-apart",
+            "resources=vm%3A110,vm%3A104",
+        ),
+    )
+    .await;
+    assert_denied(&sim, &r, "VM 104");
+    let r = raw(
+        s.addr,
+        &form("DELETE", "/api2/json/cluster/ha/rules/prod-pin", ""),
+    )
+    .await;
+    assert_denied(&sim, &r, "VM 104");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tags_pools_and_mappings_of_the_simulated_cluster() {
+    let sim = start_sim().await;
+    let policy = format!(
+        "{CLUSTER}\n[[guest]]\ntags = [\"tofu\"]\naccess = \"managed\"\ndeny = [\"destroy\"]\n"
+    );
+    let s = serve(&sim, &policy, INV_SECRET, "");
+    sim.recorder.clear();
+
+    // Tags and pools select.
+    let r = raw(
+        s.addr,
+        &form("POST", "/api2/json/nodes/pve/qemu/104/status/stop", ""),
+    )
+    .await;
+    assert_denied(
+        &sim,
+        &r,
+        "VM 104 (selected by tags = [\"prod\"]) is readonly",
+    );
+    let r = raw(s.addr, &form("DELETE", "/api2/json/nodes/pve/lxc/120", "")).await;
+    assert_denied(
+        &sim,
+        &r,
+        "VM 120 (selected by pool = \"lab\"): destroy refused",
+    );
+    let r = raw(
+        s.addr,
+        &form("POST", "/api2/json/nodes/pve/lxc/120/status/start", ""),
+    )
+    .await;
+    assert_passed(&sim, &r, "/nodes/pve/lxc/120/status/start");
+
+    // Sticky: the tag and the pool stay.
+    let r = raw(
+        s.addr,
+        &form("PUT", "/api2/json/nodes/pve/qemu/110/config", "tags=web"),
+    )
+    .await;
+    assert_denied(&sim, &r, "the tag that selects it");
+    let r = raw(
+        s.addr,
+        &form("PUT", "/api2/json/pools/lab", "vms=120&delete=1"),
+    )
+    .await;
+    assert_denied(&sim, &r, "its membership of the pool that selects it");
+    let r = raw(
+        s.addr,
+        &form("PUT", "/api2/json/pools", "poolid=lab&vms=110&delete=1"),
+    )
+    .await;
+    assert_denied(&sim, &r, "VM 110 is protected");
+    // Keeping the tag while adding one passes.
+    let r = raw(
+        s.addr,
+        &form(
+            "PUT",
+            "/api2/json/nodes/pve/qemu/110/config",
+            "tags=tofu%3Bweb",
+        ),
+    )
+    .await;
+    assert_passed(&sim, &r, "/nodes/pve/qemu/110/config");
+
+    // Adding protection: tag 120 prod, and at once it is readonly.
+    let r = raw(
+        s.addr,
+        &form("PUT", "/api2/json/nodes/pve/lxc/120/config", "tags=prod"),
+    )
+    .await;
+    assert_passed(&sim, &r, "/nodes/pve/lxc/120/config");
+    let r = raw(
+        s.addr,
+        &form("POST", "/api2/json/nodes/pve/lxc/120/status/start", ""),
+    )
+    .await;
+    assert_denied(
+        &sim,
+        &r,
+        "VM 120 (selected by tags = [\"prod\"]) is readonly: power.start refused",
+    );
+
+    // 109's iGPU: by raw address, by mapping, and the mapping itself.
+    let r = raw(
+        s.addr,
+        &form(
+            "PUT",
+            "/api2/json/nodes/pve/qemu/110/config",
+            "hostpci1=0000:00:02.0",
+        ),
+    )
+    .await;
+    assert_denied(
+        &sim,
+        &r,
+        "VM 109 (selected by tags = [\"prod\"]) is readonly: config.write refused",
+    );
+    assert!(
+        r.reason.contains("passthrough device of VM 109"),
+        "{}",
+        r.reason
+    );
+    let r = raw(
+        s.addr,
+        &form(
+            "PUT",
+            "/api2/json/nodes/pve/qemu/110/config",
+            "hostpci1=mapping%3Digpu",
+        ),
+    )
+    .await;
+    assert_denied(&sim, &r, "VM 109");
+    let r = raw(
+        s.addr,
+        &form(
+            "PUT",
+            "/api2/json/cluster/mapping/pci/igpu",
+            "description=x",
+        ),
+    )
+    .await;
+    assert_denied(&sim, &r, "VM 109");
+    let r = raw(
+        s.addr,
+        &form("DELETE", "/api2/json/cluster/mapping/pci/igpu", ""),
+    )
+    .await;
+    assert_denied(&sim, &r, "[mapping pci/igpu is used by VM 109]");
+    // The USB mapping no protected guest uses is free.
+    let r = raw(
+        s.addr,
+        &form("DELETE", "/api2/json/cluster/mapping/usb/zigbee", ""),
+    )
+    .await;
+    assert_passed(&sim, &r, "/cluster/mapping/usb/zigbee");
 }

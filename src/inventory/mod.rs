@@ -226,6 +226,8 @@ impl Inventory {
                     "inventory refreshed"
                 );
                 self.install_refreshed(s, n);
+                // Index the selector matches now, not in the next request.
+                let _ = self.view(&p);
             }
             Err(e) => {
                 tracing::warn!(error = %e, "inventory refresh failed");
