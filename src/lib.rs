@@ -20,7 +20,13 @@
 //! that a stalled reader cannot block ([`logsink`]). Everything else is forwarded unchanged ([`upstream`]), small
 //! bodies byte for byte, uploads and downloads streamed, websocket consoles spliced.
 //!
-//! pvegate holds no Proxmox credential: it can only take permissions away.
+//! With `[inventory]` ([`inventory`]) pvegate also keeps a snapshot of the cluster, read with
+//! a read-only token of its own, so rules can pick guests by tag, pool, name, type or template
+//! flag ([`policy::selector`]), stored selections and dependencies are resolved to the guests
+//! they reach, and a change that would take a guest's protection away is refused
+//! ([`policy::sticky`]); writes that need a snapshot older than `max_age_secs` are refused.
+//!
+//! pvegate holds no Proxmox credential for clients: it can only take permissions away.
 //!
 //! Every request and response body in the pipeline is one type ([`body::Body`]). The simulated
 //! Proxmox that `pvegate demo` and the tests run against is a crate of its own, `pvegate-sim`

@@ -253,3 +253,63 @@ impl Inventory {
         self.inner.current.load().as_ref().map(|s| s.loaded_wall)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn cfg() -> InventoryConfig {
+        InventoryConfig {
+            token_file: "t".into(),
+            refresh: Duration::from_secs(1),
+            max_age: Duration::from_secs(60),
+        }
+    }
+
+    fn untagged() -> Snapshot {
+        let mut s = Snapshot::empty();
+        s.set_resources(&json!([{"vmid":110,"type":"qemu","name":"web","node":"pve"}]))
+            .unwrap();
+        s
+    }
+
+    #[test]
+    fn never_read_is_not_fresh_and_says_why() {
+        let inv = Inventory::new(&cfg());
+        assert!(inv.fresh().unwrap_err().contains("has not been read yet"));
+        inv.record_failure("GET /cluster/resources?type=vm: HTTP 401".into());
+        let e = inv.fresh().unwrap_err();
+        assert!(
+            e.contains("last refresh failed: GET /cluster/resources"),
+            "{e}"
+        );
+        assert_eq!(inv.failures(), 1);
+        inv.install(untagged());
+        assert!(inv.fresh().is_ok());
+    }
+
+    #[test]
+    fn a_forwarded_change_survives_a_refresh_already_under_way() {
+        let inv = Inventory::new(&cfg());
+        inv.install(untagged());
+        let tag = Change::GuestConfig {
+            vmid: 110,
+            tags: Some(vec!["prod".into()]),
+            name: None,
+            clears_protection: false,
+            devices: vec![],
+        };
+        // Refresh 1 starts, reading the cluster before the change...
+        let n = inv.inner.started.fetch_add(1, Ordering::SeqCst) + 1;
+        inv.after_write(Some(&tag));
+        assert_eq!(inv.current().unwrap().guests[&110].tags, vec!["prod"]);
+        // ...and ends with the old data: the change is applied again.
+        inv.install_refreshed(untagged(), n);
+        assert_eq!(inv.current().unwrap().guests[&110].tags, vec!["prod"]);
+        // A refresh that began after the change is the truth.
+        let n = inv.inner.started.fetch_add(1, Ordering::SeqCst) + 1;
+        inv.install_refreshed(untagged(), n);
+        assert!(inv.current().unwrap().guests[&110].tags.is_empty());
+    }
+}
