@@ -141,6 +141,38 @@ impl Token {
 mod tests {
     use super::*;
 
+    fn parse(src: &str) -> Result<InventoryConfig, String> {
+        let raw: RawInventory = toml::from_str(src).map_err(|e| e.message().to_string())?;
+        InventoryConfig::from_raw(&raw, |p| std::path::Path::new("/etc/pvegate").join(p))
+            .map_err(|(_, m)| m)
+    }
+
+    #[test]
+    fn defaults_bounds_and_unknown_keys() {
+        let c = parse("token_file = \"tok\"").unwrap();
+        assert_eq!(c.token_file, std::path::Path::new("/etc/pvegate/tok"));
+        assert_eq!((c.refresh.as_secs(), c.max_age.as_secs()), (10, 60));
+        let c = parse("token_file = \"/t\"\nrefresh_secs = 2\nmax_age_secs = 5").unwrap();
+        assert_eq!((c.refresh.as_secs(), c.max_age.as_secs()), (2, 5));
+        for (src, needle) in [
+            ("token_file = \"\"", "is empty"),
+            ("token_file = \"t\"\nrefresh_secs = 0", "at least 1"),
+            (
+                "token_file = \"t\"\nrefresh_secs = 5\nmax_age_secs = 5",
+                "greater than refresh_secs",
+            ),
+            (
+                "token_file = \"t\"\nrefresh_secs = 90",
+                "less than max_age_secs",
+            ),
+            ("token_file = \"t\"\nrefresh = 5", "unknown field"),
+            ("refresh_secs = 5", "missing field"),
+        ] {
+            let e = parse(src).unwrap_err();
+            assert!(e.contains(needle), "{src:?}: {e}");
+        }
+    }
+
     #[test]
     fn token_shapes() {
         let t = Token::parse("pvegate@pve!gate=aaaa-bbbb\n").unwrap();

@@ -75,6 +75,16 @@ impl Fetcher {
 
     /// `GET path` → its `data`.
     pub async fn get(&self, path: &str) -> Result<Value, FetchError> {
+        let body = self.get_bytes(path).await?;
+        let mut v: Value = serde_json::from_slice(&body).map_err(|e| FetchError::Call {
+            path: path.to_string(),
+            why: format!("not JSON: {e}"),
+        })?;
+        Ok(v.get_mut("data").map(Value::take).unwrap_or(Value::Null))
+    }
+
+    /// `GET path` → the answer's bytes (at most 64 MiB).
+    pub async fn get_bytes(&self, path: &str) -> Result<bytes::Bytes, FetchError> {
         let call = |why: String| FetchError::Call {
             path: path.to_string(),
             why,
@@ -106,9 +116,7 @@ impl Fetcher {
         if body.len() > MAX_ANSWER {
             return Err(call("answer too large".into()));
         }
-        let mut v: Value =
-            serde_json::from_slice(&body).map_err(|e| call(format!("not JSON: {e}")))?;
-        Ok(v.get_mut("data").map(Value::take).unwrap_or(Value::Null))
+        Ok(body)
     }
 
     /// Reads a whole snapshot. `protected` chooses the guests whose configs are read (their
@@ -119,7 +127,7 @@ impl Fetcher {
     ) -> Result<Snapshot, FetchError> {
         let mut s = Snapshot::empty();
         let (res, pci, usb, storage, backup, ha_res, ha_rules) = tokio::join!(
-            self.get("/cluster/resources?type=vm"),
+            self.get_bytes("/cluster/resources?type=vm"),
             self.get("/cluster/mapping/pci"),
             self.get("/cluster/mapping/usb"),
             self.get("/storage"),
@@ -127,7 +135,7 @@ impl Fetcher {
             self.get("/cluster/ha/resources"),
             self.get("/cluster/ha/rules"),
         );
-        s.set_resources(&res?)?;
+        s.set_resources_json(&res?)?;
         s.set_mappings("pci", &pci?)?;
         s.set_mappings("usb", &usb?)?;
         s.set_storages(&storage?)?;
