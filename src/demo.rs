@@ -427,6 +427,11 @@ pub fn sim_banner(sim: &SimHandle, ca_out: Option<&Path>) -> String {
         sim::DEMO_TOKEN_SECRET
     ));
     s.push_str(&format!(
+        "  auditor token PVEAPIToken={}={} (read-only, for [inventory] token_file)\n",
+        sim::DEMO_AUDITOR_TOKEN_ID,
+        sim::DEMO_AUDITOR_TOKEN_SECRET
+    ));
+    s.push_str(&format!(
         "  ticket login user {} password {}\n",
         sim::DEMO_USER,
         sim::DEMO_PASSWORD

@@ -244,7 +244,8 @@ async fn managed_guests_change_and_the_sim_shows_it() {
     assert!(o.stdout.contains("scsi1=local-lvm:16"), "{}", o.stdout);
     let cfg = ops(&env, &["config", "110", "--json"]).await.json();
     assert_eq!(cfg["memory"], 4096);
-    assert_eq!(cfg["tags"], "web;prod");
+    // Proxmox keeps tags unique and (by default) sorted.
+    assert_eq!(cfg["tags"], "prod;web");
     assert!(
         cfg["scsi0"].as_str().unwrap().ends_with("size=40G"),
         "{cfg}"

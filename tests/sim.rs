@@ -373,8 +373,11 @@ async fn agent_config_and_generic_endpoints() {
     assert!(v["data"].get("agent").is_none());
     assert_eq!(put(body).await.unwrap().status(), 500);
 
-    // Unknown but well-formed: succeeds; unknown format: 501; repeated slashes are fine.
+    // Unknown but well-formed: succeeds in the schema's shape (an object for ceph/status, a
+    // list for ceph/osd's pools); unknown format: 501; repeated slashes are fine.
     let (s, v) = get_json(&sim, "/api2/json/nodes/pve/ceph/status").await;
+    assert_eq!((s, v), (200, serde_json::json!({"data": {}})));
+    let (s, v) = get_json(&sim, "/api2/json/nodes/pve/ceph/pool").await;
     assert_eq!((s, v), (200, serde_json::json!({"data": []})));
     let (s, v) = get_json(&sim, "/api2//json//nodes//pve/qemu/104/status/current/").await;
     assert_eq!(s, 200);

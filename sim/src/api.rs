@@ -2,7 +2,8 @@
 //!
 //! Paths are split on `/` with empty segments dropped (so `//` and trailing slashes do not
 //! matter), like `find_handler`. Known endpoints act on [`State`]; anything else that is
-//! well-formed still succeeds (`GET` → `[]`, `POST` → a UPID, `PUT`/`DELETE` → `null`), so
+//! well-formed still succeeds (`GET` → `[]`, or `{}`/`""` where the schema answers an object or
+//! a string, see `shapes`; `POST` → a UPID, `PUT`/`DELETE` → `null`), so
 //! tests can judge what reached the sim by the recorder, not by the sim's cleverness.
 
 use std::sync::atomic::Ordering;
@@ -100,7 +101,11 @@ impl Call<'_> {
     /// Anything well-formed the sim does not model.
     fn generic(&self, segs: &[&str]) -> Outcome {
         match self.method {
-            "GET" => ok(json!([])),
+            "GET" => ok(match super::shapes::of(segs) {
+                super::shapes::Shape::Object => json!({}),
+                super::shapes::Shape::Text => json!(""),
+                super::shapes::Shape::List => json!([]),
+            }),
             "POST" => {
                 let ttype: String = segs
                     .last()
@@ -127,6 +132,14 @@ pub(crate) fn route(mut c: Call<'_>) -> Outcome {
     let rel = c.rel.to_owned();
     let segs: Vec<&str> = rel.split('/').filter(|s| !s.is_empty()).collect();
     let m = c.method;
+    let auditor = c
+        .identity
+        .as_ref()
+        .and_then(|i| i.token.as_ref())
+        .is_some_and(|t| c.shared.auditors.contains(t));
+    if auditor && m != "GET" {
+        return err(ApiError::new(403, "Permission check failed"));
+    }
     match (m, segs.as_slice()) {
         ("GET", []) => subdirs(&["version", "cluster", "nodes", "storage", "access", "pools"]),
         ("GET", ["version"]) => ok(json!({
@@ -460,6 +473,7 @@ fn node_route(c: &mut Call<'_>, rest: &[&str]) -> Outcome {
                 err(ApiError::die(format!("storage '{s}' does not exist")))
             }
         }
+        ("GET", ["storage", s, "status"]) => c.state().storage_status(s).into(),
         ("GET", ["storage", s, "content"]) => c.state().content(s, &c.params).into(),
         ("GET", ["storage", s, "content", vol @ ..]) if !vol.is_empty() => {
             let volume = vol.join("/");

@@ -8,6 +8,11 @@
 //! content over 1 KiB when the client accepts it) and its connection handling (5 s idle
 //! timeout, `Connection: close` after every error).
 //!
+//! It also keeps what a cluster knows: guests' tags, names, pools, templates, protection,
+//! passthrough devices and disks; pools, storages, resource mappings, backup jobs, HA
+//! resources, groups and rules, datacenter options ([`ClusterSeed`]); and answers the node and
+//! cluster reads of monitoring tools and the web UI in PVE 9.1's `returns` shapes.
+//!
 //! Every request is recorded as received ([`Recorder`]) before it is routed, including the
 //! ones the sim refuses, so a test can check exactly what a proxy forwarded.
 //!
@@ -22,8 +27,26 @@
 //! # Ok(()) }
 //! ```
 //!
-//! Modules: `front` (pveproxy's request order), `api` (routes), `state` (guests,
-//! tasks, storage), `auth` (tickets, CSRF, tokens), `params`, `reply` (envelopes, reason
+//! Cluster mode ([`start_cluster`]): several nodes on their own listeners share one cluster
+//! state; each can be stopped and started again.
+//!
+//! ```no_run
+//! # async fn demo() -> std::io::Result<()> {
+//! let cluster = pvegate_sim::start_cluster(pvegate_sim::SimConfig::demo_cluster(3)).await?;
+//! let pve2 = cluster.node("pve2");
+//! pve2.stop().await; // pve1 and pve3 now report it offline and answer 595 for it
+//! pve2.start().await?; // back on the same address
+//! for r in cluster.recorder.requests() {
+//!     println!("{} got {} {}", r.node, r.method, r.target);
+//! }
+//! # Ok(()) }
+//! ```
+//!
+//! Modules: `front` (pveproxy's request order), `api` (routes), `cluster_api` (pools,
+//! storages, mappings, backup jobs, HA, options), `node_info` (subscription, apt, disks,
+//! hardware), `shapes` (the schema's answer type of unmodelled reads), `state` (guests,
+//! tasks, storage, `state::cluster` for the cluster configuration), `seed` (what a sim starts
+//! with), `cluster` (cluster mode), `auth` (tickets, CSRF, tokens), `params`, `reply` (envelopes, reason
 //! phrases), `record`, `tls`, `ws` (console echo), `upload` (multipart), `web` (index and
 //! static files), `gzip` (pveproxy's response compression), `guestnet` (guest addresses: agent, LXC
 //! interfaces).
@@ -44,6 +67,7 @@ mod params;
 mod record;
 mod reply;
 mod seed;
+mod shapes;
 mod state;
 mod tls;
 mod upload;
@@ -153,7 +177,7 @@ impl SimGuest {
     }
 
     /// The same guest in resource pool `pool` (the pool is created if no
-    /// [`SimConfig::pools`] entry names it).
+    /// [`ClusterSeed::pools`] entry names it).
     #[must_use]
     pub fn pool(mut self, pool: &str) -> Self {
         self.pool = Some(pool.to_owned());
@@ -188,6 +212,9 @@ pub struct SimConfig {
     pub users: Vec<(String, String)>,
     /// API tokens: (`user@realm!name`, secret).
     pub tokens: Vec<(String, String)>,
+    /// Read-only API tokens (the PVEAuditor role on `/`): every read works, every other
+    /// API call answers `403 Permission check failed`.
+    pub auditor_tokens: Vec<(String, String)>,
     /// Extra static files outside `/api2`: (path such as `/pve2/js/x.js`, content type,
     /// bytes). They replace built-in files of the same path.
     pub static_files: Vec<(String, String, Vec<u8>)>,
@@ -209,6 +236,7 @@ impl Default for SimConfig {
             guests: Vec::new(),
             users: Vec::new(),
             tokens: Vec::new(),
+            auditor_tokens: Vec::new(),
             static_files: Vec::new(),
             task_running_polls: 1,
             nodes: Vec::new(),
@@ -225,6 +253,10 @@ pub const DEMO_PASSWORD: &str = "demo-password";
 pub const DEMO_TOKEN_ID: &str = "root@pam!tofu";
 /// The demo API token secret of [`SimConfig::demo`].
 pub const DEMO_TOKEN_SECRET: &str = "11111111-2222-3333-4444-555555555555";
+/// The demo's read-only token (PVEAuditor), e.g. for pvegate's own inventory.
+pub const DEMO_AUDITOR_TOKEN_ID: &str = "pvegate@pve!inventory";
+/// The secret of [`DEMO_AUDITOR_TOKEN_ID`].
+pub const DEMO_AUDITOR_TOKEN_SECRET: &str = "66666666-7777-8888-9999-000000000000";
 
 impl SimConfig {
     /// The demo node `pve`: 104 doc1 (tag `prod`, pool `production`), 109 igp (tag `prod`,
@@ -238,6 +270,10 @@ impl SimConfig {
             guests: demo_guests(None),
             users: vec![(DEMO_USER.into(), DEMO_PASSWORD.into())],
             tokens: vec![(DEMO_TOKEN_ID.into(), DEMO_TOKEN_SECRET.into())],
+            auditor_tokens: vec![(
+                DEMO_AUDITOR_TOKEN_ID.into(),
+                DEMO_AUDITOR_TOKEN_SECRET.into(),
+            )],
             cluster: ClusterSeed::demo("pve", "pve"),
             ..SimConfig::default()
         }
@@ -308,7 +344,10 @@ pub(crate) struct Common {
     state: Mutex<state::State>,
     keys: auth::Keys,
     users: Vec<(String, String)>,
+    /// Every token, read-only ones included.
     tokens: Vec<(String, String)>,
+    /// The ids of the read-only tokens.
+    auditors: Vec<String>,
     static_files: RwLock<web::StaticFiles>,
     /// Every request any node received.
     combined: Recorder,
@@ -325,7 +364,17 @@ impl Common {
             state: Mutex::new(state::State::new(cfg)),
             keys: auth::Keys::generate()?,
             users: cfg.users.clone(),
-            tokens: cfg.tokens.clone(),
+            tokens: cfg
+                .tokens
+                .iter()
+                .chain(&cfg.auditor_tokens)
+                .cloned()
+                .collect(),
+            auditors: cfg
+                .auditor_tokens
+                .iter()
+                .map(|(id, _)| id.clone())
+                .collect(),
             static_files: RwLock::new(statics),
             combined: Recorder::default(),
             vnc_port: AtomicU32::new(0),

@@ -1,5 +1,8 @@
-//! What the simulated node knows: its guests (power state, config, snapshots), its tasks
-//! (UPIDs, status, logs) and its storage content.
+//! What the simulated cluster knows: its guests (node, power state, config, snapshots), the
+//! nodes' tasks (UPIDs, status, logs) and storage content, and the cluster configuration
+//! (`cluster`: pools, storages, mappings, backup jobs, HA, options). A single node is a
+//! cluster of one; node-local lookups are made on [`State::node`], which the router sets
+//! for each call.
 //!
 //! Every change is applied at once; the task that reports it may still read `running` for
 //! the first few polls (`SimConfig::task_running_polls`) so clients exercise their polling.
@@ -7,7 +10,8 @@
 //!
 //! This file holds the types and the guest lookup; the operations are `impl State` blocks by
 //! concern: `tasks`, `node` (lists, resources, bulk actions), `guests` (status, power, config,
-//! create/clone/destroy), `snapshots`, `agent` (guest agent, consoles), `storage`.
+//! create/clone/destroy/migrate), `snapshots`, `agent` (guest agent, consoles), `storage`,
+//! `cluster`.
 
 mod agent;
 mod cluster;

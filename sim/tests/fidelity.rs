@@ -98,3 +98,60 @@ async fn the_ticket_caps_hold_the_privileges_the_ui_checks() {
     let perms = get(&s.url, "/access/permissions").await;
     assert_eq!(perms["/"]["VM.GuestAgent.Audit"], 1);
 }
+
+#[tokio::test]
+async fn unmodelled_reads_answer_in_the_schema_shape() {
+    let s = sim::start(SimConfig::demo()).await.expect("sim starts");
+    assert!(get(&s.url, "/cluster/firewall/options").await.is_object());
+    assert!(get(&s.url, "/nodes/pve/qemu/104/firewall/options")
+        .await
+        .is_object());
+    assert!(get(&s.url, "/nodes/pve/vzdump/defaults").await.is_object());
+    assert!(get(&s.url, "/nodes/pve/qemu/104/firewall/rules")
+        .await
+        .is_array());
+    assert!(get(&s.url, "/nodes/pve/apt/changelog?name=pve-manager")
+        .await
+        .is_string());
+    let st = get(&s.url, "/nodes/pve/storage/local-lvm/status").await;
+    assert_eq!(
+        (st["type"].as_str(), st["active"].as_u64()),
+        (Some("lvmthin"), Some(1))
+    );
+}
+
+#[tokio::test]
+async fn an_auditor_token_reads_everything_and_changes_nothing() {
+    let s = sim::start(SimConfig::demo()).await.expect("sim starts");
+    let auth = format!(
+        "PVEAPIToken={}={}",
+        sim::DEMO_AUDITOR_TOKEN_ID,
+        sim::DEMO_AUDITOR_TOKEN_SECRET
+    );
+    let c = common::client();
+    let r = c
+        .get(format!("{}/api2/json/cluster/resources?type=vm", s.url))
+        .header("authorization", &auth)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let r = c
+        .post(format!(
+            "{}/api2/json/nodes/pve/qemu/110/status/stop",
+            s.url
+        ))
+        .header("authorization", &auth)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
+    assert!(s.guest(110).unwrap().running, "nothing changed");
+    let r = c
+        .get(format!("{}/api2/json/version", s.url))
+        .header("authorization", format!("{auth}x"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401, "a wrong secret is refused");
+}

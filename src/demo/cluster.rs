@@ -150,6 +150,11 @@ pub fn banner(cluster: &SimCluster, ca_out: Option<&std::path::Path>) -> String 
         sim::DEMO_TOKEN_SECRET
     ));
     s.push_str(&format!(
+        "  auditor token PVEAPIToken={}={} (read-only, for [inventory] token_file)\n",
+        sim::DEMO_AUDITOR_TOKEN_ID,
+        sim::DEMO_AUDITOR_TOKEN_SECRET
+    ));
+    s.push_str(&format!(
         "  ticket login user {} password {}\n",
         sim::DEMO_USER,
         sim::DEMO_PASSWORD

@@ -62,6 +62,22 @@ impl State {
         )
     }
 
+    /// `GET /nodes/{node}/storage/{storage}/status`.
+    pub fn storage_status(&self, storage: &str) -> Result<Value, ApiError> {
+        if !self.storage_exists(storage) {
+            return Err(ApiError::die(format!("storage '{storage}' does not exist")));
+        }
+        let cfg = self.storage_config(storage).cloned().unwrap_or_default();
+        let enabled = !self.storage_disabled(storage);
+        Ok(json!({
+            "type": cfg.get("type").cloned().unwrap_or_default(),
+            "content": cfg.get("content").cloned().unwrap_or_default(),
+            "shared": u8::from(cfg.get("shared").is_some_and(|v| v == "1")),
+            "active": u8::from(enabled), "enabled": u8::from(enabled),
+            "total": 107_374_182_400u64, "used": 21_474_836_480u64, "avail": 85_899_345_920u64,
+        }))
+    }
+
     /// Every volume on `storage`.
     fn volumes_of(&self, storage: &str) -> Vec<Value> {
         let mut out = Vec::new();
