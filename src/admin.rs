@@ -46,6 +46,8 @@ pub struct Health {
     upstream: Mutex<Result<(), String>>,
     /// The nodes probed, for `/readyz`'s per-node lines (set by [`probe`]).
     cluster: std::sync::OnceLock<Arc<Cluster>>,
+    /// With `[inventory]`: not ready while it is stale or was never read.
+    inventory: std::sync::OnceLock<crate::inventory::Inventory>,
 }
 
 impl Health {
@@ -57,6 +59,7 @@ impl Health {
             draining: AtomicBool::new(false),
             upstream: Mutex::new(Err("the Proxmox upstream has not been probed yet".into())),
             cluster: std::sync::OnceLock::new(),
+            inventory: std::sync::OnceLock::new(),
         })
     }
 
@@ -97,6 +100,10 @@ impl Health {
             }
             Some(cluster) => probed.map_err(|e| format!("{e}\n{}", node_lines(cluster))),
             None => probed,
+        }?;
+        match self.inventory.get().map(|i| i.fresh()) {
+            Some(Err(why)) => Err(why),
+            _ => Ok(()),
         }
     }
 
@@ -107,6 +114,11 @@ impl Health {
             Some(cluster) => node_lines(cluster),
             None => String::new(),
         }
+    }
+
+    /// Makes readiness depend on `inv` being fresh.
+    pub fn set_inventory(&self, inv: crate::inventory::Inventory) {
+        let _ = self.inventory.set(inv);
     }
 }
 

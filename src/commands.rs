@@ -82,7 +82,12 @@ pub async fn serve(config_path: &Path) -> anyhow::Result<()> {
         &config.log_level,
         config.audit_file.as_deref(),
     )?;
-    let store = PolicyStore::load(config.policy_files.clone())?.with_mode(config.policy_mode);
+    let store = PolicyStore::load(config.policy_files.clone())?
+        .with_mode(config.policy_mode)
+        .with_inventory(config.inventory.is_some());
+    store
+        .snapshot()
+        .require_inventory(config.inventory.is_some())?;
     for w in config.warnings.iter().chain(&store.snapshot().warnings) {
         tracing::warn!("{w}");
     }
@@ -130,7 +135,11 @@ pub async fn serve(config_path: &Path) -> anyhow::Result<()> {
         rules = store.snapshot().rules().len(),
         "pvegate listening"
     );
-    let gate = stack::build_with(store.clone(), upstream, Some(approvals));
+    let inventory = start_inventory(&config, &store).await?;
+    if let Some(inv) = &inventory {
+        health.set_inventory(inv.clone());
+    }
+    let gate = stack::build_with(store.clone(), upstream, Some(approvals), inventory);
     if config.watch_policy {
         tokio::spawn(store.clone().watch(Duration::from_millis(250)));
     }
@@ -147,6 +156,43 @@ pub async fn serve(config_path: &Path) -> anyhow::Result<()> {
     listener.serve_until(gate, shutdown).await;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// With `[inventory]`: reads the token, makes a first reading (a failure is logged, and
+/// writes that need it are refused until a refresh succeeds) and starts the refresher.
+async fn start_inventory(
+    config: &Config,
+    store: &PolicyStore,
+) -> anyhow::Result<Option<crate::inventory::Inventory>> {
+    let Some(cfg) = &config.inventory else {
+        return Ok(None);
+    };
+    let token = crate::inventory::Token::load(&cfg.token_file)?;
+    let fetcher = crate::inventory::Fetcher::new(&config.upstream, &token)?;
+    let inv = crate::inventory::Inventory::new(cfg);
+    crate::inventory::metrics::publish(&inv);
+    inv.refresh_once(&fetcher, store).await;
+    match inv.current() {
+        Some(s) => tracing::info!(
+            token = %token.id,
+            guests = s.guests.len(),
+            refresh_secs = cfg.refresh.as_secs(),
+            max_age_secs = cfg.max_age.as_secs(),
+            "inventory read"
+        ),
+        None => tracing::error!(
+            token = %token.id,
+            "inventory could not be read: changes that need it are refused until it can"
+        ),
+    }
+    let runner = inv.clone();
+    let store = store.clone();
+    let every = cfg.refresh;
+    tokio::spawn(async move {
+        tokio::time::sleep(every).await;
+        runner.run(fetcher, store).await
+    });
+    Ok(Some(inv))
 }
 
 async fn reload_on_sighup(store: PolicyStore) {
@@ -190,7 +236,9 @@ pub fn validate(config_path: &Path) -> i32 {
     let mut failed = false;
     let mut rules = 0;
     let mut warnings = config.warnings.clone();
-    match Policy::load(&config.policy_files) {
+    match Policy::load(&config.policy_files)
+        .and_then(|p| p.require_inventory(config.inventory.is_some()).map(|()| p))
+    {
         Ok(p) => {
             rules = p.rules().len();
             warnings.extend(p.warnings.iter().cloned());
@@ -259,6 +307,16 @@ pub fn policy_show(config_path: &Path) -> i32 {
         Ok((c, p)) => {
             print!("{}", p.show());
             print!("{}", crate::approval::cli::show_waivers(&c));
+            if c.inventory.is_some() {
+                let p = std::sync::Arc::new(p);
+                match read_inventory_once(&c, &p) {
+                    Ok(inv) => print!("{}", crate::inventory::show::matches(&p, &inv)),
+                    Err(e) => {
+                        eprintln!("error: {e}");
+                        return EXIT_BAD_INPUT;
+                    }
+                }
+            }
             EXIT_ALLOW
         }
         Err(e) => {
@@ -273,6 +331,7 @@ pub fn policy_show(config_path: &Path) -> i32 {
 fn load_with_policy(config_path: &Path) -> anyhow::Result<(Config, Policy)> {
     let config = Config::load(config_path)?;
     let policy = Policy::load(&config.policy_files)?;
+    policy.require_inventory(config.inventory.is_some())?;
     Ok((config, policy))
 }
 
@@ -287,14 +346,46 @@ pub struct CheckRequest<'a> {
 
 /// `pvegate check`: decides one request offline and explains it. Returns the exit code.
 pub fn check(config_path: &Path, req: &CheckRequest<'_>, out: &mut impl std::io::Write) -> i32 {
-    let (policy, mode) = match load_with_policy(config_path) {
-        Ok((c, p)) => (p, c.policy_mode),
+    let (config, policy, mode) = match load_with_policy(config_path) {
+        Ok((c, p)) => {
+            let mode = c.policy_mode;
+            (c, p, mode)
+        }
         Err(e) => {
             let _ = writeln!(out, "error: {e}");
             return EXIT_BAD_INPUT;
         }
     };
-    check_in_mode(&policy, mode, req, out)
+    let policy = std::sync::Arc::new(policy);
+    let inventory = match &config.inventory {
+        None => None,
+        Some(_) => match read_inventory_once(&config, &policy) {
+            Ok(inv) => Some(inv),
+            Err(e) => {
+                let _ = writeln!(out, "error: {e}");
+                return EXIT_BAD_INPUT;
+            }
+        },
+    };
+    check_full(&policy, mode, inventory.as_ref(), req, out)
+}
+
+/// `check` and `policy show` with `[inventory]`: one reading of the cluster. A failed
+/// reading is not an error here: the inventory stays unread, and what needs it is refused
+/// with the reason, as `serve` would.
+fn read_inventory_once(
+    config: &Config,
+    policy: &std::sync::Arc<Policy>,
+) -> anyhow::Result<crate::inventory::Inventory> {
+    let Some(cfg) = &config.inventory else {
+        anyhow::bail!("no [inventory] in the config");
+    };
+    let token = crate::inventory::Token::load(&cfg.token_file)?;
+    let fetcher = crate::inventory::Fetcher::new(&config.upstream, &token)?;
+    let inv = crate::inventory::Inventory::new(cfg);
+    let store = PolicyStore::new(Policy::clone(policy), vec![]);
+    runtime()?.block_on(inv.refresh_once(&fetcher, &store));
+    Ok(inv)
 }
 
 /// [`check`] against an already loaded policy, enforcing.
@@ -311,6 +402,18 @@ pub fn check_with_policy(
 pub fn check_in_mode(
     policy: &Policy,
     mode: Mode,
+    req: &CheckRequest<'_>,
+    out: &mut impl std::io::Write,
+) -> i32 {
+    check_full(&std::sync::Arc::new(policy.clone()), mode, None, req, out)
+}
+
+/// [`check_in_mode`] with an inventory (selectors, stored selections, dependencies, sticky
+/// protection), as `serve` judges.
+fn check_full(
+    policy: &std::sync::Arc<Policy>,
+    mode: Mode,
+    inventory: Option<&crate::inventory::Inventory>,
     req: &CheckRequest<'_>,
     out: &mut impl std::io::Write,
 ) -> i32 {
@@ -373,7 +476,42 @@ pub fn check_in_mode(
     if let Some(id) = req.identity {
         info.identity = Some(id.to_string());
     }
-    let judgement = policy.judge(&info.op, info.identity.as_deref(), mode);
+    use crate::inventory::gate::Prepared;
+    let prepared = match inventory {
+        Some(inv) => inv.prepare(&info.op, info.change.as_ref(), policy),
+        None => Prepared::NotNeeded,
+    };
+    let view = match &prepared {
+        Prepared::Ready { view, op } => {
+            if let Some(op) = op {
+                info.op = op.clone();
+            }
+            Some(view.clone())
+        }
+        Prepared::Stale(why) => {
+            let what = format!("{} {}", info.method, info.path);
+            let _ = writeln!(out, "decision: deny");
+            let _ = writeln!(out, "rule:     {}", crate::inventory::gate::STALE_RULE);
+            let _ = writeln!(
+                out,
+                "message:  Permission check failed ({})",
+                crate::inventory::gate::stale_message(why, &what)
+            );
+            return if mode == Mode::Shadow {
+                EXIT_ALLOW
+            } else {
+                EXIT_DENY
+            };
+        }
+        Prepared::NotNeeded => inventory.and_then(|i| i.view(policy).ok()),
+    };
+    let judgement = policy.judge_in(
+        &info.op,
+        info.change.as_ref(),
+        info.identity.as_deref(),
+        mode,
+        view.as_deref(),
+    );
     let decision = judgement.decision();
     let policy = policy.explaining();
     let endpoint = match &info.op.route {
@@ -410,6 +548,22 @@ pub fn check_in_mode(
     let _ = writeln!(out, "endpoint: {endpoint}");
     let _ = writeln!(out, "action:   {}", info.op.action.as_str());
     let _ = writeln!(out, "guests:   {guests}");
+    if let Some(v) = &view {
+        if let Some(d) = &info.op.detail {
+            let _ = writeln!(out, "detail:   {d}");
+        }
+        for &vmid in info.op.guests.listed() {
+            let name = v
+                .snapshot
+                .guests
+                .get(&vmid)
+                .map(|g| format!(" '{}'", g.name))
+                .unwrap_or_default();
+            for why in policy.explain_guest(vmid, Some(v)) {
+                let _ = writeln!(out, "matched:  VM {vmid}{name}: {why}");
+            }
+        }
+    }
     if !info.op.host.is_empty() {
         let uses: Vec<String> = info.op.host.iter().map(ToString::to_string).collect();
         let _ = writeln!(
@@ -444,7 +598,10 @@ pub fn check_in_mode(
         Judgement::Allow(_) => EXIT_ALLOW,
         Judgement::Deny(reason) | Judgement::WouldDeny(reason) => {
             let what = format!("{} {}", info.method, info.path);
-            let message = policy.deny_message(&reason, info.op.action, &what);
+            let message = crate::inventory::gate::with_detail(
+                policy.deny_message(&reason, info.op.action, &what),
+                &prepared,
+            );
             let text = Rejection::denied(info.format, message).text();
             let _ = writeln!(out, "message:  {text}");
             if matches!(judgement, Judgement::Deny(_)) {

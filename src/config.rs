@@ -83,6 +83,8 @@ struct RawConfig {
     audit: RawAudit,
     admin: Option<RawAdmin>,
     approvals: Option<crate::approval::settings::RawApprovals>,
+    #[serde(default)]
+    inventory: Option<crate::inventory::config::RawInventory>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -261,6 +263,9 @@ pub struct Config {
     pub admin_token_file: Option<PathBuf>,
     /// `[approvals]`: the state directory, key, lifetimes and webhook of approvals and waivers.
     pub approvals: crate::approval::Settings,
+    /// `[inventory]`: pvegate's own read-only view of the cluster (selectors, stored
+    /// selections, dependencies); `None`: off, and rules that need it are errors.
+    pub inventory: Option<crate::inventory::InventoryConfig>,
 }
 
 impl Config {
@@ -583,6 +588,12 @@ impl Config {
         let approvals = crate::approval::Settings::from_raw(raw.approvals.as_ref(), &resolve, &err)
             .map_err(|e| errors.push(e))
             .ok();
+        let inventory = match &raw.inventory {
+            None => None,
+            Some(r) => crate::inventory::InventoryConfig::from_raw(r, resolve)
+                .map_err(|(span, m)| errors.push(err(span, m)))
+                .ok(),
+        };
         errors.sort_by_key(|e| match e {
             ConfigError::Invalid { line, .. } => *line,
             _ => 0,
@@ -640,6 +651,7 @@ impl Config {
                 .and_then(|a| a.token_file.as_deref())
                 .map(resolve),
             approvals,
+            inventory,
         })
     }
 }

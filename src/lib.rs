@@ -28,7 +28,13 @@
 //! extensions; their upstream side belongs to [`upstream`] ([`upstream::ClientLink`]).
 //! Imports point down: server → layers → pve / policy / upstream.
 //!
-//! pvegate holds no Proxmox credential: it can only take permissions away.
+//! With `[inventory]` ([`inventory`]) pvegate also keeps a snapshot of the cluster, read with
+//! a read-only token of its own, so rules can pick guests by tag, pool, name, type or template
+//! flag ([`policy::selector`]), stored selections and dependencies are resolved to the guests
+//! they reach, and a change that would take a guest's protection away is refused
+//! ([`policy::sticky`]); writes that need a snapshot older than `max_age_secs` are refused.
+//!
+//! pvegate holds no Proxmox credential for clients: it can only take permissions away.
 //!
 //! Every request and response body in the pipeline is one type ([`body::Body`]). The simulated
 //! Proxmox that `pvegate demo` and the tests run against is a crate of its own, `pvegate-sim`
@@ -48,6 +54,7 @@ pub mod crypto;
 #[cfg(feature = "demo")]
 pub mod demo;
 pub mod early;
+pub mod inventory;
 pub mod layer;
 pub mod logsink;
 pub mod mcp;

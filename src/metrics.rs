@@ -221,6 +221,7 @@ impl Metrics {
             waivers.clone(),
         );
         registry.register_collector(Box::new(Dropped));
+        registry.register_collector(Box::new(crate::inventory::metrics::InventoryMetrics));
         Metrics {
             registry,
             requests,

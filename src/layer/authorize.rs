@@ -22,7 +22,9 @@ use crate::approval::Approvals;
 use crate::audit::{self, AuditDecision, Ending, Outcome};
 use crate::body::Body;
 use crate::conn::ClientConn;
-use crate::policy::{Judgement, Mode, PolicyStore};
+use crate::inventory::gate::{self as inv_gate, Prepared};
+use crate::inventory::{Change, Inventory};
+use crate::policy::{DenyReason, Judgement, Mode, PolicyStore};
 use crate::reject::{Kind, Rejection};
 
 /// Layer that applies [`Authorize`] with the policy in `store`.
@@ -30,6 +32,7 @@ use crate::reject::{Kind, Rejection};
 pub struct AuthorizeLayer {
     store: PolicyStore,
     approvals: Option<Arc<Approvals>>,
+    inventory: Option<Inventory>,
 }
 
 impl AuthorizeLayer {
@@ -39,12 +42,20 @@ impl AuthorizeLayer {
         AuthorizeLayer {
             store,
             approvals: None,
+            inventory: None,
         }
     }
 
     /// Settles approvals and waivers with this state.
     pub fn with_approvals(mut self, approvals: Option<Arc<Approvals>>) -> Self {
         self.approvals = approvals;
+        self
+    }
+
+    /// Also judges by `inventory` (selectors, stored selections, dependencies, sticky
+    /// protection); writes that need it are refused while it is stale.
+    pub fn with_inventory(mut self, inventory: Option<Inventory>) -> Self {
+        self.inventory = inventory;
         self
     }
 }
@@ -56,6 +67,7 @@ impl<S> Layer<S> for AuthorizeLayer {
             inner,
             store: self.store.clone(),
             approvals: self.approvals.clone(),
+            inventory: self.inventory.clone(),
         }
     }
 }
@@ -66,6 +78,7 @@ pub struct Authorize<S> {
     inner: S,
     store: PolicyStore,
     approvals: Option<Arc<Approvals>>,
+    inventory: Option<Inventory>,
 }
 
 /// What a request that needs approval is, owned: it is settled off the request path.
@@ -112,15 +125,47 @@ where
         let client = ClientConn::addr_of(&req);
         let policy = self.store.snapshot();
         let mode = self.store.mode();
-        let judgement = policy.judge(&info.op, info.identity.as_deref(), mode);
+        let prepared = match &self.inventory {
+            Some(inv) => inv.prepare(&info.op, info.change.as_ref(), &policy),
+            None => Prepared::NotNeeded,
+        };
+        let (judgement, op, stale) = match &prepared {
+            Prepared::NotNeeded => (
+                policy.judge(&info.op, info.identity.as_deref(), mode),
+                &info.op,
+                None,
+            ),
+            Prepared::Ready { view, op } => {
+                let op = op.as_ref().unwrap_or(&info.op);
+                let j = policy.judge_in(
+                    op,
+                    info.change.as_ref(),
+                    info.identity.as_deref(),
+                    mode,
+                    Some(view),
+                );
+                (j, op, None)
+            }
+            Prepared::Stale(why) => {
+                let what = format!("{} {}", info.method, info.path);
+                let j = match mode {
+                    crate::policy::Mode::Enforce => Judgement::Deny(DenyReason::Strict),
+                    crate::policy::Mode::Shadow => Judgement::WouldDeny(DenyReason::Strict),
+                };
+                (j, &info.op, Some(inv_gate::stale_message(why, &what)))
+            }
+        };
         let explaining = policy.explaining();
-        let review = gate::review(
-            self.approvals.as_deref(),
-            &policy,
-            judgement,
-            &info.op,
-            info.identity.as_deref(),
-        );
+        let review = match stale {
+            Some(_) => Review::Plain,
+            None => gate::review(
+                self.approvals.as_deref(),
+                &policy,
+                judgement,
+                op,
+                info.identity.as_deref(),
+            ),
+        };
         let need = match review {
             Review::Plain => None,
             Review::Waived(w) => {
@@ -139,7 +184,7 @@ where
                         path: &info.path,
                         endpoint: info.endpoint(),
                         action: Some(info.op.action),
-                        guests: &info.op.guests,
+                        guests: &op.guests,
                         decision: AuditDecision::Allow,
                         rule: explaining.rule_label(&judgement.decision()),
                         message: None,
@@ -150,7 +195,10 @@ where
                     },
                     started,
                 );
-                return Audited::new(Either::Left(self.inner.call(req)), outcome);
+                let after = self.after_write(info);
+                let mut f = Audited::new(Either::Left(self.inner.call(req)), outcome);
+                f.after = after;
+                return f;
             }
             Review::Approval(need) => Some(need),
         };
@@ -159,7 +207,7 @@ where
                 client,
                 identity: info.identity.clone(),
                 action: info.op.action,
-                guests: info.op.guests.clone(),
+                guests: op.guests.clone(),
                 method: info.method.as_str().to_string(),
                 path: info.path.clone(),
                 endpoint: info.endpoint().to_string(),
@@ -173,13 +221,23 @@ where
                 generation: policy.generation,
                 started,
             };
-            return self.approval(req, pending, need, mode);
+            let after = self.after_write(info);
+            return self.approval(req, pending, need, mode, after);
         }
         let (decision, refusal) = match judgement {
+            Judgement::Deny(_) | Judgement::WouldDeny(_) if stale.is_some() => (
+                if matches!(judgement, Judgement::Deny(_)) {
+                    AuditDecision::Deny
+                } else {
+                    AuditDecision::WouldDeny
+                },
+                stale.map(|m| Rejection::denied(info.format, m)),
+            ),
             Judgement::Allow(_) => (AuditDecision::Allow, None),
             Judgement::Deny(r) | Judgement::WouldDeny(r) => {
                 let what = format!("{} {}", info.method, info.path);
-                let m = explaining.deny_message(&r, info.op.action, &what);
+                let m =
+                    inv_gate::with_detail(explaining.deny_message(&r, op.action, &what), &prepared);
                 let d = if matches!(judgement, Judgement::Deny(_)) {
                     AuditDecision::Deny
                 } else {
@@ -191,7 +249,7 @@ where
         let message = refusal.as_ref().map(Rejection::reason);
         let exemption = match judgement {
             Judgement::Allow(_) if info.identity.is_some() && policy.has_exemptions() => {
-                policy.exemption_used(&info.op, info.identity.as_deref())
+                policy.exemption_used(op, info.identity.as_deref())
             }
             _ => None,
         };
@@ -203,9 +261,12 @@ where
                 path: &info.path,
                 endpoint: info.endpoint(),
                 action: Some(info.op.action),
-                guests: &info.op.guests,
+                guests: &op.guests,
                 decision,
-                rule: explaining.rule_label(&judgement.decision()),
+                rule: match &prepared {
+                    Prepared::Stale(_) => inv_gate::STALE_RULE,
+                    _ => explaining.rule_label(&judgement.decision()),
+                },
                 message: message.as_deref(),
                 generation: Some(policy.generation),
                 exemption: exemption.as_deref(),
@@ -220,7 +281,12 @@ where
                 outcome.finish(Ending::Answered(res.status()));
                 Audited::done(ready(res))
             }
-            _ => Audited::new(Either::Left(self.inner.call(req)), outcome),
+            _ => {
+                let after = self.after_write(info);
+                let mut f = Audited::new(Either::Left(self.inner.call(req)), outcome);
+                f.after = after;
+                f
+            }
         }
     }
 }
@@ -249,6 +315,7 @@ where
         info: Pending,
         need: crate::policy::ApprovalNeed,
         mode: Mode,
+        after: Option<AfterWrite>,
     ) -> <Self as Service<Request<Body>>>::Future {
         let Pending {
             client,
@@ -304,7 +371,9 @@ where
                 ask.need.rule
             );
             let outcome = facts(AuditDecision::WouldDeny, Some(&m), None);
-            return Audited::new(Either::Left(self.inner.call(req)), outcome);
+            let mut f = Audited::new(Either::Left(self.inner.call(req)), outcome);
+            f.after = after;
+            return f;
         }
         let Some(approvals) = self.approvals.clone() else {
             let m = Rejection::denied(
@@ -324,7 +393,9 @@ where
             match gate::ask(approvals, ask).await {
                 Ok(Gate::Granted(r, _)) => {
                     let outcome = facts(AuditDecision::Allow, None, Some(&r.id));
-                    Audited::new(inner.call(req), outcome).await
+                    let mut f = Audited::new(inner.call(req), outcome);
+                    f.after = after;
+                    f.await
                 }
                 Ok(Gate::Waiting(r, new)) => {
                     let m = Rejection::denied(format, gate::waiting_message(&r, new));
@@ -358,7 +429,22 @@ where
         });
         Audited::done(Either::Right(Either::Right(settled)))
     }
+
+    /// What the inventory does once a forwarded write is answered (nothing without one, or
+    /// for reads).
+    fn after_write(&self, info: &Inspected) -> Option<AfterWrite> {
+        match &self.inventory {
+            Some(inv) if !info.op.action.is_read() => {
+                Some(AfterWrite(inv.clone(), info.change.clone()))
+            }
+            _ => None,
+        }
+    }
 }
+
+/// A forwarded write: once its answer is a success, the inventory applies its change and
+/// refreshes.
+pub struct AfterWrite(Inventory, Option<Change>);
 
 pin_project_lite::pin_project! {
     /// The answer of a request, writing its audit line when it is ready (the upstream's
@@ -367,6 +453,7 @@ pin_project_lite::pin_project! {
         #[pin]
         inner: F,
         outcome: Option<Outcome>,
+        after: Option<AfterWrite>,
     }
 
     impl<F> PinnedDrop for Audited<F> {
@@ -383,6 +470,7 @@ impl<F> Audited<F> {
         Audited {
             inner,
             outcome: Some(outcome),
+            after: None,
         }
     }
 
@@ -390,6 +478,7 @@ impl<F> Audited<F> {
         Audited {
             inner,
             outcome: None,
+            after: None,
         }
     }
 }
@@ -403,6 +492,13 @@ where
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
         let res = std::task::ready!(this.inner.poll(cx));
+        if let (Some(AfterWrite(inv, change)), Ok(r)) = (this.after.take(), &res) {
+            if r.status().is_success() {
+                inv.after_write(change.as_ref());
+            } else {
+                inv.refresh_soon();
+            }
+        }
         if let (Some(o), Ok(r)) = (this.outcome.take(), &res) {
             let ending = match r.extensions().get::<audit::UpstreamFailed>() {
                 Some(e) => Ending::UpstreamFailed(r.status(), &e.0),

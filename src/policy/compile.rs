@@ -49,6 +49,7 @@ impl Policy {
             rules: Vec::new(),
             by_vmid: HashMap::new(),
             ranges: Vec::new(),
+            selector_rules: Vec::new(),
             default_rule: GuestRule {
                 origin: "default".into(),
                 vmids: (VMID_MIN as Vmid, VMID_MAX as Vmid),
@@ -63,6 +64,7 @@ impl Policy {
                 host: HostPermit::default(),
                 approve: ActionSet::default(),
                 approvers: 0,
+                selector: None,
             },
             strict: false,
             deny_actions: ActionSet::default(),
@@ -227,7 +229,9 @@ impl Policy {
 
     fn add_rule(&mut self, rule: GuestRule) -> Result<(), String> {
         let idx = self.rules.len() as u32;
-        if rule.vmids.0 == rule.vmids.1 {
+        if rule.selector.is_some() {
+            self.selector_rules.push(idx);
+        } else if rule.vmids.0 == rule.vmids.1 {
             if let Some(&prev) = self.by_vmid.get(&rule.vmids.0) {
                 return Err(format!(
                     "guest {} already has a rule at {}: keep one rule per guest",
@@ -339,12 +343,14 @@ fn compile_guest(
             })()
         }
         (Some(v), Some(_)) => Err(at(v.span(), "give either vmid or vmids, not both".into())),
+        (None, None) if has_selector(e) => Ok((VMID_MIN as Vmid, VMID_MAX as Vmid)),
         (None, None) => Err(at(
             e.access.span(),
             "this [[guest]] names no guest: add vmid = N or vmids = \"LO-HI\"".into(),
         )),
     };
     let vmids = vmids.map_err(|err| errors.push(err)).ok();
+    let selector = compile_selector(e, vmids, &at, errors);
     let access = parse_access(&e.access)
         .map_err(|m| errors.push(at(e.access.span(), m)))
         .ok();
@@ -452,10 +458,18 @@ fn compile_guest(
         .map(|v| v.span().start)
         .or_else(|| e.vmids.as_ref().map(|v| v.span().start))
         .unwrap_or(e.access.span().start);
+    let anchor = match &selector {
+        Some(_) if e.vmid.is_none() && e.vmids.is_none() => selector_anchor(e).unwrap_or(anchor),
+        _ => anchor,
+    };
+    let name = match &selector {
+        Some(s) if s.name.is_some() => None,
+        _ => e.name.clone(),
+    };
     Some(GuestRule {
         origin: format!("{}:{}", path.display(), line_of(src, anchor)),
         vmids,
-        name: e.name.clone(),
+        name,
         access,
         reason: e.reason.clone(),
         allow,
@@ -466,6 +480,7 @@ fn compile_guest(
         host,
         approve,
         approvers: rule_approvers,
+        selector,
     })
 }
 
@@ -490,6 +505,98 @@ fn approvers(n: Option<&Spanned<i64>>) -> Result<u8, (std::ops::Range<usize>, St
             ),
         )),
     }
+}
+
+/// Whether a `[[guest]]` entry picks guests through the inventory.
+fn has_selector(e: &GuestEntry) -> bool {
+    e.tags.is_some()
+        || e.pool.is_some()
+        || e.kind.is_some()
+        || e.template.is_some()
+        || e.name.as_deref().is_some_and(|n| {
+            super::selector::name_is_selector(n, e.vmid.is_some() || e.vmids.is_some())
+        })
+}
+
+/// Where a selector rule starts, for its `file:line` (its first selector key).
+fn selector_anchor(e: &GuestEntry) -> Option<usize> {
+    [
+        e.tags.as_ref().map(|t| t.span().start),
+        e.pool.as_ref().map(|t| t.span().start),
+        e.kind.as_ref().map(|t| t.span().start),
+        e.template.as_ref().map(|t| t.span().start),
+    ]
+    .into_iter()
+    .flatten()
+    .min()
+}
+
+/// The selector of an entry (`None` for a rule by `vmid`/`vmids` alone); its errors go to
+/// `errors`.
+fn compile_selector(
+    e: &GuestEntry,
+    vmids: Option<(Vmid, Vmid)>,
+    at: &dyn Fn(std::ops::Range<usize>, String) -> PolicyError,
+    errors: &mut Vec<PolicyError>,
+) -> Option<super::selector::Selector> {
+    if !has_selector(e) {
+        return None;
+    }
+    let mut sel = super::selector::Selector {
+        vmids: if e.vmid.is_some() || e.vmids.is_some() {
+            vmids
+        } else {
+            None
+        },
+        ..Default::default()
+    };
+    if let Some(t) = &e.tags {
+        if t.get_ref().is_empty() {
+            errors.push(at(
+                t.span(),
+                "tags = [] selects no guest: list at least one tag".into(),
+            ));
+        }
+        for tag in t.get_ref() {
+            let ok = !tag.is_empty()
+                && tag
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '+' | '.'));
+            if !ok {
+                errors.push(at(
+                    t.span(),
+                    format!(
+                        "tag {tag:?} is not a Proxmox tag (letters, digits, '_', '-', '+', '.')"
+                    ),
+                ));
+            }
+            sel.tags.push(tag.to_ascii_lowercase());
+        }
+    }
+    if let Some(p) = &e.pool {
+        if p.get_ref().trim().is_empty() {
+            errors.push(at(p.span(), "pool = \"\" names no pool".into()));
+        }
+        sel.pool = Some(p.get_ref().clone());
+    }
+    if let Some(n) = &e.name {
+        if super::selector::name_is_selector(n, e.vmid.is_some() || e.vmids.is_some()) {
+            sel.name = Some(n.to_ascii_lowercase());
+        }
+    }
+    if let Some(k) = &e.kind {
+        match crate::inventory::GuestType::parse(k.get_ref()) {
+            Some(t) => sel.kind = Some(t),
+            None => errors.push(at(
+                k.span(),
+                format!("type {:?} is not \"qemu\" or \"lxc\"", k.get_ref()),
+            )),
+        }
+    }
+    if let Some(t) = &e.template {
+        sel.template = Some(*t.get_ref());
+    }
+    Some(sel)
 }
 
 /// Adds `host_paths` and `host_devices` entries; an error carries the entry's span.

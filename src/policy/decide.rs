@@ -38,6 +38,13 @@ pub enum DenyReason {
     /// The request reaches the host (a host path, device, raw `args`, hook script), so every
     /// guest, and this rule does not permit it (`host.access`).
     Host { rule: Option<u32> },
+    /// The change would take away what makes a guest protected (its tag, pool, name or
+    /// `protection` flag): refused like a change to it ([`super::sticky`]).
+    Sticky {
+        vmid: Vmid,
+        rule: Option<u32>,
+        part: super::selector::Part,
+    },
 }
 
 /// The outcome of [`Policy::decide`].
@@ -58,8 +65,20 @@ impl Decision {
 }
 
 impl Policy {
-    /// Decides one operation for one identity (`user@realm` or `user@realm!token`).
+    /// Decides one operation for one identity (`user@realm` or `user@realm!token`), without
+    /// an inventory (selector rules match no guest).
     pub fn decide(&self, op: &Operation, identity: Option<&str>) -> Decision {
+        self.decide_in(op, identity, None)
+    }
+
+    /// [`Policy::decide`] with the selector matches of an inventory snapshot
+    /// ([`Resolved`](super::resolve::Resolved), built for this policy).
+    pub fn decide_in(
+        &self,
+        op: &Operation,
+        identity: Option<&str>,
+        view: Option<&super::resolve::Resolved>,
+    ) -> Decision {
         if self.exempt.matches(identity) {
             return Decision::Allow(AllowReason::Exempt);
         }
@@ -79,9 +98,7 @@ impl Policy {
             GuestSet::None => Decision::Allow(AllowReason::Permitted),
             GuestSet::Some(list) => {
                 for &vmid in list {
-                    let index = self.rule_index(vmid);
-                    let rule = self.rule_at(index);
-                    if rule.refuses(op.action) && !rule.exempt.matches(identity) {
+                    if let Some(index) = self.refusing_rule(vmid, op.action, identity, view) {
                         return Decision::Deny(DenyReason::Guest { vmid, rule: index });
                     }
                 }
@@ -117,7 +134,8 @@ impl Policy {
             Decision::Deny(
                 DenyReason::Guest { rule, .. }
                 | DenyReason::AllGuests { rule }
-                | DenyReason::Host { rule },
+                | DenyReason::Host { rule }
+                | DenyReason::Sticky { rule, .. },
             ) => {
                 let r = self.rule_at(*rule);
                 Cow::Owned(if rule.is_some() {
@@ -169,10 +187,22 @@ impl Policy {
                 };
                 (with_reason(r, s), rule.map(|_| r))
             }
+            DenyReason::Sticky { vmid, rule, part } => {
+                let r = self.rule_at(*rule);
+                let by = match rule {
+                    Some(_) => r.label(),
+                    None => format!("default_access ({})", r.origin),
+                };
+                let s = format!(
+                    "VM {vmid} is protected by {by}: this change would take away {}, so it is refused like any change to VM {vmid} ({act} refused)",
+                    part.what()
+                );
+                (with_reason(r, s), rule.map(|_| r))
+            }
             DenyReason::Host { rule } => {
                 let r = self.rule_at(*rule);
                 let who = if rule.is_some() {
-                    r.describe_guest(r.vmids.0)
+                    rule_guests(r)
                 } else {
                     "unlisted guests".to_string()
                 };
@@ -208,6 +238,9 @@ impl Policy {
 
 /// "VM 104 'doc1'" for a one-guest rule, "VM 9005 (range 9000-9099 'templates')" for a range.
 fn describe_in_rule(r: &GuestRule, vmid: Vmid) -> String {
+    if let Some(s) = &r.selector {
+        return format!("VM {vmid} (selected by {})", s.describe());
+    }
     if r.vmids.0 == r.vmids.1 {
         return r.describe_guest(vmid);
     }
@@ -216,6 +249,9 @@ fn describe_in_rule(r: &GuestRule, vmid: Vmid) -> String {
 
 /// The guests a rule covers, as a refusal names them.
 fn rule_guests(r: &GuestRule) -> String {
+    if let Some(s) = &r.selector {
+        return format!("the guests selected by {}", s.describe());
+    }
     if r.vmids.0 == r.vmids.1 {
         r.describe_guest(r.vmids.0)
     } else {

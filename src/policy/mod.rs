@@ -16,11 +16,14 @@ pub mod error;
 mod host;
 pub mod judge;
 pub mod model;
+pub mod resolve;
 // The type's own file is named after it, like the folder that holds its neighbours.
 #[allow(clippy::module_inception)]
 mod policy;
 pub mod rule;
+pub mod selector;
 pub mod show;
+pub mod sticky;
 pub mod store;
 
 pub use approve::ApprovalNeed;

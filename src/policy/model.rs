@@ -81,4 +81,13 @@ pub struct GuestEntry {
     pub approve: Vec<Spanned<String>>,
     /// How many distinct approvers this rule's approvals need (default: `[settings]`'s, or 1).
     pub approvers: Option<Spanned<i64>>,
+    /// Selector: guests carrying any of these tags (needs `[inventory]`).
+    pub tags: Option<Spanned<Vec<String>>>,
+    /// Selector: guests in this pool (needs `[inventory]`).
+    pub pool: Option<Spanned<String>>,
+    /// Selector: `"qemu"` or `"lxc"` (needs `[inventory]`).
+    #[serde(rename = "type")]
+    pub kind: Option<Spanned<String>>,
+    /// Selector: templates (`true`) or non-templates (`false`) (needs `[inventory]`).
+    pub template: Option<Spanned<bool>>,
 }

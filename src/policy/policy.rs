@@ -16,6 +16,8 @@ pub struct Policy {
     pub(super) by_vmid: HashMap<Vmid, u32>,
     /// Sorted, non-overlapping ranges -> rule index.
     pub(super) ranges: Vec<(Vmid, Vmid, u32)>,
+    /// Indexes of rules with selectors (matched through an inventory snapshot).
+    pub(super) selector_rules: Vec<u32>,
     /// Rule for guests no entry names.
     pub(super) default_rule: GuestRule,
     pub(super) strict: bool,

@@ -162,6 +162,9 @@ pub struct GuestRule {
     pub approve: ActionSet,
     /// Distinct approvers an approval under this rule needs (`approvers`; 0: the settings').
     pub approvers: u8,
+    /// Guests picked through the inventory (`tags`, `pool`, `name` glob, `type`,
+    /// `template`); `None` for a rule by `vmid`/`vmids` alone.
+    pub selector: Option<super::selector::Selector>,
 }
 
 impl GuestRule {
@@ -188,6 +191,9 @@ impl GuestRule {
 
     /// The rule's label: "guest 104 (policies/homelab.toml:3)".
     pub fn label(&self) -> String {
+        if let Some(s) = &self.selector {
+            return format!("guests {} ({})", s.describe(), self.origin);
+        }
         if self.vmids.0 == self.vmids.1 {
             format!("guest {} ({})", self.vmids.0, self.origin)
         } else {

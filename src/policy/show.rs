@@ -83,6 +83,9 @@ fn action_lines(r: &GuestRule) -> (String, String) {
 }
 
 fn guests_of(r: &GuestRule) -> String {
+    if let Some(sel) = &r.selector {
+        return format!("guests selected by {}", sel.describe());
+    }
     let ids = if r.vmids.0 == r.vmids.1 {
         format!("guest {}", r.vmids.0)
     } else {

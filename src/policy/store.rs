@@ -28,6 +28,8 @@ pub struct PolicyStore {
     files: Arc<Vec<PathBuf>>,
     mode: Mode,
     status: Arc<ReloadStatus>,
+    /// Whether `[inventory]` is configured (else a reload to selector rules fails).
+    inventory: bool,
 }
 
 struct ReloadStatus {
@@ -60,7 +62,15 @@ impl PolicyStore {
                 at: AtomicU64::new(now_secs()),
                 lock: Mutex::new(()),
             }),
+            inventory: false,
         }
+    }
+
+    /// The same store knowing whether `[inventory]` is configured: without it, a policy
+    /// with selector rules is refused (at start by the caller, on reload here).
+    pub fn with_inventory(mut self, configured: bool) -> Self {
+        self.inventory = configured;
+        self
     }
 
     /// Loads `files` and builds a store from them.
@@ -104,7 +114,10 @@ impl PolicyStore {
 
     /// Re-reads the files; swaps only if they compile. Logs the outcome.
     pub fn reload(&self) -> Result<(), PolicyError> {
-        self.reload_with(Policy::load(&self.files))
+        let have = self.inventory;
+        self.reload_with(
+            Policy::load(&self.files).and_then(|p| p.require_inventory(have).map(|()| p)),
+        )
     }
 
     fn reload_with(&self, loaded: Result<Policy, PolicyError>) -> Result<(), PolicyError> {

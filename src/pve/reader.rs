@@ -22,6 +22,9 @@ pub struct Inspected {
     /// The parameters as pveproxy will read them (for the digest of a request that needs
     /// approval, [`crate::approval::gate::digest`]).
     pub params: Params,
+    /// What the write does that only the inventory can judge (sticky protection, stored
+    /// selections, dependencies); `None` for reads and most writes.
+    pub change: Option<crate::inventory::Change>,
 }
 
 impl Inspected {
@@ -54,6 +57,7 @@ pub fn inspect_request(
             op: Operation::new(Route::Static, pve::Action::Read, GuestSet::None),
             identity,
             params: Params::default(),
+            change: None,
         }),
         Target::Api { format, segments } => {
             let bad = |m: String| Refusal::bad(Some(format), m);
@@ -82,6 +86,12 @@ pub fn inspect_request(
                 path.push('/');
                 path.push_str(s);
             }
+            let change = if method == Method::GET {
+                None
+            } else {
+                crate::inventory::change::extract(method, &op.route, &segments, &params)
+                    .map_err(bad)?
+            };
             Ok(Inspected {
                 format: Some(format),
                 method: method.clone(),
@@ -89,6 +99,7 @@ pub fn inspect_request(
                 op,
                 identity,
                 params,
+                change,
             })
         }
     }

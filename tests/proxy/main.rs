@@ -16,6 +16,7 @@ mod forwarding;
 mod gate;
 mod host_access;
 mod idle;
+mod inventory;
 mod mcp;
 mod ops;
 mod production;
