@@ -492,11 +492,12 @@ fn check_full(
             let what = format!("{} {}", info.method, info.path);
             let _ = writeln!(out, "decision: deny");
             let _ = writeln!(out, "rule:     {}", crate::inventory::gate::STALE_RULE);
-            let _ = writeln!(
-                out,
-                "message:  Permission check failed ({})",
-                crate::inventory::gate::stale_message(why, &what)
-            );
+            let text = Rejection::denied(
+                info.format,
+                crate::inventory::gate::stale_message(why, &what),
+            )
+            .text();
+            let _ = writeln!(out, "message:  {text}");
             return if mode == Mode::Shadow {
                 EXIT_ALLOW
             } else {
@@ -578,7 +579,7 @@ fn check_full(
     }
     let approval = match judgement {
         Judgement::Allow(crate::policy::decide::AllowReason::Permitted) => {
-            policy.approval_needed(&info.op, info.identity.as_deref())
+            policy.approval_needed_in(&info.op, info.identity.as_deref(), view.as_deref())
         }
         _ => None,
     };

@@ -35,12 +35,15 @@ pub fn review(
     judgement: Judgement,
     op: &Operation,
     identity: Option<&str>,
+    view: Option<&crate::policy::resolve::Resolved>,
 ) -> Review {
     let need = match judgement {
-        Judgement::Allow(AllowReason::Permitted) => match policy.approval_needed(op, identity) {
-            Some(n) => Some(n),
-            None => return Review::Plain,
-        },
+        Judgement::Allow(AllowReason::Permitted) => {
+            match policy.approval_needed_in(op, identity, view) {
+                Some(n) => Some(n),
+                None => return Review::Plain,
+            }
+        }
         Judgement::Deny(DenyReason::Guest { .. } | DenyReason::AllGuests { .. }) => None,
         _ => return Review::Plain,
     };

@@ -164,6 +164,10 @@ where
                 judgement,
                 op,
                 info.identity.as_deref(),
+                match &prepared {
+                    Prepared::Ready { view, .. } => Some(&**view),
+                    _ => None,
+                },
             ),
         };
         let need = match review {

@@ -22,6 +22,17 @@ impl Policy {
     /// policy, or from that rule, need none. With several rules asking, the largest
     /// `approvers` counts.
     pub fn approval_needed(&self, op: &Operation, identity: Option<&str>) -> Option<ApprovalNeed> {
+        self.approval_needed_in(op, identity, None)
+    }
+
+    /// [`Policy::approval_needed`] with the inventory's `view`, so that rules that select
+    /// guests by tag, pool, name, type or template ask for their approvals too.
+    pub fn approval_needed_in(
+        &self,
+        op: &Operation,
+        identity: Option<&str>,
+        view: Option<&super::resolve::Resolved>,
+    ) -> Option<ApprovalNeed> {
         let action = op.action;
         if !self.any_approve || action.is_read() || self.exempt.matches(identity) {
             return None;
@@ -66,7 +77,19 @@ impl Policy {
         };
         match &op.guests {
             GuestSet::None => {}
-            GuestSet::Some(list) => list.iter().for_each(|&v| consider(self.rule_index(v))),
+            GuestSet::Some(list) => {
+                for &v in list.iter() {
+                    match self.governing(v, view) {
+                        super::resolve::Governing::Exact(i) => consider(Some(i)),
+                        super::resolve::Governing::Default => consider(None),
+                        super::resolve::Governing::Matched(sel, range) => sel
+                            .iter()
+                            .copied()
+                            .chain(range)
+                            .for_each(|i| consider(Some(i))),
+                    }
+                }
+            }
             GuestSet::All => {
                 self.restrictive.iter().for_each(|&i| consider(Some(i)));
                 consider(None);

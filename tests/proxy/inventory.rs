@@ -845,3 +845,60 @@ async fn tags_pools_and_mappings_of_the_simulated_cluster() {
     .await;
     assert_passed(&sim, &r, "/cluster/mapping/usb/zigbee");
 }
+
+const APPROVE_BY_TAG: &str = r#"
+[[guest]]
+tags = ["prod"]
+access = "managed"
+approve = ["power.stop"]
+"#;
+
+/// `approve` on a rule that selects guests by tag: a stop of a `prod` guest waits for an
+/// approval (and never reaches Proxmox before it), passes once when approved; a guest
+/// without the tag needs none.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn approve_on_a_tag_rule_holds_the_tagged_guests_only() {
+    let sim = start_sim().await;
+    let approvals = "\n[approvals]\ndir = \"approvals\"\nkey_file = \"approvals.key\"\n";
+    let s = serve(&sim, APPROVE_BY_TAG, INV_SECRET, approvals);
+    sim.recorder.clear();
+
+    let stop = form("POST", "/api2/json/nodes/pve/qemu/104/status/stop", "");
+    let r = raw(s.addr, &stop).await;
+    assert_denied(&sim, &r, "needs approval");
+    let id = r
+        .reason
+        .split("approval id ")
+        .nth(1)
+        .and_then(|t| t.split([';', ' ']).next())
+        .expect("the refusal carries the approval id")
+        .to_string();
+    assert!(id.starts_with("ap-"), "{id}");
+
+    // 110 carries no `prod` tag: no approval needed.
+    let r = raw(
+        s.addr,
+        &form("POST", "/api2/json/nodes/pve/qemu/110/status/stop", ""),
+    )
+    .await;
+    assert_passed(&sim, &r, "/nodes/pve/qemu/110/status/stop");
+
+    let out = std::process::Command::new(BIN)
+        .arg("approve")
+        .arg(&id)
+        .arg("--config")
+        .arg(s.dir.path().join("pvegate.toml"))
+        .args(["--as", "alice@pve"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let r = raw(s.addr, &stop).await;
+    assert_passed(&sim, &r, "/nodes/pve/qemu/104/status/stop");
+    // Once only.
+    let r = raw(s.addr, &stop).await;
+    assert_denied(&sim, &r, "needs approval");
+}
