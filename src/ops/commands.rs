@@ -172,9 +172,7 @@ impl Ctx<'_> {
                 .unwrap_or(&e.message)
                 .to_owned();
             // The guest the gate names (a clone's source, a disk's owner…), else ours.
-            let named = regex::Regex::new(r"\b(?:VM|CT) ([1-9][0-9]{2,8})\b")
-                .ok()
-                .and_then(|re| re.captures(&inner)?.get(1)?.as_str().parse::<u32>().ok());
+            let named = first_guest_named(&inner);
             let who = match (&self.guest, named.or(self.subject)) {
                 (Some(g), Some(v)) if g.vmid == v => Some(g.label()),
                 (_, Some(v)) => {
@@ -736,4 +734,47 @@ fn push_addr(out: &mut Vec<Value>, iface: &str, addr: &str, prefix: u64, family:
         family
     };
     out.push(json!({"iface": iface, "address": addr, "prefix": prefix, "family": family}));
+}
+
+/// The first guest a gate message names: `VM N` or `CT N` as whole words, N a VMID (3 to 9
+/// digits, no leading zero).
+fn first_guest_named(text: &str) -> Option<u32> {
+    let b = text.as_bytes();
+    let word = |i: usize| {
+        b.get(i)
+            .is_some_and(|c| c.is_ascii_alphanumeric() || *c == b'_')
+    };
+    (0..b.len()).find_map(|i| {
+        let kind = b.get(i..i + 3)?;
+        if !(kind == b"VM " || kind == b"CT ") || (i > 0 && word(i - 1)) {
+            return None;
+        }
+        let digits = b[i + 3..].iter().take_while(|c| c.is_ascii_digit()).count();
+        let start = i + 3;
+        if !(3..=9).contains(&digits) || b[start] == b'0' || word(start + digits) {
+            return None;
+        }
+        text[start..start + digits].parse().ok()
+    })
+}
+
+#[cfg(test)]
+mod named_tests {
+    use super::first_guest_named;
+
+    #[test]
+    fn the_first_whole_word_guest_is_found() {
+        assert_eq!(
+            first_guest_named("pvegate: VM 104 'doc1' is readonly: power.stop refused"),
+            Some(104)
+        );
+        assert_eq!(first_guest_named("clone of CT 120 onto VM 130"), Some(120));
+        assert_eq!(
+            first_guest_named("XVM 104 and VM 0104 and VM 12 and VM 1234567890"),
+            None
+        );
+        assert_eq!(first_guest_named("VM 104x then VM 109"), Some(109));
+        assert_eq!(first_guest_named("nothing here"), None);
+        assert_eq!(first_guest_named("VM 999999999"), Some(999_999_999));
+    }
 }
