@@ -421,6 +421,22 @@ pub fn sim_banner(sim: &SimHandle, ca_out: Option<&Path>) -> String {
     if let Some(p) = ca_out {
         s.push_str(&format!("  ca           {}\n", p.display()));
     }
+    sim_credentials(&mut s);
+    s.push_str("  guests       104 doc1, 109 igp, 110 tofu-web (QEMU, running), 120 scratch-ct (LXC), 9001 debian-tmpl (template)\n");
+    s.push_str("\nPut pvegate in front of it with:\n");
+    s.push_str(&format!(
+        "  [upstream]\n  url = {}\n",
+        toml_string(&sim.url)
+    ));
+    if let Some(fp) = &sim.fingerprint {
+        s.push_str(&format!("  fingerprint = {}\n", toml_string(fp)));
+    }
+    s.push_str("\nEach request the simulator receives is printed below (Ctrl-C to stop).\n");
+    s
+}
+
+/// The simulator's demo credentials, as `pvegate sim` prints them (one node or a cluster).
+fn sim_credentials(s: &mut String) {
     s.push_str(&format!(
         "  api token    PVEAPIToken={}={}\n",
         sim::DEMO_TOKEN_ID,
@@ -436,15 +452,4 @@ pub fn sim_banner(sim: &SimHandle, ca_out: Option<&Path>) -> String {
         sim::DEMO_USER,
         sim::DEMO_PASSWORD
     ));
-    s.push_str("  guests       104 doc1, 109 igp, 110 tofu-web (QEMU, running), 120 scratch-ct (LXC), 9001 debian-tmpl (template)\n");
-    s.push_str("\nPut pvegate in front of it with:\n");
-    s.push_str(&format!(
-        "  [upstream]\n  url = {}\n",
-        toml_string(&sim.url)
-    ));
-    if let Some(fp) = &sim.fingerprint {
-        s.push_str(&format!("  fingerprint = {}\n", toml_string(fp)));
-    }
-    s.push_str("\nEach request the simulator receives is printed below (Ctrl-C to stop).\n");
-    s
 }

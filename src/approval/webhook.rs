@@ -86,6 +86,8 @@ impl Notifier {
                     }
                     Err(e) => {
                         super::events::count_approval("webhook_failed");
+                        // reqwest's error names the whole URL, token and all: drop it.
+                        let e = e.without_url();
                         tracing::warn!(url = shown, error = %e, "approvals webhook failed");
                     }
                 }

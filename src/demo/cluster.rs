@@ -144,21 +144,7 @@ pub fn banner(cluster: &SimCluster, ca_out: Option<&std::path::Path>) -> String 
             p.display()
         ));
     }
-    s.push_str(&format!(
-        "  api token    PVEAPIToken={}={}\n",
-        sim::DEMO_TOKEN_ID,
-        sim::DEMO_TOKEN_SECRET
-    ));
-    s.push_str(&format!(
-        "  auditor token PVEAPIToken={}={} (read-only, for [inventory] token_file)\n",
-        sim::DEMO_AUDITOR_TOKEN_ID,
-        sim::DEMO_AUDITOR_TOKEN_SECRET
-    ));
-    s.push_str(&format!(
-        "  ticket login user {} password {}\n",
-        sim::DEMO_USER,
-        sim::DEMO_PASSWORD
-    ));
+    super::sim_credentials(&mut s);
     let guests: Vec<String> = cluster
         .guests()
         .iter()
