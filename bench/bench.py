@@ -65,14 +65,18 @@ PORTS = {
     "haproxy": (19201, 19202),
 }
 TARGETS = ["direct", "pvegate", "nginx", "haproxy"]
-# name -> (tls, connections, lua script)
+# name -> (tls, connections, lua script, or "tlsconn"/"tlsconn-full": bench/tlsconn, a new TLS
+# connection per request with `Connection: close`, resuming sessions or only full handshakes)
 WORKLOADS = {
     "plain-c1": (False, 1, "report.lua"),
     "plain-c64": (False, 64, "report.lua"),
     "tls-c1": (True, 1, "report.lua"),
     "tls-c64": (True, 64, "report.lua"),
     "mixed-c64": (False, 64, "mixed.lua"),
+    "tlsnew-c16": (True, 16, "tlsconn"),
+    "tlsfull-c16": (True, 16, "tlsconn-full"),
 }
+TLSCONN = BENCH / "tlsconn" / "target" / "release" / "tlsconn"
 MIXED_REFUSED_SHARE = 0.10
 OTHER_BUSY_MAX = 20  # % of one CPU used by neither proxy, upstream nor wrk (noise: ~±10)
 
@@ -375,6 +379,7 @@ http {{
     listen 127.0.0.1:{PORTS['upstream'][1]} ssl backlog=4096;
     ssl_certificate {cert};
     ssl_certificate_key {key};
+    ssl_protocols TLSv1.2 TLSv1.3;
     location / {{ return 200 '{body}'; }}
   }}
 }}
@@ -419,6 +424,7 @@ http {{
   proxy_set_header Connection "";
   proxy_set_header X-Forwarded-For $remote_addr;
   proxy_ssl_session_reuse on;
+  proxy_ssl_protocols TLSv1.2 TLSv1.3;
   upstream up_plain {{ server 127.0.0.1:{up[0]}; keepalive 256;
     keepalive_requests 1000000000; keepalive_timeout 300s; }}
   upstream up_tls {{ server 127.0.0.1:{up[1]}; keepalive 256;
@@ -430,7 +436,8 @@ http {{
   server {{
     listen 127.0.0.1:{PORTS['nginx'][1]} ssl backlog=4096;
     ssl_certificate {cert};
-    ssl_certificate_key {key};{locations('https', 'up_tls')}
+    ssl_certificate_key {key};
+    ssl_protocols TLSv1.2 TLSv1.3;{locations('https', 'up_tls')}
   }}
   server {{
     listen 127.0.0.1:{mem_port} backlog=4096;{locations('http', 'up_discard')}
@@ -564,19 +571,40 @@ def check_target(target: str) -> None:
                 raise SystemExit(f"check failed: {target} {method} {path}: body {data[:200]!r}")
 
 
+def build_tlsconn() -> None:
+    """Builds bench/tlsconn (the new-connections load generator), a crate of its own."""
+    subprocess.run(["cargo", "build", "--release", "--quiet", "--manifest-path",
+                    str(BENCH / "tlsconn" / "Cargo.toml")], check=True)
+
+
 def run_wrk(url: str, conns: int, duration: int, script: str, wrk_cpus: str | None,
             threads: int) -> dict:
+    if script.startswith("tlsconn"):
+        # https://127.0.0.1:PORT/path -> 127.0.0.1:PORT /path
+        hostport, path = url.split("://", 1)[1].split("/", 1)
+        argv = [str(TLSCONN), hostport, "/" + path, "--conns", str(conns), "--seconds",
+                str(duration), "--header", f"Authorization: {AUTH}"]
+        if script == "tlsconn-full":
+            argv.append("--no-resume")
+        if wrk_cpus is not None:
+            argv = ["taskset", "-c", wrk_cpus] + argv
+        out = subprocess.run(argv, capture_output=True, text=True, check=True).stdout
+        return parse_summary(out)
     argv = ["wrk", f"-t{min(threads, conns)}", f"-c{conns}", f"-d{duration}s", "--latency",
             "-s", str(BENCH / "wrk" / script), "-H", f"Authorization: {AUTH}", url]
     if wrk_cpus is not None:
         argv = ["taskset", "-c", wrk_cpus] + argv
     out = subprocess.run(argv, capture_output=True, text=True, check=True).stdout
+    return parse_summary(out)
+
+
+def parse_summary(out: str) -> dict:
     for line in out.splitlines():
         if line.startswith("BENCH_JSON "):
             r = json.loads(line[len("BENCH_JSON "):])
             r["rps"] = r["requests"] / (r["duration_us"] / 1e6)
             return r
-    raise SystemExit(f"wrk printed no summary:\n{out}")
+    raise SystemExit(f"the load generator printed no summary:\n{out}")
 
 
 def count_and_truncate(log: Path | None) -> int:
@@ -641,6 +669,10 @@ def report(results: list[dict], meta: dict) -> str:
                 f"| {statistics.median([r['cpu_busy'][0] for r in rr]):.0f}/"
                 f"{statistics.median([r['cpu_busy'][1] for r in rr]):.0f} "
                 f"| {statistics.median([r['non2xx_share'] * 100 for r in rr]):.1f} |" + extra)
+        resumed = [f"{t} {statistics.median([r['resumed'] / max(r['requests'], 1) * 100 for r in rows if r['target'] == t]):.0f} %"
+                   for t in TARGETS if any(r["target"] == t and "resumed" in r for r in rows)]
+        if resumed:
+            lines += ["", "Handshakes that resumed a session (median): " + ", ".join(resumed) + "."]
         lines.append("")
     lines += ["### pvegate ratios (same round; min/median/max over rounds)", "",
               "| workload | rps pvegate/nginx | rps pvegate/haproxy | p99 pvegate/nginx | p99 pvegate/haproxy |",
@@ -827,6 +859,8 @@ def run_rps(args, procs, res, certs, pvegate_bin, pin, workers, proxy_cpus, side
         return pids[name], logs[name], groups.get(name)
 
     wrk_threads = 1 if pin else (os.cpu_count() or 1)
+    if any(WORKLOADS[wl][2].startswith("tlsconn") for wl in workloads):
+        build_tlsconn()
     results = []
     # Warm-up: every target and workload once, briefly (connection pools, TLS sessions, caches).
     for wl in workloads:
@@ -891,7 +925,9 @@ def run_rps(args, procs, res, certs, pvegate_bin, pin, workers, proxy_cpus, side
                       f"cpu {r['cpu_us_per_req']:5.1f} µs/req  "
                       f"busy {r['cpu_busy'][0]:3.0f}/{r['cpu_busy'][1] if len(r['cpu_busy']) > 1 else 0:3.0f}%  "
                       f"{quota}other {r['other_busy']:3.0f}%  "
-                      f"log {r['log_lines']}  errors {errors}", file=sys.stderr)
+                      f"log {r['log_lines']}  errors {errors}"
+                      + (f"  resumed {r['resumed'] / max(r['requests'], 1):.0%}"
+                         if "resumed" in r else ""), file=sys.stderr)
     for p in [up, *pids.values()]:
         procs.stop(p)
     return results

@@ -82,7 +82,7 @@ http {
   server {
     listen 127.0.0.1:29080;
     listen 127.0.0.1:29443 ssl;
-    ssl_certificate $work/upstream.pem; ssl_certificate_key $work/upstream.key;
+    ssl_certificate $work/upstream.pem; ssl_certificate_key $work/upstream.key; ssl_protocols TLSv1.2 TLSv1.3;
     location / { return 200 '$body'; }
   }
 }
@@ -93,7 +93,7 @@ if ((tls)); then
 tls_key = \"$work/proxy.key\""
     upstream="url = \"https://127.0.0.1:29443\"
 fingerprint = \"$fingerprint\""
-    nginx_listen="listen 127.0.0.1:29001 ssl; ssl_certificate $work/proxy.pem; ssl_certificate_key $work/proxy.key;"
+    nginx_listen="listen 127.0.0.1:29001 ssl; ssl_certificate $work/proxy.pem; ssl_certificate_key $work/proxy.key; ssl_protocols TLSv1.2 TLSv1.3;"
     nginx_upstream="https://up"
     nginx_up_port=29443
 else
@@ -133,7 +133,7 @@ http {
   keepalive_timeout 300s; keepalive_requests 1000000000; client_max_body_size 0;
   proxy_request_buffering off; proxy_http_version 1.1;
   proxy_set_header Connection ""; proxy_set_header X-Forwarded-For \$remote_addr;
-  proxy_ssl_session_reuse on;
+  proxy_ssl_session_reuse on; proxy_ssl_protocols TLSv1.2 TLSv1.3;
   upstream up { server 127.0.0.1:$nginx_up_port; keepalive 256;
     keepalive_requests 1000000000; keepalive_timeout 300s; }
   server {

@@ -1,0 +1,234 @@
+//! New TLS connections per second, with one request on each (`Connection: close`).
+//!
+//! `tlsconn HOST:PORT PATH [--conns N] [--seconds S] [--no-resume] [--header 'K: V']`
+//!
+//! Keeps N connections in flight: each task connects, handshakes (TLS 1.3, resuming the
+//! session the server handed out unless `--no-resume`), sends one GET with
+//! `Connection: close`, reads the answer to the end and starts over. The server's
+//! certificate is not verified: this is a load generator for loopback benchmarks, and
+//! verification would only add client CPU. Prints one `BENCH_JSON {...}` line in the shape
+//! of `bench/wrk/report.lua`'s, plus how many handshakes were resumptions.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::{ClientConfig, DigitallySignedStruct, HandshakeKind, SignatureScheme};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio_rustls::TlsConnector;
+
+#[derive(Debug)]
+struct AnyCert(Arc<rustls::crypto::CryptoProvider>);
+
+impl ServerCertVerifier for AnyCert {
+    fn verify_server_cert(
+        &self,
+        _: &CertificateDer<'_>,
+        _: &[CertificateDer<'_>],
+        _: &ServerName<'_>,
+        _: &[u8],
+        _: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        Ok(ServerCertVerified::assertion())
+    }
+    fn verify_tls12_signature(
+        &self,
+        _: &[u8],
+        _: &CertificateDer<'_>,
+        _: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        Ok(HandshakeSignatureValid::assertion())
+    }
+    fn verify_tls13_signature(
+        &self,
+        _: &[u8],
+        _: &CertificateDer<'_>,
+        _: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        Ok(HandshakeSignatureValid::assertion())
+    }
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.0
+            .signature_verification_algorithms
+            .supported_schemes()
+    }
+}
+
+struct Args {
+    addr: String,
+    path: String,
+    conns: usize,
+    seconds: u64,
+    resume: bool,
+    headers: Vec<String>,
+}
+
+fn args() -> Args {
+    let mut a = Args {
+        addr: String::new(),
+        path: String::new(),
+        conns: 16,
+        seconds: 10,
+        resume: true,
+        headers: Vec::new(),
+    };
+    let mut it = std::env::args().skip(1);
+    let mut positional = Vec::new();
+    while let Some(x) = it.next() {
+        match x.as_str() {
+            "--conns" => a.conns = it.next().and_then(|v| v.parse().ok()).expect("--conns N"),
+            "--seconds" => a.seconds = it.next().and_then(|v| v.parse().ok()).expect("--seconds S"),
+            "--no-resume" => a.resume = false,
+            "--header" => a.headers.push(it.next().expect("--header 'K: V'")),
+            _ => positional.push(x),
+        }
+    }
+    if positional.len() != 2 {
+        eprintln!("usage: tlsconn HOST:PORT PATH [--conns N] [--seconds S] [--no-resume] [--header 'K: V']");
+        std::process::exit(2);
+    }
+    a.path = positional.pop().unwrap();
+    a.addr = positional.pop().unwrap();
+    a
+}
+
+#[derive(Default)]
+struct Counts {
+    requests: AtomicU64,
+    resumed: AtomicU64,
+    errors: AtomicU64,
+    bytes: AtomicU64,
+}
+
+async fn one(
+    addr: &str,
+    connector: &TlsConnector,
+    request: &[u8],
+    counts: &Counts,
+    buf: &mut Vec<u8>,
+) -> std::io::Result<()> {
+    let tcp = TcpStream::connect(addr).await?;
+    tcp.set_nodelay(true)?;
+    let name = ServerName::try_from("localhost").expect("static name");
+    let mut tls = connector.connect(name, tcp).await?;
+    if tls.get_ref().1.handshake_kind() == Some(HandshakeKind::Resumed) {
+        counts.resumed.fetch_add(1, Ordering::Relaxed);
+    }
+    tls.write_all(request).await?;
+    buf.clear();
+    // The server closes after the answer (Connection: close); a missing close_notify is
+    // fine here, the body was read.
+    match tls.read_to_end(buf).await {
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof && !buf.is_empty() => {}
+        Err(e) => return Err(e),
+    }
+    if !buf.starts_with(b"HTTP/1.1 200") {
+        return Err(std::io::Error::other("answer was not 200"));
+    }
+    counts.bytes.fetch_add(buf.len() as u64, Ordering::Relaxed);
+    Ok(())
+}
+
+fn percentile(sorted: &[u64], p: f64) -> u64 {
+    if sorted.is_empty() {
+        return 0;
+    }
+    let i = ((sorted.len() as f64) * p / 100.0).ceil() as usize;
+    sorted[i.clamp(1, sorted.len()) - 1]
+}
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() {
+    let a = args();
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = ClientConfig::builder_with_provider(provider.clone())
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .expect("TLS 1.3")
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(AnyCert(provider)))
+        .with_no_client_auth();
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    if !a.resume {
+        config.resumption = rustls::client::Resumption::disabled();
+    }
+    let connector = TlsConnector::from(Arc::new(config));
+    let mut request = format!(
+        "GET {} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n",
+        a.path, a.addr
+    );
+    for h in &a.headers {
+        request.push_str(h);
+        request.push_str("\r\n");
+    }
+    request.push_str("\r\n");
+    let request: Arc<[u8]> = request.into_bytes().into();
+    let counts = Arc::new(Counts::default());
+    let stop = Arc::new(AtomicBool::new(false));
+    let latencies = Arc::new(Mutex::new(Vec::<u64>::new()));
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..a.conns {
+        let (connector, request, counts, stop, latencies, addr) = (
+            connector.clone(),
+            request.clone(),
+            counts.clone(),
+            stop.clone(),
+            latencies.clone(),
+            a.addr.clone(),
+        );
+        tasks.push(tokio::spawn(async move {
+            let mut mine = Vec::new();
+            let mut buf = Vec::with_capacity(4096);
+            while !stop.load(Ordering::Relaxed) {
+                let t = Instant::now();
+                match tokio::time::timeout(
+                    Duration::from_secs(5),
+                    one(&addr, &connector, &request, &counts, &mut buf),
+                )
+                .await
+                {
+                    Ok(Ok(())) => {
+                        mine.push(t.elapsed().as_micros() as u64);
+                        counts.requests.fetch_add(1, Ordering::Relaxed);
+                    }
+                    _ => {
+                        counts.errors.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            }
+            latencies.lock().expect("latencies").extend(mine);
+        }));
+    }
+    tokio::time::sleep(Duration::from_secs(a.seconds)).await;
+    stop.store(true, Ordering::Relaxed);
+    let duration = start.elapsed();
+    for t in tasks {
+        let _ = t.await;
+    }
+    let mut l = std::mem::take(&mut *latencies.lock().expect("latencies"));
+    l.sort_unstable();
+    let mean = if l.is_empty() {
+        0.0
+    } else {
+        l.iter().sum::<u64>() as f64 / l.len() as f64
+    };
+    println!(
+        "BENCH_JSON {{\"requests\":{},\"duration_us\":{},\"bytes\":{},\"p50_us\":{},\"p90_us\":{},\
+         \"p99_us\":{},\"max_us\":{},\"mean_us\":{:.1},\"err_connect\":{},\"err_read\":0,\
+         \"err_write\":0,\"err_status\":0,\"err_timeout\":0,\"resumed\":{}}}",
+        counts.requests.load(Ordering::Relaxed),
+        duration.as_micros(),
+        counts.bytes.load(Ordering::Relaxed),
+        percentile(&l, 50.0),
+        percentile(&l, 90.0),
+        percentile(&l, 99.0),
+        l.last().copied().unwrap_or(0),
+        mean,
+        counts.errors.load(Ordering::Relaxed),
+        counts.resumed.load(Ordering::Relaxed),
+    );
+}
