@@ -4,7 +4,7 @@
 //! dependency (resource mapping, storage) it changes. Read from the request by the inspect
 //! layer, next to the [`Operation`](crate::pve::Operation).
 
-use crate::pve::{ParamValue, Params, Route, Vmid};
+use crate::pve::{ParamValue, Params, Route, Segment, Vmid};
 
 use super::snapshot::{normalise_pci, sid_vmid, split_tags, split_vmids};
 
@@ -111,7 +111,7 @@ fn delete_list(params: &Params) -> Vec<String> {
 }
 
 /// The path parameters of `template` filled from `segments` (`{vmid}` -> `104`).
-fn path_param<'a>(template: &str, segments: &'a [String], name: &str) -> Option<&'a str> {
+fn path_param<'a>(template: &str, segments: &'a [Segment], name: &str) -> Option<&'a str> {
     let want = format!("{{{name}}}");
     template
         .split('/')
@@ -127,7 +127,7 @@ fn path_param<'a>(template: &str, segments: &'a [String], name: &str) -> Option<
 pub fn extract(
     method: &http::Method,
     route: &Route,
-    segments: &[String],
+    segments: &[Segment],
     params: &Params,
 ) -> Result<Option<Change>, String> {
     let Route::Known(t) = route else {
@@ -297,10 +297,10 @@ mod tests {
         p
     }
 
-    fn segs(path: &str) -> Vec<String> {
+    fn segs(path: &str) -> Vec<Segment> {
         path.split('/')
             .filter(|s| !s.is_empty())
-            .map(str::to_string)
+            .map(Segment::new)
             .collect()
     }
 

@@ -19,6 +19,7 @@ use std::sync::LazyLock;
 
 use serde::Deserialize;
 
+use super::request::Segment;
 use super::action::{self, Action};
 use super::host::HostKind;
 pub use super::method::ApiMethod;
@@ -598,7 +599,7 @@ fn has_whitespace(s: &str) -> bool {
 
 /// Routes `segments` (decoded path segments after `/api2/<format>`, empty ones ignored) like
 /// pveproxy: see the module documentation.
-pub fn resolve(method: ApiMethod, segments: &[String]) -> Resolution<'_> {
+pub fn resolve(method: ApiMethod, segments: &[Segment]) -> Resolution<'_> {
     let cat: &'static Catalogue = &CATALOGUE;
     let mut node = &cat.nodes[0];
     let mut params = PathParams::new();
@@ -621,7 +622,7 @@ pub fn resolve(method: ApiMethod, segments: &[String]) -> Resolution<'_> {
         let value: Cow<'_, str> = if p.rest {
             let rest: Vec<&str> = segments[i..]
                 .iter()
-                .map(String::as_str)
+                .map(Segment::as_str)
                 .filter(|s| !s.is_empty())
                 .collect();
             i = segments.len();
@@ -669,7 +670,7 @@ pub fn resolve(method: ApiMethod, segments: &[String]) -> Resolution<'_> {
 
 /// The endpoint reached by `method` and `segments`, with its path parameters; `None` for an
 /// unknown path, a path without this method, or a method pveproxy does not serve.
-pub fn lookup<'a>(method: &http::Method, segments: &'a [String]) -> Option<Match<'a>> {
+pub fn lookup<'a>(method: &http::Method, segments: &'a [Segment]) -> Option<Match<'a>> {
     match resolve(ApiMethod::from_http(method)?, segments) {
         Resolution::Found(m) => Some(m),
         _ => None,
@@ -677,7 +678,7 @@ pub fn lookup<'a>(method: &http::Method, segments: &'a [String]) -> Option<Match
 }
 
 /// The methods `segments` exists with (empty if the path is unknown).
-pub fn methods_for(segments: &[String]) -> MethodSet {
+pub fn methods_for(segments: &[Segment]) -> MethodSet {
     match resolve(ApiMethod::Get, segments) {
         Resolution::Found(m) => {
             let mut set = MethodSet(1);

@@ -2,10 +2,10 @@
 //! header limits, the `Connection`, `Transfer-Encoding`, `Content-Length` and `Content-Type`
 //! combinations it reads one way only, and the body each request may carry ([`BodyPlan`]).
 
-use http::{header, HeaderMap, Method};
+use http::{header, HeaderMap, HeaderName, Method};
 
 use crate::pve::request::{self, BodyKind};
-use crate::pve::{ApiFormat, Target};
+use crate::pve::{ApiFormat, Segment, Target};
 
 /// Most header lines pvegate passes on (pveproxy's limit is 64; pvegate adds one).
 pub const MAX_HEADERS: usize = 62;
@@ -66,7 +66,7 @@ pub enum BodyPlan {
     Stream,
 }
 
-fn is_upload(method: &Method, segments: &[String]) -> bool {
+fn is_upload(method: &Method, segments: &[Segment]) -> bool {
     method == Method::POST
         && segments.len() == 5
         && segments[0] == "nodes"
@@ -95,43 +95,37 @@ pub fn read_head<'a>(
         Target::Api { format, .. } => Some(*format),
         Target::Other { .. } => None,
     };
+    let facts = HeadFacts::read(headers);
     // pveproxy drops a request with more than 64 header lines or 8 KiB of headers without an
     // answer; leave room for the X-Forwarded-For pvegate adds, and refuse clearly instead.
-    let header_bytes: usize = headers
-        .iter()
-        .map(|(n, v)| n.as_str().len() + v.len() + 4)
-        .sum();
-    if headers.len() > MAX_HEADERS || header_bytes > MAX_HEADER_BYTES {
+    if headers.len() > MAX_HEADERS || facts.bytes > MAX_HEADER_BYTES {
         return Err(Refusal::bad(
             format,
             format!(
-                "{} header lines / {header_bytes} bytes of headers: Proxmox accepts at most 64 lines and 8 KiB",
-                headers.len()
+                "{} header lines / {} bytes of headers: Proxmox accepts at most 64 lines and 8 KiB",
+                headers.len(),
+                facts.bytes
             ),
         ));
     }
     // Headers named in `Connection` are stripped before forwarding, so Proxmox would never see
     // them while pvegate judged them (`Connection: Cookie` would let a cookie Proxmox never
     // sees choose the identity). Only the connection options real clients send are accepted.
-    for v in headers.get_all(header::CONNECTION) {
-        let text = v
-            .to_str()
-            .map_err(|_| Refusal::bad(format, "Connection header is not readable text"))?;
-        for token in text.split(',').map(str::trim).filter(|t| !t.is_empty()) {
-            if !["close", "keep-alive", "upgrade", "te"]
-                .iter()
-                .any(|ok| token.eq_ignore_ascii_case(ok))
-            {
-                return Err(Refusal::bad(
-                    format,
-                    format!("Connection names '{token}': only close, keep-alive, upgrade and te are accepted (a header named there would be judged but never reach Proxmox)"),
-                ));
-            }
+    match facts.connection {
+        Connection::Fine => {}
+        Connection::Unreadable => {
+            return Err(Refusal::bad(format, "Connection header is not readable text"))
+        }
+        Connection::Names(token) => {
+            return Err(Refusal::bad(
+                format,
+                format!("Connection names '{token}': only close, keep-alive, upgrade and te are accepted (a header named there would be judged but never reach Proxmox)"),
+            ));
         }
     }
     // Perl's HTTP::Headers (pveproxy) reads `_` as `-` in header names: `Content_Type` is its
     // Content-Type and `Content_Length` its Content-Length. No real client sends such names.
-    if let Some(name) = headers.keys().find(|n| n.as_str().contains('_')) {
+    if let Some(name) = facts.underscore {
         return Err(Refusal::bad(
             format,
             format!(
@@ -139,20 +133,17 @@ pub fn read_head<'a>(
             ),
         ));
     }
-    let te = headers.get_all(header::TRANSFER_ENCODING).iter().count() > 0;
-    if te {
-        let chunked_only = headers
-            .get_all(header::TRANSFER_ENCODING)
-            .iter()
-            .all(|v| v.as_bytes().eq_ignore_ascii_case(b"chunked"));
-        if !chunked_only || headers.contains_key(header::CONTENT_LENGTH) {
-            return Err(Refusal::bad(
-                format,
-                "Transfer-Encoding other than a single 'chunked', or together with Content-Length",
-            ));
-        }
+    let te = facts.transfer_encodings > 0;
+    if te && (!facts.chunked_only || facts.content_lengths > 0) {
+        return Err(Refusal::bad(
+            format,
+            "Transfer-Encoding other than a single 'chunked', or together with Content-Length",
+        ));
     }
-    let length = content_length(headers).map_err(|m| Refusal::bad(format, m))?;
+    let length = match facts.content_lengths {
+        0 => None,
+        _ => content_length(headers).map_err(|m| Refusal::bad(format, m))?,
+    };
     let has_body = te || length.is_some_and(|l| l > 0);
     let plan = match (&target, method) {
         (_, &Method::GET | &Method::DELETE) if has_body => {
@@ -189,7 +180,7 @@ pub fn read_head<'a>(
             BodyPlan::Stream
         }
         (Target::Api { .. }, _) => {
-            let ct = match headers.get_all(header::CONTENT_TYPE).iter().count() {
+            let ct = match facts.content_types {
                 0 => None,
                 1 => Some(
                     headers[header::CONTENT_TYPE]
@@ -215,6 +206,76 @@ pub fn read_head<'a>(
         }
     };
     Ok((target, query, plan))
+}
+
+/// What the framing rules need from the header lines, gathered in one pass over them (a
+/// lookup by name hashes the name; most requests carry five to ten lines).
+struct HeadFacts {
+    /// Bytes of header lines as pveproxy counts them (name, value, `: ` and CRLF).
+    bytes: usize,
+    connection: Connection,
+    /// The first header name holding `_`.
+    underscore: Option<HeaderName>,
+    transfer_encodings: usize,
+    /// Every `Transfer-Encoding` line is exactly `chunked`.
+    chunked_only: bool,
+    content_lengths: usize,
+    content_types: usize,
+}
+
+/// What the `Connection` lines say.
+enum Connection {
+    Fine,
+    Unreadable,
+    /// The first option that is not one real clients send.
+    Names(String),
+}
+
+impl HeadFacts {
+    fn read(headers: &HeaderMap) -> Self {
+        let mut f = HeadFacts {
+            bytes: 0,
+            connection: Connection::Fine,
+            underscore: None,
+            transfer_encodings: 0,
+            chunked_only: true,
+            content_lengths: 0,
+            content_types: 0,
+        };
+        for (name, value) in headers {
+            f.bytes += name.as_str().len() + value.len() + 4;
+            if *name == header::CONNECTION {
+                if matches!(f.connection, Connection::Fine) {
+                    f.connection = connection_options(value);
+                }
+            } else if *name == header::TRANSFER_ENCODING {
+                f.transfer_encodings += 1;
+                f.chunked_only &= value.as_bytes().eq_ignore_ascii_case(b"chunked");
+            } else if *name == header::CONTENT_LENGTH {
+                f.content_lengths += 1;
+            } else if *name == header::CONTENT_TYPE {
+                f.content_types += 1;
+            } else if f.underscore.is_none() && name.as_str().contains('_') {
+                f.underscore = Some(name.clone());
+            }
+        }
+        f
+    }
+}
+
+fn connection_options(value: &http::HeaderValue) -> Connection {
+    let Ok(text) = value.to_str() else {
+        return Connection::Unreadable;
+    };
+    for token in text.split(',').map(str::trim).filter(|t| !t.is_empty()) {
+        if !["close", "keep-alive", "upgrade", "te"]
+            .iter()
+            .any(|ok| token.eq_ignore_ascii_case(ok))
+        {
+            return Connection::Names(token.to_string());
+        }
+    }
+    Connection::Fine
 }
 
 /// A body over [`MAX_BODY`], found from its `Content-Length` or while reading it.

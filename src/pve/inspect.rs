@@ -23,6 +23,7 @@
 use std::borrow::Cow;
 use std::ops::Bound;
 
+use super::request::Segment;
 use super::catalogue::{self, AllGuests, ApiMethod, GuestKind, Match, Param, Resolution};
 use super::guests::{self, GuestParseError};
 use super::host::{self, HostUse};
@@ -102,7 +103,7 @@ const MAX_EXECUTE_DEPTH: usize = 2;
 /// merged over the body, as pveproxy merges them.
 pub fn inspect(
     method: &http::Method,
-    segments: &[String],
+    segments: &[Segment],
     params: &Params,
 ) -> Result<Operation, InspectError> {
     let m = ApiMethod::from_http(method).ok_or_else(|| {
@@ -113,7 +114,7 @@ pub fn inspect(
 
 fn inspect_at(
     m: ApiMethod,
-    segments: &[String],
+    segments: &[Segment],
     params: &Params,
     depth: usize,
 ) -> Result<Operation, InspectError> {
@@ -448,8 +449,8 @@ fn inspect_commands(
             }
             Some(_) => return Err(unjudgeable("'args' is not an object")),
         }
-        let mut segments = vec!["nodes".to_string(), node.to_string()];
-        segments.extend(path.split('/').filter(|s| !s.is_empty()).map(String::from));
+        let mut segments = vec![Segment::new("nodes"), Segment::new(node)];
+        segments.extend(path.split('/').filter(|s| !s.is_empty()).map(Segment::new));
         let op = inspect_at(method, &segments, &params, depth + 1)?;
         out.union(&op.guests);
         if !op.host.is_empty() {
@@ -470,7 +471,7 @@ fn inspect_commands(
 /// guest-looking value in the path and parameters.
 fn inspect_unknown(
     m: ApiMethod,
-    segments: &[String],
+    segments: &[Segment],
     params: &Params,
     why: Cow<'static, str>,
 ) -> Operation {

@@ -21,4 +21,4 @@ pub use action::Action;
 pub use auth::Credential;
 pub use guests::{GuestSet, Vmid};
 pub use inspect::{inspect, InspectError, Operation, Route};
-pub use request::{ApiFormat, BodyKind, ParamValue, Params, RequestError, Target};
+pub use request::{ApiFormat, BodyKind, ParamValue, Params, RequestError, Segment, Target};

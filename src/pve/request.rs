@@ -29,7 +29,7 @@ use std::fmt::Write as _;
 pub use content_type::{body_kind, BodyKind};
 pub use form::{parse_form_body, parse_urlencoded};
 pub use json::parse_json;
-pub use target::{parse_target, ApiFormat, Target};
+pub use target::{parse_target, ApiFormat, Segment, Target};
 
 /// One parameter value after pveproxy's merge.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -247,8 +247,13 @@ pub fn parse_body(kind: BodyKind, data: &[u8]) -> Result<Params, RequestError> {
 
 /// URI::Escape's `uri_unescape`: `s/%([0-9A-Fa-f]{2})/chr(hex($1))/eg`, on bytes.
 pub(crate) fn uri_unescape(input: &[u8]) -> Vec<u8> {
+    // Most values (token ids, paths, tickets) hold no `%`: copy up to the first one at once.
+    let Some(first) = memchr::memchr(b'%', input) else {
+        return input.to_vec();
+    };
     let mut out = Vec::with_capacity(input.len());
-    let mut i = 0;
+    out.extend_from_slice(&input[..first]);
+    let mut i = first;
     while i < input.len() {
         if input[i] == b'%' {
             let hi = input.get(i + 1).and_then(|b| hex_val(*b));

@@ -2,15 +2,15 @@
 
 use super::*;
 
-fn segs(path: &str) -> Vec<String> {
+fn segs(path: &str) -> Vec<crate::pve::Segment> {
     path.split('/')
         .filter(|s| !s.is_empty())
-        .map(String::from)
+        .map(crate::pve::Segment::new)
         .collect()
 }
 
 fn found(m: ApiMethod, path: &str) -> Match<'static> {
-    let s: &'static [String] = Box::leak(segs(path).into_boxed_slice());
+    let s: &'static [crate::pve::Segment] = Box::leak(segs(path).into_boxed_slice());
     match resolve(m, s) {
         Resolution::Found(x) => x,
         other => panic!("{path}: {other:?}"),
@@ -44,7 +44,7 @@ fn routes_fixed_and_params() {
     assert_eq!(m.params.get("vmid"), Some("104"));
     assert_eq!(m.params.len(), 2);
     // Empty segments are ignored.
-    let s = vec!["".to_string(), "version".to_string(), "".to_string()];
+    let s: Vec<crate::pve::Segment> = vec!["".into(), "version".into(), "".into()];
     assert!(matches!(resolve(ApiMethod::Get, &s), Resolution::Found(_)));
 }
 

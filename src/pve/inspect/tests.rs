@@ -3,10 +3,10 @@
 use super::*;
 use http::Method;
 
-fn segs(path: &str) -> Vec<String> {
+fn segs(path: &str) -> Vec<crate::pve::Segment> {
     path.split('/')
         .filter(|s| !s.is_empty())
-        .map(String::from)
+        .map(crate::pve::Segment::new)
         .collect()
 }
 

@@ -51,13 +51,18 @@ impl std::fmt::Display for ApiFormat {
     }
 }
 
+/// One decoded path segment. Segments of API paths are short (`nodes`, `qemu`, `104`,
+/// `status`), and a `CompactString` keeps up to 24 bytes inline: reading a path allocates
+/// nothing per segment.
+pub type Segment = compact_str::CompactString;
+
 /// A request-target as pveproxy routes it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Target {
     /// `/api2/<format>/...`: decoded, non-empty path segments after the format.
     Api {
         format: ApiFormat,
-        segments: Vec<String>,
+        segments: Vec<Segment>,
     },
     /// Anything outside `/api2` (web UI pages and static files): the decoded path.
     Other { path: String },
@@ -183,7 +188,7 @@ fn route(decoded: Cow<'_, str>) -> Result<Target, RequestError> {
     segments.extend(
         tail.split('/')
             .filter(|s| !s.is_empty())
-            .map(str::to_string),
+            .map(Segment::new),
     );
     Ok(Target::Api { format, segments })
 }
@@ -195,7 +200,7 @@ mod tests {
     fn api(format: ApiFormat, segments: &[&str]) -> Target {
         Target::Api {
             format,
-            segments: segments.iter().map(|s| s.to_string()).collect(),
+            segments: segments.iter().map(|s| Segment::new(s)).collect(),
         }
     }
 
