@@ -19,10 +19,10 @@ use std::sync::LazyLock;
 
 use serde::Deserialize;
 
-use super::request::Segment;
 use super::action::{self, Action};
 use super::host::HostKind;
 pub use super::method::ApiMethod;
+use super::request::Segment;
 
 /// A set of [`ApiMethod`]s (the methods a path exists with).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]

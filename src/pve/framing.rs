@@ -114,7 +114,10 @@ pub fn read_head<'a>(
     match facts.connection {
         Connection::Fine => {}
         Connection::Unreadable => {
-            return Err(Refusal::bad(format, "Connection header is not readable text"))
+            return Err(Refusal::bad(
+                format,
+                "Connection header is not readable text",
+            ))
         }
         Connection::Names(token) => {
             return Err(Refusal::bad(

@@ -23,10 +23,10 @@
 use std::borrow::Cow;
 use std::ops::Bound;
 
-use super::request::Segment;
 use super::catalogue::{self, AllGuests, ApiMethod, GuestKind, Match, Param, Resolution};
 use super::guests::{self, GuestParseError};
 use super::host::{self, HostUse};
+use super::request::Segment;
 use super::{Action, GuestSet, ParamValue, Params};
 
 /// Which route of the API a request reached.

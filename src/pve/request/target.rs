@@ -185,11 +185,7 @@ fn route(decoded: Cow<'_, str>) -> Result<Target, RequestError> {
     // Allocated once: `tail` is empty or starts with `/`, so it has no more segments than
     // slashes (a collected iterator would start small and grow for most API paths).
     let mut segments = Vec::with_capacity(tail.bytes().filter(|&b| b == b'/').count());
-    segments.extend(
-        tail.split('/')
-            .filter(|s| !s.is_empty())
-            .map(Segment::new),
-    );
+    segments.extend(tail.split('/').filter(|s| !s.is_empty()).map(Segment::new));
     Ok(Target::Api { format, segments })
 }
 
