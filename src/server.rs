@@ -111,7 +111,8 @@ pub enum ServeError {
 }
 
 /// Loads a PEM certificate chain and key into a server TLS config (TLS 1.2 and 1.3, ALPN
-/// http/1.1: the web UI and bpg need HTTP/1.1 reason phrases).
+/// http/1.1: the web UI and bpg need HTTP/1.1 reason phrases; sessions resume from stateless
+/// tickets, [`crate::crypto::ticketer`]).
 pub fn server_tls(cert: &Path, key: &Path) -> Result<rustls::ServerConfig, ServeError> {
     let read = |p: &Path| {
         std::fs::read(p).map_err(|e| ServeError::Tls(format!("cannot read {}: {e}", p.display())))
@@ -137,6 +138,8 @@ pub fn server_tls(cert: &Path, key: &Path) -> Result<rustls::ServerConfig, Serve
         .with_single_cert(certs, key_der)
         .map_err(|e| ServeError::Tls(format!("certificate and key do not fit together: {e}")))?;
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    config.ticketer = crate::crypto::ticketer()
+        .map_err(|e| ServeError::Tls(format!("cannot set up TLS session tickets: {e}")))?;
     Ok(config)
 }
 

@@ -1,6 +1,7 @@
 //! pvegate forwards faithfully: what clients rely on below the API survives the proxy.
 //!
-//! - TLS to clients: a client that speaks only TLS 1.3 connects, and ALPN picks http/1.1.
+//! - TLS to clients: a client that speaks only TLS 1.3 connects, and ALPN picks http/1.1; a
+//!   returning client resumes its session however many other clients came in between.
 //! - Upstream pinning checks the whole handshake: the right pin works, a wrong pin is a 502
 //!   saying "fingerprint", and a server presenting the pinned certificate without its key
 //!   (it cannot sign the handshake) is refused too.
@@ -98,6 +99,62 @@ async fn clients_get_tls13_and_http11_by_alpn() {
         assert_eq!(r.status, 200, "{} {}", r.status, r.reason);
         assert_eq!(r.json()["data"]["version"], "9.1.1");
     }
+}
+
+/// One request over a new TLS connection from `connector`; whether its handshake resumed.
+async fn resumed_request(
+    connector: &tokio_rustls::TlsConnector,
+    addr: std::net::SocketAddr,
+) -> bool {
+    let tcp = TcpStream::connect(addr).await.unwrap();
+    let name = rustls::pki_types::ServerName::try_from("127.0.0.1").unwrap();
+    let mut tls = connector.connect(name, tcp).await.unwrap();
+    tls.write_all(get("/api2/json/version").as_bytes())
+        .await
+        .unwrap();
+    // Reading the answer also takes in the session tickets sent after the handshake.
+    let r = read_response(&mut tls).await;
+    assert_eq!(r.status, 200, "{} {}", r.status, r.reason);
+    tls.get_ref().1.handshake_kind() == Some(rustls::HandshakeKind::Resumed)
+}
+
+#[tokio::test]
+async fn tls_sessions_resume_however_many_clients_came_between() {
+    // A returning client resumes its session (TLS 1.3 and 1.2) even after 300 other clients'
+    // handshakes: tickets are stateless, where a server-side session cache (256 entries by
+    // default) would have dropped the first client's session.
+    let pki = TestPki::new();
+    let g = start_with(Opts {
+        client_tls: Some(pki.server_config()),
+        ..Opts::default()
+    })
+    .await;
+    for versions in [
+        &[&rustls::version::TLS13][..],
+        &[&rustls::version::TLS12][..],
+    ] {
+        let returning = tokio_rustls::TlsConnector::from(Arc::new(pki.client_config(versions)));
+        assert!(!resumed_request(&returning, g.addr).await, "first contact");
+        let crowd = (0..300)
+            .map(|_| tokio_rustls::TlsConnector::from(Arc::new(pki.client_config(versions))))
+            .collect::<Vec<_>>();
+        for c in &crowd {
+            resumed_request(c, g.addr).await;
+        }
+        assert!(
+            resumed_request(&returning, g.addr).await,
+            "the returning client had to do a full handshake ({versions:?})"
+        );
+    }
+    let forwarded = g.sim.recorder.requests();
+    let versions = forwarded
+        .iter()
+        .filter(|r| r.path() == "/api2/json/version");
+    assert_eq!(
+        versions.count(),
+        2 * 302,
+        "every request reached Proxmox once"
+    );
 }
 
 /// A TLS server that presents `cert` but signs the handshake with `signer`; it answers 200 to
