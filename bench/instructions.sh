@@ -3,22 +3,25 @@
 # for changes to pvegate's request path on a shared, noisy machine (requests/s and CPU time
 # move by ±30% between runs there; instruction counts by well under 1%).
 #
-#   bench/instructions.sh [--tls] [--nginx] [--seconds N] [BINARY...]
+#   bench/instructions.sh [--tls] [--nginx] [--seconds N] [--warmup N] [BINARY...]
 #       BINARY   pvegate binaries to count (default: the release build of this checkout)
 #       --nginx  also count nginx proxying the same request the same way (one process, the
 #                proxy configuration of bench/bench.py: regex location for the readonly guests,
 #                keep-alive upstream, X-Forwarded-For, JSON access log to a file)
 #       --tls    TLS from wrk to the proxy and from the proxy to the upstream (ECDSA P-256,
 #                TLS 1.3, pvegate pins the upstream by fingerprint), keep-alive on both sides
-#       --seconds N   load time per binary (default 6)
+#       --seconds N   load time counted per binary (default 6)
+#       --warmup N    load time before counting starts (default 1, with --tls 5: 64 TLS
+#                     handshakes under callgrind take seconds, and they are not requests)
 #       --keep DIR    keep each callgrind profile as DIR/<n>.callgrind (callgrind_annotate)
 #
 # For each proxy: an upstream nginx (the same small JSON status body as bench/run.sh) on
 # 127.0.0.1:29080 (TLS :29443), the proxy under valgrind --tool=callgrind with one worker on
 # :29001 (pvegate: policy policies/homelab.toml, JSON audit log on stderr to a file), 64 wrk
 # connections polling GET /api2/json/nodes/pve/qemu/104/status/current, then callgrind's total
-# over the requests answered. Startup is not counted (counters zeroed once the proxy
-# listens). Kernel time (the TCP work) is not in the count: see BENCHMARKS.md.
+# over the requests answered. Startup and the connections' handshakes are not counted
+# (counters zeroed --warmup seconds into the load; requests counted by the upstream's access
+# log over the same window). Kernel time (the TCP work) is not in the count: see BENCHMARKS.md.
 # Needs valgrind, nginx, wrk and openssl (installed from Debian when missing, as root).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -26,6 +29,7 @@ cd "$(dirname "$0")/.."
 tls=0
 with_nginx=0
 seconds=6
+warmup=""
 keep=""
 bins=()
 while (($#)); do
@@ -33,13 +37,15 @@ while (($#)); do
     --tls) tls=1 ;;
     --nginx) with_nginx=1 ;;
     --seconds) seconds=$2; shift ;;
+    --warmup) warmup=$2; shift ;;
     --keep) keep=$2; mkdir -p "$keep"; shift ;;
-    -h | --help) sed -n '2,22p' "$0"; exit 0 ;;
+    -h | --help) sed -n '2,27p' "$0"; exit 0 ;;
     *) bins+=("$1") ;;
     esac
     shift
 done
 
+[[ -n $warmup ]] || warmup=$((tls ? 5 : 1))
 need=()
 for tool in valgrind:valgrind nginx:nginx wrk:wrk callgrind_annotate:valgrind openssl:openssl; do
     command -v "${tool%%:*}" >/dev/null 2>&1 || need+=("${tool##*:}")
@@ -78,7 +84,8 @@ error_log $work/up-error.log warn;
 events { worker_connections 1024; }
 http {
   $temp_paths
-  access_log off; keepalive_requests 1000000000; default_type application/json;
+  log_format line '\$request_time'; access_log $work/up-access.log line;
+  keepalive_requests 1000000000; default_type application/json;
   server {
     listen 127.0.0.1:29080;
     listen 127.0.0.1:29443 ssl;
@@ -160,14 +167,21 @@ count() {
         curl -sk -o /dev/null "$scheme://127.0.0.1:29001/api2/json/version" 2>/dev/null && break
         sleep 0.2
     done
-    # Start counting now: startup (config, policy, catalogue, TLS setup) is not a request.
+    # Count from $warmup seconds into the load: startup (config, policy, catalogue, TLS setup)
+    # and the 64 connections' handshakes are not requests. The requests counted are those the
+    # upstream logged in the same window (one upstream request per proxied request).
+    wrk -t1 -c64 -d"$((seconds + warmup))s" -H "Authorization: PVEAPIToken=bench@pve!load=00000000-0000-0000-0000-000000000000" \
+        "$scheme://127.0.0.1:29001/api2/json/nodes/pve/qemu/104/status/current" >"$work/wrk.out" &
+    local wrk_pid=$!
+    sleep "$warmup"
     callgrind_control -z "$pid" >/dev/null 2>&1 || true
-    wrk -t1 -c64 -d"${seconds}s" -H "Authorization: PVEAPIToken=bench@pve!load=00000000-0000-0000-0000-000000000000" \
-        "$scheme://127.0.0.1:29001/api2/json/nodes/pve/qemu/104/status/current" >"$work/wrk.out"
+    local before
+    before=$(wc -l <"$work/up-access.log")
+    wait "$wrk_pid"
+    local requests total
+    requests=$(($(wc -l <"$work/up-access.log") - before))
     kill -INT "$pid"
     wait "$pid" 2>/dev/null || true
-    local requests total
-    requests=$(awk '/requests in/ {print $1}' "$work/wrk.out")
     total=$(callgrind_annotate "$work/cg.out" 2>/dev/null | awk '/PROGRAM TOTALS/ {gsub(",", "", $1); print $1}')
     if grep -q "Non-2xx" "$work/wrk.out"; then
         echo "$label: non-2xx answers, not counted:" >&2
