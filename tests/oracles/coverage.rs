@@ -12,7 +12,7 @@
 use std::collections::BTreeMap;
 
 use pvegate::pve::catalogue::{self, AllGuests, ApiMethod, Endpoint, Param};
-use pvegate::pve::{inspect, Action, GuestSet, ParamValue, Params, Route};
+use pvegate::pve::{inspect, Action, GuestSet, ParamValue, Params, Route, Segment};
 
 const PROTECTED: u32 = 104;
 const OTHER: u32 = 110;
@@ -161,7 +161,7 @@ fn neutral_path_value(ep: &Endpoint, name: &str) -> String {
 
 /// Fills the template: `target` (if a path parameter) gets `value`, the others a neutral
 /// value with the unprotected guest.
-fn segments(ep: &Endpoint, target: Option<(&str, &str)>) -> Vec<String> {
+fn segments(ep: &Endpoint, target: Option<(&str, &str)>) -> Vec<Segment> {
     let mut out = Vec::new();
     for seg in ep.path.split('/').filter(|s| !s.is_empty()) {
         let v = match seg.strip_prefix('{').and_then(|s| s.strip_suffix('}')) {
@@ -173,7 +173,7 @@ fn segments(ep: &Endpoint, target: Option<(&str, &str)>) -> Vec<String> {
         };
         // A rest-of-path value may contain `/`: send it as separate segments, like a client
         // that does not percent-encode it.
-        out.extend(v.split('/').filter(|s| !s.is_empty()).map(String::from));
+        out.extend(v.split('/').filter(|s| !s.is_empty()).map(Segment::from));
     }
     out
 }
@@ -389,9 +389,9 @@ fn every_endpoint_is_covered() {
 
 #[test]
 fn unknown_write_is_judged_generously() {
-    let segs: Vec<String> = ["nodes", "pve", "qemu", "104", "future-thing"]
+    let segs: Vec<Segment> = ["nodes", "pve", "qemu", "104", "future-thing"]
         .iter()
-        .map(|s| s.to_string())
+        .map(|&s| Segment::from(s))
         .collect();
     let op = inspect(&http::Method::POST, &segs, &Params::default()).unwrap();
     assert_eq!(op.route, Route::Unknown);
