@@ -7,7 +7,9 @@
    status request (so every connection has been through a full request/response).
 
 Standalone, pvegate only: `python3 bench/mem.py --all-features BINARY` measures 1. and 2. with
-every optional feature on (metrics, audit file, policy watch, shadow mode);
+every optional feature on (metrics, audit file, policy watch, shadow mode, and the inventory:
+the discard upstream then also answers what the inventory reads, for 10,000 guests, to
+pvegate's own token only, and the policy has selector rules);
 `python3 bench/mem.py --slow-bodies BINARY` measures memory under
 slow request bodies (parameter bodies, which pvegate buffers to judge them):
 3. one connection sending a 20,000-byte body one byte per TCP segment (RSS growth per byte);
@@ -36,8 +38,94 @@ UPLOAD_PATH = "/api2/json/nodes/pve/storage/local/upload"
 REPLY = b'{"data":"UPID:pve:00001234:0000ABCD:65A1B2C3:imgcopy::bench@pve!load:"}'
 
 
+INVENTORY_TOKEN = "pvegate@pve!inventory=11111111-2222-3333-4444-555555555555"
+INVENTORY_GUESTS = 10_000
+
+
+def inventory_guests(n: int) -> list:
+    """`/cluster/resources?type=vm` of n guests (vmids 1000…): every 5th tagged prod, every
+    7th in pool core, every 11th named db-…, every 4th an LXC, every 50th a template, eight
+    nodes (the distribution of benches/inventory.rs)."""
+    out = []
+    for i in range(n):
+        vmid = 1000 + i
+        kind = "lxc" if i % 4 == 0 else "qemu"
+        g = {"id": f"{kind}/{vmid}", "vmid": vmid,
+             "name": f"db-{vmid}" if i % 11 == 0 else f"web-{vmid}",
+             "node": f"pve{i % 8}", "type": kind, "status": "running",
+             "tags": "team-a;prod" if i % 5 == 0 else "team-a",
+             "template": 1 if i % 50 == 0 else 0,
+             "maxmem": 4294967296, "mem": 1073741824, "maxcpu": 4, "cpu": 0.02,
+             "uptime": 1234, "maxdisk": 34359738368, "disk": 0, "netin": 1, "netout": 1,
+             "diskread": 1, "diskwrite": 1}
+        if i % 7 == 0:
+            g["pool"] = "core"
+        out.append(g)
+    return out
+
+
+class Inventory:
+    """What the discard upstream answers to the inventory's reads (GETs under /api2/json,
+    with `Authorization: PVEAPIToken=<INVENTORY_TOKEN>`; 401 with any other credential)."""
+
+    def __init__(self, n: int) -> None:
+        import json
+        self.json = json
+        guests = inventory_guests(n)
+        self.kinds = {g["vmid"]: g["type"] for g in guests}
+        self.answers = {
+            "/cluster/resources?type=vm": {"data": guests},
+            "/cluster/mapping/pci": {"data": [
+                {"id": "igpu", "map": ["node=pve0,path=0000:00:02.0"]}]},
+            "/cluster/mapping/usb": {"data": []},
+            "/storage": {"data": [{"storage": "local", "type": "dir"},
+                                  {"storage": "local-lvm", "type": "lvmthin"},
+                                  {"storage": "tank", "type": "zfspool"}]},
+            "/cluster/backup": {"data": [
+                {"id": "backup-core", "pool": "core", "schedule": "daily"},
+                {"id": "backup-list", "vmid": "1000,1005,1010", "schedule": "daily"},
+                {"id": "backup-all", "all": 1, "exclude": "1003", "schedule": "weekly"}]},
+            "/cluster/ha/resources": {"data": [
+                {"sid": f"vm:{1000 + i * 20}", "group": "g1"} for i in range(100)]},
+            "/cluster/ha/rules": {"data": [
+                {"rule": "r1", "resources": "vm:1005,vm:1010,vm:1015"}]},
+        }
+        self.answers = {k: json.dumps(v).encode() for k, v in self.answers.items()}
+        self.calls = 0
+
+    def answer(self, target: str, auth: str) -> tuple[int, bytes]:
+        path = target[len("/api2/json"):] if target.startswith("/api2/json/") else target
+        known = path in self.answers or path.endswith("/config")
+        if not known:
+            return 0, b""
+        if auth != f"PVEAPIToken={INVENTORY_TOKEN}":
+            return 401, b'{"data":null}'
+        self.calls += 1
+        if path in self.answers:
+            return 200, self.answers[path]
+        parts = path.split("/")  # ['', 'nodes', node, kind, vmid, 'config']
+        try:
+            vmid = int(parts[4])
+        except (IndexError, ValueError):
+            return 400, b'{"data":null}'
+        if self.kinds.get(vmid) != parts[3]:
+            return 500, b'{"data":null}'
+        c = {"scsi0": f"local-lvm:vm-{vmid}-disk-0,size=32G", "memory": "4096",
+             "cores": "2", "net0": "virtio=BC:24:11:00:00:01,bridge=vmbr0",
+             "digest": "0123456789abcdef0123456789abcdef01234567"}
+        if vmid % 10 == 0:
+            c["mp0"] = f"tank:subvol-{vmid}-disk-1,mp=/srv"
+        if vmid == 1005:
+            c["hostpci0"] = "mapping=igpu,pcie=1"
+        return 200, self.json.dumps({"data": c}).encode()
+
+
+INVENTORY: Inventory | None = None
+
+
 class Discard(socketserver.BaseRequestHandler):
-    """HTTP/1.1 keep-alive server that reads (and drops) each request body, then answers 200."""
+    """HTTP/1.1 keep-alive server that reads (and drops) each request body, then answers 200;
+    with `--inventory`, the inventory's reads are answered as a 10,000-guest cluster would."""
 
     def handle(self) -> None:
         sock = self.request
@@ -52,10 +140,15 @@ class Discard(socketserver.BaseRequestHandler):
                 pending += chunk
             head, pending = pending.split(b"\r\n\r\n", 1)
             length = 0
-            for line in head.split(b"\r\n")[1:]:
+            auth = ""
+            lines = head.split(b"\r\n")
+            for line in lines[1:]:
                 k, _, v = line.partition(b":")
-                if k.strip().lower() == b"content-length":
+                k = k.strip().lower()
+                if k == b"content-length":
                     length = int(v.strip())
+                elif k == b"authorization":
+                    auth = v.strip().decode("latin-1")
             left = length - len(pending)
             pending = pending[length:] if left <= 0 else b""
             view = memoryview(buf)
@@ -64,6 +157,15 @@ class Discard(socketserver.BaseRequestHandler):
                 if n == 0:
                     return
                 left -= n
+            status, body = 0, b""
+            if INVENTORY is not None and lines[0].startswith(b"GET "):
+                target = lines[0].split(b" ")[1].decode("latin-1")
+                status, body = INVENTORY.answer(target, auth)
+            if status:
+                reason = {200: b"OK", 401: b"Unauthorized"}.get(status, b"Error")
+                sock.sendall(b"HTTP/1.1 %d %s\r\nContent-Type: application/json\r\n"
+                             b"Content-Length: %d\r\n\r\n" % (status, reason, len(body)) + body)
+                continue
             sock.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
                          b"Content-Length: %d\r\n\r\n%s" % (len(REPLY), REPLY))
 
@@ -302,26 +404,119 @@ def slow_bodies(pvegate_bin: str) -> None:
         srv.wait()
 
 
+INVENTORY_POLICY = """
+# Selector rules (bench/mem.py --all-features): the inventory's view is built and used.
+[[guest]]
+tags = ["prod"]
+access = "readonly"
+allow = ["snapshot.*"]
+
+[[guest]]
+pool = "core"
+access = "managed"
+deny = ["destroy"]
+
+[[guest]]
+name = "db-*"
+access = "readonly"
+
+[[guest]]
+type = "lxc"
+access = "managed"
+deny = ["destroy"]
+
+[[guest]]
+template = true
+access = "readonly"
+"""
+
+
+def metric(text: str, name: str) -> float | None:
+    for line in text.splitlines():
+        if line.startswith(name + " ") or line.startswith(name + "{"):
+            return float(line.rsplit(" ", 1)[1])
+    return None
+
+
+def inventory_live(admin: int, guests: int) -> str:
+    """The inventory metrics from /metrics; exits if the inventory is not loaded, fresh and
+    complete, or a refresh failed."""
+    import urllib.request
+    text = urllib.request.urlopen(f"http://127.0.0.1:{admin}/metrics", timeout=5).read().decode()
+    got = {k: metric(text, f"pvegate_inventory_{k}")
+           for k in ("loaded", "fresh", "guests", "refresh_failures_total", "age_seconds")}
+    if (got["loaded"] != 1 or got["fresh"] != 1 or got["guests"] != guests
+            or got["refresh_failures_total"] != 0):
+        raise SystemExit(f"the inventory was not live: {got}")
+    return (f"inventory loaded, fresh, {int(got['guests'])} guests, "
+            f"age {got['age_seconds']:.1f} s, 0 failed refreshes")
+
+
+def selector_writes(port: int, audit: Path) -> str:
+    """Three writes the selector rules judge (shadow mode: forwarded, audited as would-deny by
+    the tag and name rules; allowed for a guest no rule selects); exits unless the audit file
+    names the selector rules."""
+    import json
+    cases = [("POST", "/api2/json/nodes/pve5/qemu/1005/status/stop", "would-deny", "tags"),
+             ("POST", "/api2/json/nodes/pve3/qemu/1011/status/stop", "would-deny", "name"),
+             ("POST", "/api2/json/nodes/pve1/qemu/1001/status/stop", "allow", None)]
+    for method, path, _, _ in cases:
+        c = socket.create_connection(("127.0.0.1", port))
+        c.sendall((f"{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                   f"Authorization: {bench.AUTH}\r\nContent-Length: 0\r\n"
+                   "Connection: close\r\n\r\n").encode())
+        while c.recv(65536):
+            pass
+        c.close()
+    time.sleep(0.5)
+    seen = {}
+    for line in audit.read_text().splitlines():
+        try:
+            e = json.loads(line)
+        except ValueError:
+            continue
+        f = e.get("fields", e)
+        seen[f.get("path")] = (f.get("decision"), str(f.get("rule")))
+    for _, path, decision, sel in cases:
+        d, rule = seen.get(path, (None, ""))
+        if d != decision or (sel is not None and f"guests {sel} = " not in rule):
+            raise SystemExit(f"the selector rules did not judge {path}: audit says "
+                             f"{d} by {rule!r}")
+    return "; ".join(f"{p.split('/')[6]} {seen[p][0]} ({seen[p][1]})" for _, p, _, _ in cases)
+
+
 def all_features(pvegate_bin: str, size: int = 2 << 30, n_idle: int = 10_000) -> None:
     """pvegate alone with every optional feature on (metrics on the admin listener, the audit
-    log in a file, the policy watched and in shadow mode): the 2 GiB upload's VmHWM and the
-    VmRSS of 10,000 idle connections, each on a fresh process, then a look at /metrics and
-    the audit file to show both were at work."""
+    log in a file, the policy watched and in shadow mode, the inventory reading 10,000 guests
+    from the discard upstream with selector rules in the policy): the 2 GiB upload's VmHWM and
+    the VmRSS of 10,000 idle connections, each on a fresh process, then a look at /metrics
+    (the inventory loaded and fresh) and the audit file (selector rules judged writes) to show
+    each was at work; exits if the inventory was not."""
     import subprocess
     import tempfile
     import urllib.request
     d = Path(tempfile.mkdtemp(prefix="pvegate-features-"))
     admin = 19395
-    srv = subprocess.Popen([sys.executable, str(Path(__file__)), "--discard-server"])
+    srv = subprocess.Popen([sys.executable, str(Path(__file__)), "--discard-server",
+                            "--inventory", str(INVENTORY_GUESTS)])
+    policy = d / "policy.toml"
+    policy.write_text((bench.ROOT / "policies" / "homelab.toml").read_text() + INVENTORY_POLICY)
+    token = d / "inventory.token"
+    token.write_text(INVENTORY_TOKEN + "\n")
+    token.chmod(0o600)
     conf = bench.pvegate_conf(d, "pvegate-features", PORTS["pvegate"],
-                              f"http://127.0.0.1:{DISCARD_PORT}", None,
-                              bench.ROOT / "policies" / "homelab.toml", admin_port=admin)
+                              f"http://127.0.0.1:{DISCARD_PORT}", None, policy, admin_port=admin)
+    # The inventory with its defaults (refresh every 10 s, stale after 60 s).
+    with open(conf, "a") as f:
+        f.write(f'\n[inventory]\ntoken_file = "{token}"\n')
+    audit = d / "pvegate-features-audit.log"
     bench.wait_port(DISCARD_PORT, srv, "discard upstream")
 
     def start() -> subprocess.Popen:
         with open(d / "pvegate.log", "a") as log:
             p = subprocess.Popen([pvegate_bin, "serve", "--config", str(conf)], stderr=log)
-        bench.wait_port(PORTS["pvegate"], p, "pvegate")
+        # pvegate reads the inventory once before it listens.
+        bench.wait_port(PORTS["pvegate"], p, "pvegate", timeout=180)
         time.sleep(0.5)
         return p
 
@@ -331,36 +526,48 @@ def all_features(pvegate_bin: str, size: int = 2 << 30, n_idle: int = 10_000) ->
 
     try:
         p = start()
+        live = inventory_live(admin, INVENTORY_GUESTS)
+        judged = selector_writes(PORTS["pvegate"], audit)
+        print(f"every feature on: {live}; selector rules judged: {judged}", flush=True)
         base = bench.proc_status(p.pid, "VmRSS")
         status, secs = upload(PORTS["pvegate"], size)
         hwm = bench.proc_status(p.pid, "VmHWM")
+        live = inventory_live(admin, INVENTORY_GUESTS)
         stop(p)
         print(f"every feature on: upload {size >> 20} MiB -> {status} in {secs:.1f} s, "
-              f"VmHWM {hwm / 1024:.1f} MiB (idle before: {base / 1024:.1f} MiB)", flush=True)
+              f"VmHWM {hwm / 1024:.1f} MiB (idle before: {base / 1024:.1f} MiB); {live}",
+              flush=True)
         p = start()
+        selector_writes(PORTS["pvegate"], audit)
         before = bench.proc_status(p.pid, "VmRSS")
         loop = asyncio.new_event_loop()
         conns = loop.run_until_complete(open_idle(PORTS["pvegate"], n_idle))
         time.sleep(2)
         rss = bench.proc_status(p.pid, "VmRSS")
+        hwm2 = bench.proc_status(p.pid, "VmHWM")
         n_open = len(conns)
         metrics = urllib.request.urlopen(f"http://127.0.0.1:{admin}/metrics", timeout=5).read()
+        live = inventory_live(admin, INVENTORY_GUESTS)
         for _, w in conns:
             w.close()
         loop.run_until_complete(asyncio.sleep(0.5))
         loop.close()
         stop(p)
-        audit_lines = (d / "pvegate-features-audit.log").read_bytes().count(b"\n")
+        audit_lines = audit.read_bytes().count(b"\n")
+        refreshes = (d / "pvegate.log").read_text().count("inventory read")
         print(f"every feature on: {n_open} idle connections: VmRSS {rss / 1024:.1f} MiB "
               f"(before {before / 1024:.1f}; {(rss - before) / max(n_open, 1):.1f} KiB per "
-              f"connection); /metrics {len(metrics)} bytes, audit file "
-              f"{audit_lines} lines", flush=True)
+              f"connection; VmHWM {hwm2 / 1024:.1f} MiB); /metrics {len(metrics)} bytes, "
+              f"audit file {audit_lines} lines; {live}; 'inventory read' logged at "
+              f"{refreshes} starts", flush=True)
     finally:
         srv.terminate()
         srv.wait()
 
 
-if __name__ == "__main__" and sys.argv[1:] == ["--discard-server"]:
+if __name__ == "__main__" and sys.argv[1:2] == ["--discard-server"]:
+    if sys.argv[2:3] == ["--inventory"]:
+        INVENTORY = Inventory(int(sys.argv[3]))
     Server(("127.0.0.1", DISCARD_PORT), Discard).serve_forever()
 elif __name__ == "__main__" and sys.argv[1:2] == ["--slow-bodies"]:
     slow_bodies(sys.argv[2])
