@@ -35,7 +35,7 @@ fn set_of(sels: &[Sel]) -> GuestSet {
     for s in sels {
         match s {
             Sel::All => return GuestSet::All,
-            Sel::Some(list) => list.iter().for_each(|&v| g.insert(v)),
+            Sel::Some(list) => g.extend(list.iter().copied()),
         }
     }
     g
@@ -82,9 +82,8 @@ pub fn expand(op: &Operation, change: &Change, snap: &Snapshot) -> Option<Operat
                 return None;
             }
             owners.sort_unstable();
-            for &o in &owners {
-                out.guests.insert(o);
-            }
+            owners.dedup();
+            out.guests.extend(owners.iter().copied());
             out.detail = Some(Cow::Owned(format!(
                 "hands over a passthrough device of {}",
                 list(&owners)
@@ -95,7 +94,7 @@ pub fn expand(op: &Operation, change: &Change, snap: &Snapshot) -> Option<Operat
             if users.is_empty() {
                 return None;
             }
-            users.iter().for_each(|&v| out.guests.insert(v));
+            out.guests.extend(users.iter().copied());
             out.detail = Some(Cow::Owned(format!(
                 "mapping {key} is used by {}",
                 list(&users)
@@ -106,7 +105,7 @@ pub fn expand(op: &Operation, change: &Change, snap: &Snapshot) -> Option<Operat
             if users.is_empty() {
                 return None;
             }
-            users.iter().for_each(|&v| out.guests.insert(v));
+            out.guests.extend(users.iter().copied());
             out.detail = Some(Cow::Owned(format!(
                 "storage {id} holds disks of {}",
                 list(&users)
@@ -117,7 +116,7 @@ pub fn expand(op: &Operation, change: &Change, snap: &Snapshot) -> Option<Operat
             out.detail = Some(Cow::Owned(format!("pool {pool}: its members now")));
         }
         Change::PoolDelete { pool } => {
-            snap.pool_members(pool).for_each(|v| out.guests.insert(v));
+            out.guests.extend(snap.pool_members(pool));
         }
         Change::PoolMembers { .. } => return None,
         Change::BackupJob { id, delete, after } => {
@@ -195,9 +194,24 @@ fn sorted(it: impl Iterator<Item = Vmid>) -> Vec<Vmid> {
     v
 }
 
+/// How many guests a detail names before it counts the rest.
+const LISTED: usize = 10;
+
+/// `VM 104, VM 109`; past [`LISTED`] guests, the rest as a count (a storage of thousands of
+/// guests would otherwise make an unreadable error and cost a string per guest).
 fn list(v: &[Vmid]) -> String {
-    let s: Vec<String> = v.iter().map(|v| format!("VM {v}")).collect();
-    s.join(", ")
+    use std::fmt::Write as _;
+    let mut s = String::new();
+    for (i, v) in v.iter().take(LISTED).enumerate() {
+        if i > 0 {
+            s.push_str(", ");
+        }
+        let _ = write!(s, "VM {v}");
+    }
+    if v.len() > LISTED {
+        let _ = write!(s, " and {} more", v.len() - LISTED);
+    }
+    s
 }
 
 #[cfg(test)]
@@ -265,6 +279,16 @@ mod tests {
         );
         let other = Change::Storage { id: "nfs".into() };
         assert!(expand(&op(GuestSet::None), &other, &s).is_none());
+    }
+
+    #[test]
+    fn details_name_ten_guests_and_count_the_rest() {
+        assert_eq!(list(&[104, 109]), "VM 104, VM 109");
+        let many: Vec<Vmid> = (1..=5000).collect();
+        assert_eq!(
+            list(&many),
+            "VM 1, VM 2, VM 3, VM 4, VM 5, VM 6, VM 7, VM 8, VM 9, VM 10 and 4990 more"
+        );
     }
 
     #[test]

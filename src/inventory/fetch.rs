@@ -120,10 +120,11 @@ impl Fetcher {
     }
 
     /// Reads a whole snapshot. `protected` chooses the guests whose configs are read (their
-    /// dependencies matter); it sees the snapshot with guests and stored selections filled in.
+    /// dependencies matter); it sees the snapshot with guests and stored selections filled in,
+    /// shared so that it can resolve selectors without a copy (it must not keep the `Arc`).
     pub async fn snapshot(
         &self,
-        protected: impl Fn(&Snapshot) -> Vec<Vmid>,
+        protected: impl Fn(&Arc<Snapshot>) -> Vec<Vmid>,
     ) -> Result<Snapshot, FetchError> {
         let mut s = Snapshot::empty();
         let (res, pci, usb, storage, backup, ha_res, ha_rules) = tokio::join!(
@@ -142,7 +143,9 @@ impl Fetcher {
         s.set_backup_jobs(&backup?)?;
         s.set_ha_resources(&ha_res?)?;
         s.set_ha_rules(&ha_rules?)?;
-        let wanted = protected(&s);
+        let shared = Arc::new(s);
+        let wanted = protected(&shared);
+        let mut s = Arc::try_unwrap(shared).unwrap_or_else(|kept| (*kept).clone());
         let paths: Vec<(Vmid, String)> = wanted
             .into_iter()
             .filter_map(|v| {
@@ -153,12 +156,12 @@ impl Fetcher {
                 ))
             })
             .collect();
-        let configs: Vec<(Vmid, Result<Value, FetchError>)> = stream::iter(paths)
+        // Each config is applied as it arrives: at most CONFIG_CONCURRENCY answers are held
+        // at once, not thousands (the refresh's memory peak stays with the process).
+        let mut configs = stream::iter(paths)
             .map(|(v, p)| async move { (v, self.get(&p).await) })
-            .buffer_unordered(CONFIG_CONCURRENCY)
-            .collect()
-            .await;
-        for (v, c) in configs {
+            .buffer_unordered(CONFIG_CONCURRENCY);
+        while let Some((v, c)) = configs.next().await {
             s.set_config(v, &c?)?;
         }
         s.loaded_at = std::time::Instant::now();

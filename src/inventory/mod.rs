@@ -206,8 +206,7 @@ impl Inventory {
         let started = Instant::now();
         let result = fetcher
             .snapshot(|s| {
-                let tmp = Arc::new(s.clone());
-                let r = p.resolve(tmp, 0);
+                let r = p.resolve(Arc::clone(s), 0);
                 let mut v: Vec<_> = s
                     .guests
                     .keys()

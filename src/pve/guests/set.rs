@@ -56,11 +56,7 @@ impl GuestSet {
         match other {
             GuestSet::None => {}
             GuestSet::All => self.set_all(),
-            GuestSet::Some(list) => {
-                for &v in list {
-                    self.insert(v);
-                }
-            }
+            GuestSet::Some(list) => self.extend(list.iter().copied()),
         }
     }
 
@@ -92,12 +88,39 @@ impl GuestSet {
     }
 }
 
+impl Extend<Vmid> for GuestSet {
+    /// Adds many guests at once: appended, then sorted and deduplicated once (a pool or a
+    /// storage of thousands of guests, in any order, costs O(n log n), not one shift each).
+    fn extend<I: IntoIterator<Item = Vmid>>(&mut self, iter: I) {
+        match self {
+            GuestSet::All => {}
+            GuestSet::None => {
+                let mut list: Vec<Vmid> = iter.into_iter().collect();
+                if !list.is_empty() {
+                    sort_dedup(&mut list);
+                    *self = GuestSet::Some(list);
+                }
+            }
+            GuestSet::Some(list) => {
+                list.extend(iter);
+                sort_dedup(list);
+            }
+        }
+    }
+}
+
+/// Sorted and free of duplicates, sorting only when the list is not already.
+fn sort_dedup(list: &mut Vec<Vmid>) {
+    if !list.is_sorted_by(|a, b| a < b) {
+        list.sort_unstable();
+        list.dedup();
+    }
+}
+
 impl FromIterator<Vmid> for GuestSet {
     fn from_iter<I: IntoIterator<Item = Vmid>>(iter: I) -> Self {
         let mut set = GuestSet::None;
-        for v in iter {
-            set.insert(v);
-        }
+        set.extend(iter);
         set
     }
 }

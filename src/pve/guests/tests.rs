@@ -8,6 +8,27 @@ fn set(v: &[Vmid]) -> GuestSet {
 }
 
 #[test]
+fn guest_set_extend_sorts_and_deduplicates_once() {
+    let mut s: GuestSet = [300, 100, 200, 100].into_iter().collect();
+    assert_eq!(s.listed(), &[100, 200, 300]);
+    s.extend([250, 50, 300]);
+    assert_eq!(s.listed(), &[50, 100, 200, 250, 300]);
+    s.extend([400, 500]);
+    assert_eq!(s.listed(), &[50, 100, 200, 250, 300, 400, 500]);
+    let mut none = GuestSet::None;
+    none.extend(std::iter::empty());
+    assert!(none.is_empty(), "an empty extension names no guest");
+    let mut all = GuestSet::All;
+    all.extend([1, 2]);
+    assert!(all.is_all());
+    // 10,000 guests in descending order: the same set as one by one.
+    let many: GuestSet = (0..10_000).rev().collect();
+    let mut one_by_one = GuestSet::None;
+    (0..10_000).rev().for_each(|v| one_by_one.insert(v));
+    assert_eq!(many, one_by_one);
+}
+
+#[test]
 fn guest_set_ops() {
     let mut s = GuestSet::None;
     s.insert(110);
