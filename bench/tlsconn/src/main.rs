@@ -2,8 +2,8 @@
 //!
 //! `tlsconn HOST:PORT PATH [--conns N] [--seconds S] [--no-resume] [--header 'K: V']`
 //!
-//! Keeps N connections in flight: each task connects, handshakes (TLS 1.3, resuming the
-//! session the server handed out unless `--no-resume`), sends one GET with
+//! Keeps N connections in flight, one client each: each task connects, handshakes (TLS 1.3,
+//! resuming the session the server handed this client unless `--no-resume`), sends one GET with
 //! `Connection: close`, reads the answer to the end and starts over. The server's
 //! certificate is not verified: this is a load generator for loopback benchmarks, and
 //! verification would only add client CPU. Prints one `BENCH_JSON {...}` line in the shape
@@ -144,18 +144,24 @@ fn percentile(sorted: &[u64], p: f64) -> u64 {
 #[tokio::main(flavor = "current_thread")]
 async fn main() {
     let a = args();
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut config = ClientConfig::builder_with_provider(provider.clone())
-        .with_protocol_versions(&[&rustls::version::TLS13])
-        .expect("TLS 1.3")
-        .dangerous()
-        .with_custom_certificate_verifier(Arc::new(AnyCert(provider)))
-        .with_no_client_auth();
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
-    if !a.resume {
-        config.resumption = rustls::client::Resumption::disabled();
-    }
-    let connector = TlsConnector::from(Arc::new(config));
+    // One client per task, each with its own session cache, as N separate clients would be:
+    // a cache shared by all tasks holds at most 8 tickets per server (rustls' default), so
+    // when many connections end and start in one burst some find none and measure a full
+    // handshake that no real client would have done.
+    let client = || {
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let mut config = ClientConfig::builder_with_provider(provider.clone())
+            .with_protocol_versions(&[&rustls::version::TLS13])
+            .expect("TLS 1.3")
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(AnyCert(provider)))
+            .with_no_client_auth();
+        config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        if !a.resume {
+            config.resumption = rustls::client::Resumption::disabled();
+        }
+        TlsConnector::from(Arc::new(config))
+    };
     let mut request = format!(
         "GET {} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n",
         a.path, a.addr
@@ -173,7 +179,7 @@ async fn main() {
     let mut tasks = Vec::new();
     for _ in 0..a.conns {
         let (connector, request, counts, stop, latencies, addr) = (
-            connector.clone(),
+            client(),
             request.clone(),
             counts.clone(),
             stop.clone(),
