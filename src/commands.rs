@@ -171,7 +171,7 @@ async fn start_inventory(
     let fetcher = crate::inventory::Fetcher::new(&config.upstream, &token)?;
     let inv = crate::inventory::Inventory::new(cfg);
     crate::inventory::metrics::publish(&inv);
-    inv.refresh_once(&fetcher, store).await;
+    inv.refresh_apart(&fetcher, store).await;
     match inv.current() {
         Some(s) => tracing::info!(
             token = %token.id,

@@ -41,6 +41,29 @@ pub struct Fetcher {
     http: reqwest::Client,
     api: String,
     auth: reqwest::header::HeaderValue,
+    /// What [`Fetcher::fresh`] builds a new client from.
+    settings: Settings,
+}
+
+/// The client's settings, checked once by [`Fetcher::new`].
+#[derive(Clone)]
+struct Settings {
+    tls: rustls::ClientConfig,
+    connect_timeout: Duration,
+    pool_idle_timeout: Duration,
+}
+
+impl Settings {
+    fn client(&self) -> Result<reqwest::Client, FetchError> {
+        reqwest::Client::builder()
+            .use_preconfigured_tls(self.tls.clone())
+            .connect_timeout(self.connect_timeout)
+            .timeout(CALL_TIMEOUT)
+            .pool_idle_timeout(self.pool_idle_timeout)
+            .user_agent(concat!("pvegate-inventory/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| FetchError::Setup(e.to_string()))
+    }
 }
 
 impl std::fmt::Debug for Fetcher {
@@ -55,14 +78,12 @@ impl Fetcher {
         let mut tls = crate::upstream::tls::client_config(&upstream.trust)
             .map_err(|e| FetchError::Setup(format!("TLS settings: {e}")))?;
         tls.alpn_protocols = vec![b"http/1.1".to_vec()];
-        let http = reqwest::Client::builder()
-            .use_preconfigured_tls(tls)
-            .connect_timeout(upstream.connect_timeout)
-            .timeout(CALL_TIMEOUT)
-            .pool_idle_timeout(upstream.pool_idle_timeout)
-            .user_agent(concat!("pvegate-inventory/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(|e| FetchError::Setup(e.to_string()))?;
+        let settings = Settings {
+            tls,
+            connect_timeout: upstream.connect_timeout,
+            pool_idle_timeout: upstream.pool_idle_timeout,
+        };
+        let http = settings.client()?;
         let mut auth = reqwest::header::HeaderValue::from_str(token.header())
             .map_err(|_| FetchError::Setup("the API token holds invalid characters".into()))?;
         auth.set_sensitive(true);
@@ -70,6 +91,16 @@ impl Fetcher {
             http,
             api: format!("{}://{}/api2/json", upstream.scheme, upstream.authority),
             auth,
+            settings,
+        })
+    }
+
+    /// The same fetcher with a client (and connection pool) of its own, for use on another
+    /// tokio runtime: a client's pooled connections belong to the runtime that opened them.
+    pub fn fresh(&self) -> Result<Fetcher, FetchError> {
+        Ok(Fetcher {
+            http: self.settings.client()?,
+            ..self.clone()
         })
     }
 

@@ -3,7 +3,9 @@
 //! passthrough devices, resource mappings), plus the stored selections (backup jobs, HA
 //! resources, groups and rules) — parsed from the Proxmox API's JSON answers.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::HashMap;
+
+use compact_str::CompactString;
 use std::time::{Instant, SystemTime};
 
 use serde_json::Value;
@@ -50,17 +52,57 @@ pub struct Guest {
     pub status: String,
 }
 
+/// A small set of names, sorted and without duplicates, in one allocation: most guests use
+/// one or two storages and no device, and a `BTreeSet` allocates a whole tree node (~300
+/// bytes) for one name; names up to 24 bytes are stored inline.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Names(Vec<CompactString>);
+
+impl Names {
+    /// Adds `name`; false when it was there already.
+    pub fn insert(&mut self, name: impl AsRef<str>) -> bool {
+        let name = name.as_ref();
+        match self.0.binary_search_by(|n| n.as_str().cmp(name)) {
+            Ok(_) => false,
+            Err(at) => {
+                self.0.insert(at, CompactString::from(name));
+                true
+            }
+        }
+    }
+
+    /// Whether `name` is in the set.
+    pub fn contains(&self, name: &str) -> bool {
+        self.0.binary_search_by(|n| n.as_str().cmp(name)).is_ok()
+    }
+
+    /// The names, in order.
+    pub fn iter(&self) -> impl Iterator<Item = &str> + '_ {
+        self.0.iter().map(CompactString::as_str)
+    }
+
+    /// How many names.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// True when there is none.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
 /// What a guest's config says it uses (read only for guests whose dependencies matter).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Uses {
     /// Storages holding its disks and mount points.
-    pub storages: BTreeSet<String>,
+    pub storages: Names,
     /// Raw host PCI addresses (`0000:00:02.0`, normalised to the full form, lower case).
-    pub pci: BTreeSet<String>,
+    pub pci: Names,
     /// Raw host USB devices (`host=` values, lower case).
-    pub usb: BTreeSet<String>,
+    pub usb: Names,
     /// Resource mapping ids (`mapping=`), as `pci/<id>` or `usb/<id>`.
-    pub mappings: BTreeSet<String>,
+    pub mappings: Names,
     /// `protection: 1` in its config.
     pub protection: bool,
 }
@@ -515,7 +557,7 @@ pub fn config_uses(key: &str, value: &str, uses: &mut Uses) {
         let vol = first.strip_prefix("volume=").unwrap_or(first);
         if let Some((storage, _)) = vol.split_once(':') {
             if !storage.is_empty() && !storage.starts_with('/') {
-                uses.storages.insert(storage.to_string());
+                uses.storages.insert(storage);
             }
         }
         return;
