@@ -462,6 +462,12 @@ async fn a_stale_inventory_refuses_writes_after_max_age() {
     assert!(m.contains("pvegate_inventory_loaded 1"), "{m}");
     assert!(m.contains("pvegate_inventory_age_seconds"), "{m}");
     assert!(m.contains("pvegate_inventory_guests 5"), "{m}");
+    // The periodic refreshes (each on a thread of its own) keep it fresh past max_age_secs.
+    tokio::time::sleep(Duration::from_millis(2600)).await;
+    let m = raw(s.admin, "GET /metrics HTTP/1.1\r\nHost: a\r\n\r\n").await;
+    let m = String::from_utf8_lossy(&m.body).into_owned();
+    assert!(m.contains("pvegate_inventory_fresh 1"), "{m}");
+    assert!(m.contains("pvegate_inventory_refresh_failures_total 0"), "{m}");
     sim.shutdown();
     // Once the last good reading is older than max_age_secs, writes are refused as stale.
     let mut last = String::new();
