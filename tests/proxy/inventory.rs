@@ -467,7 +467,10 @@ async fn a_stale_inventory_refuses_writes_after_max_age() {
     let m = raw(s.admin, "GET /metrics HTTP/1.1\r\nHost: a\r\n\r\n").await;
     let m = String::from_utf8_lossy(&m.body).into_owned();
     assert!(m.contains("pvegate_inventory_fresh 1"), "{m}");
-    assert!(m.contains("pvegate_inventory_refresh_failures_total 0"), "{m}");
+    assert!(
+        m.contains("pvegate_inventory_refresh_failures_total 0"),
+        "{m}"
+    );
     sim.shutdown();
     // Once the last good reading is older than max_age_secs, writes are refused as stale.
     let mut last = String::new();
