@@ -4,10 +4,9 @@
 //! resources, groups and rules) — parsed from the Proxmox API's JSON answers.
 
 use std::collections::HashMap;
-
-use compact_str::CompactString;
 use std::time::{Instant, SystemTime};
 
+use compact_str::CompactString;
 use serde_json::Value;
 
 use crate::pve::Vmid;
@@ -59,15 +58,11 @@ pub struct Guest {
 pub struct Names(Vec<CompactString>);
 
 impl Names {
-    /// Adds `name`; false when it was there already.
-    pub fn insert(&mut self, name: impl AsRef<str>) -> bool {
+    /// Adds `name` (once).
+    pub fn insert(&mut self, name: impl AsRef<str>) {
         let name = name.as_ref();
-        match self.0.binary_search_by(|n| n.as_str().cmp(name)) {
-            Ok(_) => false,
-            Err(at) => {
-                self.0.insert(at, CompactString::from(name));
-                true
-            }
+        if let Err(at) = self.0.binary_search_by(|n| n.as_str().cmp(name)) {
+            self.0.insert(at, CompactString::from(name));
         }
     }
 

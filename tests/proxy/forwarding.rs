@@ -86,36 +86,56 @@ async fn clients_get_tls13_and_http11_by_alpn() {
         &[&rustls::version::TLS12][..],
     ] {
         let connector = tokio_rustls::TlsConnector::from(Arc::new(pki.client_config(versions)));
-        let tcp = TcpStream::connect(g.addr).await.unwrap();
-        let name = rustls::pki_types::ServerName::try_from("127.0.0.1").unwrap();
-        let mut tls = connector.connect(name, tcp).await.unwrap();
-        let (_, conn) = tls.get_ref();
-        assert_eq!(conn.protocol_version(), Some(versions[0].version));
-        assert_eq!(conn.alpn_protocol(), Some(&b"http/1.1"[..]));
-        tls.write_all(get("/api2/json/version").as_bytes())
-            .await
-            .unwrap();
-        let r = read_response(&mut tls).await;
+        let v = tls_visit(&connector, g.addr).await;
+        assert_eq!(v.version, Some(versions[0].version));
+        assert_eq!(v.alpn.as_deref(), Some(&b"http/1.1"[..]));
+        let r = v.response;
         assert_eq!(r.status, 200, "{} {}", r.status, r.reason);
         assert_eq!(r.json()["data"]["version"], "9.1.1");
     }
 }
 
-/// One request over a new TLS connection from `connector`; whether its handshake resumed.
-async fn resumed_request(
-    connector: &tokio_rustls::TlsConnector,
-    addr: std::net::SocketAddr,
-) -> bool {
+/// What one `GET /api2/json/version` over a new TLS connection from `connector` showed.
+struct TlsVisit {
+    response: RawResponse,
+    version: Option<rustls::ProtocolVersion>,
+    alpn: Option<Vec<u8>>,
+    resumed: bool,
+}
+
+async fn tls_visit(connector: &tokio_rustls::TlsConnector, addr: std::net::SocketAddr) -> TlsVisit {
     let tcp = TcpStream::connect(addr).await.unwrap();
     let name = rustls::pki_types::ServerName::try_from("127.0.0.1").unwrap();
     let mut tls = connector.connect(name, tcp).await.unwrap();
+    let (_, conn) = tls.get_ref();
+    let version = conn.protocol_version();
+    let alpn = conn.alpn_protocol().map(<[u8]>::to_vec);
+    let resumed = conn.handshake_kind() == Some(rustls::HandshakeKind::Resumed);
     tls.write_all(get("/api2/json/version").as_bytes())
         .await
         .unwrap();
     // Reading the answer also takes in the session tickets sent after the handshake.
-    let r = read_response(&mut tls).await;
-    assert_eq!(r.status, 200, "{} {}", r.status, r.reason);
-    tls.get_ref().1.handshake_kind() == Some(rustls::HandshakeKind::Resumed)
+    let response = read_response(&mut tls).await;
+    TlsVisit {
+        response,
+        version,
+        alpn,
+        resumed,
+    }
+}
+
+/// One visit that must be answered 200; whether its handshake resumed a session.
+async fn resumed_request(
+    connector: &tokio_rustls::TlsConnector,
+    addr: std::net::SocketAddr,
+) -> bool {
+    let v = tls_visit(connector, addr).await;
+    assert_eq!(
+        v.response.status, 200,
+        "{} {}",
+        v.response.status, v.response.reason
+    );
+    v.resumed
 }
 
 #[tokio::test]
