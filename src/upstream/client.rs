@@ -9,7 +9,9 @@
 //! written) goes out on a fresh one, and so does a GET that meets a connection the upstream
 //! closed under it before answering.
 
+use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -298,7 +300,17 @@ impl Upstream {
     }
 
     /// Opens a new connection (TCP, TLS when configured, HTTP/1.1) and starts its task.
-    async fn connect(&self) -> Result<SendRequest<Body>, ForwardError> {
+    ///
+    /// Boxed: the connect, TLS handshake and timeout futures are kilobytes, and inline they
+    /// would grow every request's future (moved into its box on each request) for a step most
+    /// requests skip (they find an idle connection).
+    fn connect(
+        &self,
+    ) -> Pin<Box<dyn Future<Output = Result<SendRequest<Body>, ForwardError>> + Send + '_>> {
+        Box::pin(self.connect_now())
+    }
+
+    async fn connect_now(&self) -> Result<SendRequest<Body>, ForwardError> {
         let attempt = async {
             let tcp = TcpStream::connect(&self.address)
                 .await
@@ -424,17 +436,33 @@ pub fn forwarded_for(client: SocketAddr) -> HeaderValue {
 /// Removes hop-by-hop headers (and those the `Connection` header names). For an upgrade the
 /// `Connection: upgrade` / `Upgrade` pair is kept.
 pub fn strip_hop_by_hop(h: &mut HeaderMap, keep_upgrade: bool) {
-    if h.contains_key(header::CONNECTION) {
+    // One look at the lines first: most messages carry none of them, or a response's
+    // `Connection: keep-alive`, which names no header.
+    let (mut hop, mut named) = (false, false);
+    for (k, v) in h.iter() {
+        hop |= is_hop_by_hop(k, keep_upgrade);
+        named |= k == header::CONNECTION && !only_keep_alive(v);
+    }
+    if named {
         remove_connection_named(h, keep_upgrade);
     }
-    // Most messages carry none or one of them (a response's `Connection: keep-alive`): remove
-    // the names present instead of looking up every hop-by-hop name.
-    while let Some(name) = h.keys().find(|k| is_hop_by_hop(k, keep_upgrade)).cloned() {
-        h.remove(&name);
+    // Remove the names present instead of looking up every hop-by-hop name.
+    while hop {
+        match h.keys().find(|k| is_hop_by_hop(k, keep_upgrade)).cloned() {
+            Some(name) => drop(h.remove(&name)),
+            None => hop = false,
+        }
     }
     if keep_upgrade {
         h.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
     }
+}
+
+/// A `Connection` value whose every token is `keep-alive`: it names no header to remove.
+fn only_keep_alive(v: &HeaderValue) -> bool {
+    v.as_bytes()
+        .split(|&b| b == b',')
+        .all(|t| t.trim_ascii().eq_ignore_ascii_case(b"keep-alive"))
 }
 
 /// Removes the headers a `Connection` header names (HTTP/1.1: they are for this hop only).
@@ -458,6 +486,39 @@ fn remove_connection_named(h: &mut HeaderMap, keep_upgrade: bool) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_connection_line_is_read_for_the_headers_it_names() {
+        // (Connection lines, whether `x-hop` survives)
+        let cases: &[(&[&str], bool)] = &[
+            (&["keep-alive"], true),
+            (&[" Keep-Alive ,keep-alive "], true),
+            (&["close"], true),
+            (&["keep-alive", "x-hop"], false),
+            (&["x-hop", "keep-alive"], false),
+            (&["keep-alive, X-Hop"], false),
+            (&["keep-alive,", "keep-alive ,x-hop"], false),
+        ];
+        for (lines, kept) in cases {
+            let mut h = HeaderMap::new();
+            for l in *lines {
+                h.append(header::CONNECTION, HeaderValue::from_static(l));
+            }
+            h.insert("x-hop", HeaderValue::from_static("1"));
+            h.insert(
+                header::TRANSFER_ENCODING,
+                HeaderValue::from_static("chunked"),
+            );
+            h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
+            strip_hop_by_hop(&mut h, false);
+            assert_eq!(h.contains_key("x-hop"), *kept, "{lines:?}");
+            assert!(
+                !h.contains_key(header::CONNECTION) && !h.contains_key(header::TRANSFER_ENCODING),
+                "{lines:?}"
+            );
+            assert!(h.contains_key(header::CONTENT_TYPE), "{lines:?}");
+        }
+    }
 
     #[test]
     fn strips_hop_by_hop_internal_and_connection_named_headers() {
