@@ -66,7 +66,9 @@ PORTS = {
 }
 TARGETS = ["direct", "pvegate", "nginx", "haproxy"]
 # name -> (tls, connections, lua script, or "tlsconn"/"tlsconn-full": bench/tlsconn, a new TLS
-# connection per request with `Connection: close`, resuming sessions or only full handshakes)
+# connection per request with `Connection: close`, resuming sessions or only full handshakes,
+# or "rate:R": bench/tlsconn's open loop, R requests/s in all over keep-alive connections, so
+# every target gets the same load and p99 compares latency at equal load)
 WORKLOADS = {
     "plain-c1": (False, 1, "report.lua"),
     "plain-c64": (False, 64, "report.lua"),
@@ -75,6 +77,8 @@ WORKLOADS = {
     "mixed-c64": (False, 64, "mixed.lua"),
     "tlsnew-c16": (True, 16, "tlsconn"),
     "tlsfull-c16": (True, 16, "tlsconn-full"),
+    "plain-r20k": (False, 64, "rate:20000"),
+    "tls-r15k": (True, 64, "rate:15000"),
 }
 TLSCONN = BENCH / "tlsconn" / "target" / "release" / "tlsconn"
 MIXED_REFUSED_SHARE = 0.10
@@ -579,13 +583,17 @@ def build_tlsconn() -> None:
 
 def run_wrk(url: str, conns: int, duration: int, script: str, wrk_cpus: str | None,
             threads: int) -> dict:
-    if script.startswith("tlsconn"):
+    if script.startswith(("tlsconn", "rate:")):
         # https://127.0.0.1:PORT/path -> 127.0.0.1:PORT /path
         hostport, path = url.split("://", 1)[1].split("/", 1)
         argv = [str(TLSCONN), hostport, "/" + path, "--conns", str(conns), "--seconds",
                 str(duration), "--header", f"Authorization: {AUTH}"]
         if script == "tlsconn-full":
             argv.append("--no-resume")
+        if script.startswith("rate:"):
+            argv += ["--rate", script[len("rate:"):]]
+            if url.startswith("http:"):
+                argv.append("--plain")
         if wrk_cpus is not None:
             argv = ["taskset", "-c", wrk_cpus] + argv
         out = subprocess.run(argv, capture_output=True, text=True, check=True).stdout
@@ -859,7 +867,7 @@ def run_rps(args, procs, res, certs, pvegate_bin, pin, workers, proxy_cpus, side
         return pids[name], logs[name], groups.get(name)
 
     wrk_threads = 1 if pin else (os.cpu_count() or 1)
-    if any(WORKLOADS[wl][2].startswith("tlsconn") for wl in workloads):
+    if any(WORKLOADS[wl][2].startswith(("tlsconn", "rate:")) for wl in workloads):
         build_tlsconn()
     results = []
     # Warm-up: every target and workload once, briefly (connection pools, TLS sessions, caches).
