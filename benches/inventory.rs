@@ -1,7 +1,9 @@
 //! The inventory's costs at 10,000 guests: a decision with selector rules in play
 //! (`Policy::decide_in` on a resolved snapshot, beside plain `Policy::decide` as the
 //! comparator), and one refresh of the snapshot (parse the `/cluster/resources` answer and
-//! the stored selections, then index the selector matches: `Policy::resolve`).
+//! the stored selections, then index the selector matches: `Policy::resolve`), and
+//! `Policy::resolve` alone on the full snapshot below (selector matches and the index of
+//! pools, storages, mappings and devices).
 //!
 //! Then every other per-request path the inventory adds, each beside a comparator in the same
 //! run, on a policy using every selector kind (`tags`, `pool`, `name`, `type`, `template`,
@@ -159,6 +161,19 @@ fn bench(c: &mut Criterion) {
         b.iter(|| {
             let v: serde_json::Value = serde_json::from_slice(black_box(&body)).unwrap();
             black_box(v["data"].as_array().map(Vec::len))
+        })
+    });
+    // The index alone, on the snapshot the other groups judge by (configs read, pools,
+    // storages, mappings, devices), as `Inventory::view` builds it after each refresh.
+    let full = Policy::from_toml_str("full.toml", FULL_POLICY).unwrap();
+    let snap = Arc::new(full_snapshot(&body, &full));
+    g.bench_function("Policy::resolve alone, full snapshot", |b| {
+        b.iter(|| {
+            black_box(
+                full.resolve(Arc::clone(black_box(&snap)), 0)
+                    .matches(1000)
+                    .len(),
+            )
         })
     });
     g.finish();
@@ -419,6 +434,10 @@ fn bench_paths(c: &mut Criterion) {
     });
     inv.install(snap);
     let view: Arc<Resolved> = inv.view(&policy).unwrap();
+    eprintln!(
+        "index of pools, storages, mappings and devices: ~{} KiB",
+        view.uses_heap_bytes() / 1024
+    );
     let v = Some(&*view);
     let p = &*policy;
 
@@ -633,13 +652,12 @@ fn bench_paths(c: &mut Criterion) {
             inspected(Method::DELETE, "/api2/json/storage/tank", None),
         ),
     ];
-    let snapshot = &view.snapshot;
     let mut g = c.benchmark_group("stored_selections_10k");
     for (name, (o, ch)) in &selections {
         let ch = ch
             .as_ref()
             .unwrap_or_else(|| panic!("{name}: no change read"));
-        let judged = |o: &Operation, ch: &Change| match expand::expand(o, ch, snapshot) {
+        let judged = |o: &Operation, ch: &Change| match expand::expand(o, ch, &view) {
             Some(e) => p.decide_in(&e, id, v),
             None => p.decide_in(o, id, v),
         };
@@ -648,7 +666,7 @@ fn bench_paths(c: &mut Criterion) {
             b.iter(|| black_box(judged(black_box(o), black_box(ch))))
         });
         g.bench_function(format!("expand alone: {name}"), |b| {
-            b.iter(|| black_box(expand::expand(black_box(o), black_box(ch), snapshot)))
+            b.iter(|| black_box(expand::expand(black_box(o), black_box(ch), &view)))
         });
         g.bench_function(format!("plain decide (comparator): {name}"), |b| {
             b.iter(|| black_box(p.decide(black_box(o), black_box(id))))

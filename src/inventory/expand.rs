@@ -8,7 +8,8 @@
 use std::borrow::Cow;
 
 use super::change::{Change, Device};
-use super::snapshot::{BackupJob, Snapshot};
+use super::snapshot::BackupJob;
+use crate::policy::resolve::Resolved;
 use crate::pve::{GuestSet, Operation, Vmid};
 
 /// A selection of guests: some, or every guest (including future ones).
@@ -19,13 +20,13 @@ enum Sel {
 
 /// What a job selects. Proxmox keeps one of `vmid`, `pool` and `all` per job; should a job
 /// (or a change) carry several, the union counts, so nothing selected escapes judgement.
-fn job_selection(job: &BackupJob, snap: &Snapshot) -> Sel {
+fn job_selection(job: &BackupJob, view: &Resolved) -> Sel {
     if job.all {
         return Sel::All;
     }
     let mut v = job.vmids.clone();
     if let Some(p) = &job.pool {
-        v.extend(snap.pool_members(p));
+        v.extend_from_slice(view.pool_members(p));
     }
     Sel::Some(v)
 }
@@ -43,40 +44,22 @@ fn set_of(sels: &[Sel]) -> GuestSet {
 
 /// The operation to judge for `op` with `change` in `snap`; `None` when the inventory
 /// changes nothing about it.
-pub fn expand(op: &Operation, change: &Change, snap: &Snapshot) -> Option<Operation> {
+///
+/// Pools, storages, mappings and devices are looked up in the index `view` holds (see
+/// [`Resolved`]), built from `view.snapshot`: the same guests a walk of the snapshot finds.
+pub fn expand(op: &Operation, change: &Change, view: &Resolved) -> Option<Operation> {
+    let snap = &*view.snapshot;
     let mut out = op.clone();
     match change {
         Change::GuestConfig { vmid, devices, .. } => {
             let mut owners = Vec::new();
             for d in devices {
-                for (&other, u) in &snap.uses {
-                    if other == *vmid {
-                        continue;
-                    }
-                    let hit = match d {
-                        Device::Pci(a) => {
-                            u.pci.contains(a)
-                                || u.mappings
-                                    .iter()
-                                    .any(|m| snap.mappings.get(m).is_some_and(|ds| ds.contains(a)))
-                        }
-                        Device::Usb(a) => {
-                            u.usb.contains(a)
-                                || u.mappings
-                                    .iter()
-                                    .any(|m| snap.mappings.get(m).is_some_and(|ds| ds.contains(a)))
-                        }
-                        Device::Mapping(m) => {
-                            u.mappings.contains(m)
-                                || snap.mappings.get(m).is_some_and(|ds| {
-                                    ds.iter().any(|a| u.pci.contains(a) || u.usb.contains(a))
-                                })
-                        }
-                    };
-                    if hit {
-                        owners.push(other);
-                    }
-                }
+                let of = match d {
+                    Device::Pci(a) => view.pci_owners(a),
+                    Device::Usb(a) => view.usb_owners(a),
+                    Device::Mapping(m) => view.using_mapping(m),
+                };
+                owners.extend(of.iter().copied().filter(|&other| other != *vmid));
             }
             if owners.is_empty() {
                 return None;
@@ -90,38 +73,38 @@ pub fn expand(op: &Operation, change: &Change, snap: &Snapshot) -> Option<Operat
             )));
         }
         Change::Mapping { key } => {
-            let users: Vec<Vmid> = sorted(snap.using_mapping(key));
+            let users = view.using_mapping(key);
             if users.is_empty() {
                 return None;
             }
             out.guests.extend(users.iter().copied());
             out.detail = Some(Cow::Owned(format!(
                 "mapping {key} is used by {}",
-                list(&users)
+                list(users)
             )));
         }
         Change::Storage { id } => {
-            let users: Vec<Vmid> = sorted(snap.on_storage(id));
+            let users = view.on_storage(id);
             if users.is_empty() {
                 return None;
             }
             out.guests.extend(users.iter().copied());
             out.detail = Some(Cow::Owned(format!(
                 "storage {id} holds disks of {}",
-                list(&users)
+                list(users)
             )));
         }
         Change::PoolBackup { pool } => {
-            out.guests = set_of(&[Sel::Some(snap.pool_members(pool).collect())]);
+            out.guests = set_of(&[Sel::Some(view.pool_members(pool).to_vec())]);
             out.detail = Some(Cow::Owned(format!("pool {pool}: its members now")));
         }
         Change::PoolDelete { pool } => {
-            out.guests.extend(snap.pool_members(pool));
+            out.guests.extend(view.pool_members(pool).iter().copied());
         }
         Change::PoolMembers { .. } => return None,
         Change::BackupJob { id, delete, after } => {
             let job = snap.backup_jobs.get(id)?;
-            let now = job_selection(job, snap);
+            let now = job_selection(job, view);
             let later = if *delete {
                 Sel::Some(Vec::new())
             } else {
@@ -148,7 +131,7 @@ pub fn expand(op: &Operation, change: &Change, snap: &Snapshot) -> Option<Operat
                     j.exclude = e.clone();
                     j.all = true;
                 }
-                job_selection(&j, snap)
+                job_selection(&j, view)
             };
             out.guests = set_of(&[now, later]);
             out.detail = Some(Cow::Owned(format!(
@@ -218,8 +201,11 @@ fn list(v: &[Vmid]) -> String {
 mod tests {
     use super::*;
     use crate::inventory::change::Selection;
+    use crate::inventory::Snapshot;
+    use crate::policy::Policy;
     use crate::pve::Route;
     use serde_json::json;
+    use std::sync::Arc;
 
     fn snap() -> Snapshot {
         let mut s = Snapshot::empty();
@@ -246,13 +232,24 @@ mod tests {
         s
     }
 
+    /// [`snap`] resolved (under a policy without rules: only the index matters here).
+    fn view() -> Resolved {
+        resolved(snap())
+    }
+
+    fn resolved(s: Snapshot) -> Resolved {
+        Policy::from_toml_str("t.toml", "[settings]\nallow_empty = true\n")
+            .unwrap()
+            .resolve(Arc::new(s), 0)
+    }
+
     fn op(guests: GuestSet) -> Operation {
         Operation::new(Route::Unknown, "config.write".parse().unwrap(), guests)
     }
 
     #[test]
     fn dependencies_reach_the_owner() {
-        let s = snap();
+        let s = view();
         let raw = Change::GuestConfig {
             vmid: 110,
             tags: None,
@@ -293,7 +290,7 @@ mod tests {
 
     #[test]
     fn stored_selections_now_and_after() {
-        let s = snap();
+        let s = view();
         let edit = Change::BackupJob {
             id: "j1".into(),
             delete: false,
@@ -358,5 +355,193 @@ mod tests {
             expand(&op(GuestSet::All), &r, &s).unwrap().guests.listed(),
             &[110]
         );
+    }
+
+    /// The guests of `snap` that own device `d`, by a walk of every guest's uses (what
+    /// `expand` did before the index): the reference the index must agree with.
+    fn scan_owners(snap: &Snapshot, d: &Device) -> Vec<Vmid> {
+        let via_mapping = |u: &crate::inventory::snapshot::Uses, a: &str| {
+            u.mappings.iter().any(|m| {
+                snap.mappings
+                    .get(m)
+                    .is_some_and(|ds| ds.iter().any(|x| x == a))
+            })
+        };
+        sorted(
+            snap.uses
+                .iter()
+                .filter(|(_, u)| match d {
+                    Device::Pci(a) => u.pci.contains(a) || via_mapping(u, a),
+                    Device::Usb(a) => u.usb.contains(a) || via_mapping(u, a),
+                    Device::Mapping(m) => {
+                        u.mappings.contains(m)
+                            || snap.mappings.get(m).is_some_and(|ds| {
+                                ds.iter().any(|a| u.pci.contains(a) || u.usb.contains(a))
+                            })
+                    }
+                })
+                .map(|(&v, _)| v),
+        )
+    }
+
+    #[test]
+    fn the_index_finds_what_a_walk_finds() {
+        let mut s = Snapshot::empty();
+        s.set_resources(&json!([
+            {"vmid":101,"type":"qemu","node":"pve","pool":"core"},
+            {"vmid":102,"type":"qemu","node":"pve","pool":"core"},
+            {"vmid":103,"type":"lxc","node":"pve","pool":"lab"},
+            {"vmid":104,"type":"qemu","node":"pve"},
+            {"vmid":105,"type":"qemu","node":"pve","pool":"lab"},
+            {"vmid":106,"type":"qemu","node":"pve","pool":"edge"},
+            {"vmid":108,"type":"qemu","node":"pve"}
+        ]))
+        .unwrap();
+        s.set_mappings(
+            "pci",
+            &json!([
+                {"id":"igpu","map":["node=pve,path=0000:00:02.0","node=pve2,path=0000:00:02.1"]},
+                {"id":"nic","map":["node=pve,path=0000:03:00.0"]}
+            ]),
+        )
+        .unwrap();
+        s.set_mappings(
+            "usb",
+            &json!([{"id":"dongle","map":["node=pve,id=1234:5678"]}]),
+        )
+        .unwrap();
+        let configs = [
+            // a mapping with two devices
+            (
+                101,
+                json!({"scsi0":"tank:vm-101-disk-0","hostpci0":"mapping=igpu"}),
+            ),
+            // one of them raw: a use of the mapping too
+            (
+                102,
+                json!({"scsi0":"local:vm-102-disk-0","efidisk0":"tank:vm-102-disk-1",
+                         "hostpci0":"0000:00:02.1"}),
+            ),
+            (
+                103,
+                json!({"rootfs":"nfs:subvol-103-disk-0","usb0":"host=1234:5678"}),
+            ),
+            (
+                104,
+                json!({"scsi0":"local:vm-104-disk-0","usb0":"mapping=dongle"}),
+            ),
+            // a device both raw and through a mapping, in one guest
+            (
+                105,
+                json!({"scsi0":"tank:vm-105-disk-0","hostpci0":"0000:03:00.0",
+                         "hostpci1":"mapping=nic"}),
+            ),
+            // configs read of a guest the resources do not list (yet)
+            (
+                107,
+                json!({"scsi0":"tank:vm-107-disk-0","hostpci0":"mapping=gone"}),
+            ),
+        ];
+        for (vmid, c) in &configs {
+            s.set_config(*vmid, c).unwrap();
+        }
+        // 104 and 108 are in no pool; 108's config was not read.
+        let v = resolved(s);
+        let snap = &*v.snapshot;
+
+        assert_eq!(v.pool_members("core"), &[101, 102]);
+        assert_eq!(v.pool_members("lab"), &[103, 105]);
+        assert_eq!(v.on_storage("tank"), &[101, 102, 105, 107]);
+        assert_eq!(v.using_mapping("pci/igpu"), &[101, 102]);
+        assert_eq!(v.using_mapping("usb/dongle"), &[103, 104]);
+        assert_eq!(v.using_mapping("pci/gone"), &[107]);
+        assert_eq!(v.pci_owners("0000:00:02.1"), &[101, 102]);
+        assert_eq!(v.pci_owners("0000:03:00.0"), &[105]);
+        assert_eq!(v.usb_owners("1234:5678"), &[103, 104]);
+
+        let mut pools: Vec<&str> = snap
+            .guests
+            .values()
+            .filter_map(|g| g.pool.as_deref())
+            .collect();
+        let mut storages: Vec<&str> = snap.uses.values().flat_map(|u| u.storages.iter()).collect();
+        let mut keys: Vec<&str> = snap.mappings.keys().map(String::as_str).collect();
+        keys.extend(snap.uses.values().flat_map(|u| u.mappings.iter()));
+        let mut devices: Vec<&str> = snap
+            .mappings
+            .values()
+            .flatten()
+            .map(String::as_str)
+            .collect();
+        devices.extend(
+            snap.uses
+                .values()
+                .flat_map(|u| u.pci.iter().chain(u.usb.iter())),
+        );
+        for l in [&mut pools, &mut storages, &mut keys, &mut devices] {
+            l.push("none-such");
+            l.sort_unstable();
+            l.dedup();
+        }
+        assert_eq!(
+            (pools.len(), storages.len(), keys.len(), devices.len()),
+            (4, 4, 5, 5)
+        );
+        for p in pools {
+            assert_eq!(v.pool_members(p), sorted(snap.pool_members(p)), "pool {p}");
+        }
+        for st in storages {
+            assert_eq!(
+                v.on_storage(st),
+                sorted(snap.on_storage(st)),
+                "storage {st}"
+            );
+        }
+        for k in keys {
+            assert_eq!(
+                v.using_mapping(k),
+                sorted(snap.using_mapping(k)),
+                "mapping {k}"
+            );
+            let m = Device::Mapping(k.into());
+            assert_eq!(v.using_mapping(k), scan_owners(snap, &m), "mapping {k}");
+        }
+        for d in devices {
+            let (pci, usb) = (Device::Pci(d.into()), Device::Usb(d.into()));
+            assert_eq!(v.pci_owners(d), scan_owners(snap, &pci), "PCI device {d}");
+            assert_eq!(v.usb_owners(d), scan_owners(snap, &usb), "USB device {d}");
+            // and through `expand`, handed to each guest in turn (its own use left out)
+            for &vmid in snap.guests.keys() {
+                for dev in [&pci, &usb] {
+                    let c = Change::GuestConfig {
+                        vmid,
+                        tags: None,
+                        name: None,
+                        clears_protection: false,
+                        devices: vec![dev.clone()],
+                    };
+                    let others: Vec<Vmid> = scan_owners(snap, dev)
+                        .into_iter()
+                        .filter(|&o| o != vmid)
+                        .collect();
+                    let got = expand(&op(GuestSet::one(vmid)), &c, &v);
+                    match got {
+                        None => assert!(others.is_empty(), "{dev:?} to {vmid}: {others:?}"),
+                        Some(e) => {
+                            let mut want = others.clone();
+                            want.push(vmid);
+                            assert_eq!(e.guests.listed(), sorted(want.into_iter()), "{dev:?}");
+                            assert_eq!(
+                                e.detail.as_deref(),
+                                Some(
+                                    format!("hands over a passthrough device of {}", list(&others))
+                                        .as_str()
+                                )
+                            );
+                        }
+                    }
+                }
+            }
+        }
     }
 }

@@ -47,7 +47,7 @@ impl Inventory {
         match self.view(policy) {
             Err(why) => Prepared::Stale(why),
             Ok(view) => {
-                let op = change.and_then(|c| expand(op, c, &view.snapshot));
+                let op = change.and_then(|c| expand(op, c, &view));
                 Prepared::Ready { view, op }
             }
         }

@@ -1,7 +1,10 @@
 //! Selector rules meet an inventory snapshot: [`Resolved`] is, for one policy and one
 //! snapshot, the selector rules each guest matches, computed once when either changes so
 //! that a decision is a hash lookup. Also which rules govern a guest (the precedence), and
-//! which guests a rule protects (to know whose configs the inventory must read).
+//! which guests a rule protects (to know whose configs the inventory must read). It also
+//! holds the [`Uses`] index of the same snapshot (who is in a pool, on a storage, using a
+//! mapping or a device), so that resolving a stored selection or a dependency change is a
+//! lookup, not a walk of every guest.
 //!
 //! Precedence, for one guest:
 //! 1. a rule by `vmid = N` alone (no selector) governs that guest alone, as before;
@@ -23,6 +26,8 @@ use crate::pve::{Action, Vmid};
 pub struct Resolved {
     /// Guest -> indexes of the selector rules it matches (file order).
     matches: HashMap<Vmid, Box<[u32]>>,
+    /// Who uses what in `snapshot`.
+    uses: Uses,
     /// The snapshot it was built from.
     pub snapshot: Arc<Snapshot>,
     /// Identifies the policy it was built for (its address in the live store).
@@ -34,6 +39,150 @@ impl Resolved {
     #[inline]
     pub fn matches(&self, vmid: Vmid) -> &[u32] {
         self.matches.get(&vmid).map_or(&[], |m| m)
+    }
+
+    /// The guests of `pool`, sorted ([`Snapshot::pool_members`], indexed).
+    pub fn pool_members(&self, pool: &str) -> &[Vmid] {
+        Uses::get(&self.uses.pools, pool)
+    }
+
+    /// The guests whose configs were read and that use `storage`, sorted
+    /// ([`Snapshot::on_storage`], indexed).
+    pub fn on_storage(&self, storage: &str) -> &[Vmid] {
+        Uses::get(&self.uses.storages, storage)
+    }
+
+    /// The guests whose configs were read and that use mapping `key` (`pci/<id>`) or one of
+    /// its devices raw, sorted ([`Snapshot::using_mapping`], indexed).
+    pub fn using_mapping(&self, key: &str) -> &[Vmid] {
+        Uses::get(&self.uses.mappings, key)
+    }
+
+    /// The guests whose configs were read and that use the host PCI device `address` raw or
+    /// through a mapping they name that maps it, sorted.
+    pub fn pci_owners(&self, address: &str) -> &[Vmid] {
+        Uses::get(&self.uses.pci, address)
+    }
+
+    /// The same for the host USB device `device` (a `host=` value).
+    pub fn usb_owners(&self, device: &str) -> &[Vmid] {
+        Uses::get(&self.uses.usb, device)
+    }
+
+    /// Roughly the bytes the [`Uses`] index holds on the heap (keys, lists and table slots).
+    pub fn uses_heap_bytes(&self) -> usize {
+        self.uses.heap_bytes()
+    }
+}
+
+/// Who uses what in one snapshot, each list sorted and free of duplicates. It lives in
+/// [`Resolved`], built with it from one immutable snapshot, and never in the [`Snapshot`]
+/// itself: a snapshot's fields are patched after forwarded writes (`inventory::gate`), and
+/// an index beside them could miss a patch and let a pool's new member escape its rules. A
+/// patched snapshot is a new one and gets a new `Resolved`.
+#[derive(Debug, Default)]
+struct Uses {
+    /// Pool -> its guests.
+    pools: HashMap<String, Box<[Vmid]>>,
+    /// Storage -> the guests with a disk on it.
+    storages: HashMap<String, Box<[Vmid]>>,
+    /// Mapping key (`pci/<id>`) -> the guests naming it or using one of its devices raw.
+    mappings: HashMap<String, Box<[Vmid]>>,
+    /// PCI address -> the guests passing it through raw or through a mapping they name.
+    pci: HashMap<String, Box<[Vmid]>>,
+    /// USB device -> the same.
+    usb: HashMap<String, Box<[Vmid]>>,
+}
+
+/// Lists being collected, keyed by name.
+type Building = HashMap<String, Vec<Vmid>>;
+
+fn add(map: &mut Building, key: &str, vmid: Vmid) {
+    match map.get_mut(key) {
+        Some(list) => list.push(vmid),
+        None => {
+            map.insert(key.to_string(), vec![vmid]);
+        }
+    }
+}
+
+fn finish(map: Building) -> HashMap<String, Box<[Vmid]>> {
+    map.into_iter()
+        .map(|(k, mut list)| {
+            list.sort_unstable();
+            list.dedup();
+            (k, list.into_boxed_slice())
+        })
+        .collect()
+}
+
+impl Uses {
+    fn get<'a>(map: &'a HashMap<String, Box<[Vmid]>>, key: &str) -> &'a [Vmid] {
+        map.get(key).map_or(&[], |l| l)
+    }
+
+    /// Indexes the uses of `snap` (the pools come from the guest walk of
+    /// [`Policy::resolve`], through `pools`).
+    fn build(snap: &Snapshot, pools: Building) -> Uses {
+        // Device -> the mappings that map it (a device may sit in several).
+        let mut mapped_by: HashMap<&str, Vec<&str>> = HashMap::new();
+        for (key, devices) in &snap.mappings {
+            for d in devices {
+                mapped_by.entry(d.as_str()).or_default().push(key.as_str());
+            }
+        }
+        let mut storages = Building::new();
+        let mut mappings = Building::new();
+        let mut pci = Building::new();
+        let mut usb = Building::new();
+        for (&vmid, u) in &snap.uses {
+            for s in u.storages.iter() {
+                add(&mut storages, s, vmid);
+            }
+            for m in u.mappings.iter() {
+                add(&mut mappings, m, vmid);
+                // Its devices are passed through to it too, whatever their kind.
+                for d in snap.mappings.get(m).into_iter().flatten() {
+                    add(&mut pci, d, vmid);
+                    add(&mut usb, d, vmid);
+                }
+            }
+            for (raw, map) in [(&u.pci, &mut pci), (&u.usb, &mut usb)] {
+                for d in raw.iter() {
+                    add(map, d, vmid);
+                    // A device used raw is a use of every mapping that maps it.
+                    for &m in mapped_by.get(d).into_iter().flatten() {
+                        add(&mut mappings, m, vmid);
+                    }
+                }
+            }
+        }
+        Uses {
+            pools: finish(pools),
+            storages: finish(storages),
+            mappings: finish(mappings),
+            pci: finish(pci),
+            usb: finish(usb),
+        }
+    }
+
+    fn heap_bytes(&self) -> usize {
+        [
+            &self.pools,
+            &self.storages,
+            &self.mappings,
+            &self.pci,
+            &self.usb,
+        ]
+        .iter()
+        .map(|m| {
+            // A slot per capacity (key, boxed slice, a control byte), then each key and list.
+            m.capacity() * (size_of::<(String, Box<[Vmid]>)>() + 1)
+                + m.iter()
+                    .map(|(k, l)| k.capacity() + size_of_val::<[Vmid]>(l))
+                    .sum::<usize>()
+        })
+        .sum()
     }
 }
 
@@ -51,25 +200,34 @@ pub enum Governing<'a> {
 impl Policy {
     /// Builds the selector matches of `snapshot` for this policy; `policy_key` identifies
     /// the policy for caching.
+    /// The snapshot's [`Uses`] index is built in the same walk of its guests (and one of
+    /// the guests whose configs were read).
     pub fn resolve(&self, snapshot: Arc<Snapshot>, policy_key: usize) -> Resolved {
         let mut matches = HashMap::new();
-        if !self.selector_rules.is_empty() {
-            let mut hit = Vec::new();
-            for g in snapshot.guests.values() {
-                hit.clear();
-                for &i in &self.selector_rules {
-                    let sel = self.rules[i as usize].selector.as_ref();
-                    if sel.is_some_and(|s| s.matches(g)) {
-                        hit.push(i);
-                    }
-                }
-                if !hit.is_empty() {
-                    matches.insert(g.vmid, hit.clone().into_boxed_slice());
+        let mut pools = Building::new();
+        let mut hit = Vec::new();
+        for g in snapshot.guests.values() {
+            if let Some(p) = &g.pool {
+                add(&mut pools, p, g.vmid);
+            }
+            if self.selector_rules.is_empty() {
+                continue;
+            }
+            hit.clear();
+            for &i in &self.selector_rules {
+                let sel = self.rules[i as usize].selector.as_ref();
+                if sel.is_some_and(|s| s.matches(g)) {
+                    hit.push(i);
                 }
             }
+            if !hit.is_empty() {
+                matches.insert(g.vmid, hit.clone().into_boxed_slice());
+            }
         }
+        let uses = Uses::build(&snapshot, pools);
         Resolved {
             matches,
+            uses,
             snapshot,
             policy_key,
         }

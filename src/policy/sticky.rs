@@ -8,7 +8,7 @@ use super::decide::{AllowReason, Decision, DenyReason};
 use super::judge::{Judgement, Mode};
 use super::resolve::{Governing, Resolved};
 use super::rule::{ActionSet, GuestRule};
-use super::selector::Part;
+use super::selector::{Part, Selector};
 use super::Policy;
 use crate::inventory::{Change, Guest};
 use crate::pve::{Operation, Vmid};
@@ -81,6 +81,12 @@ impl Policy {
                     }
                 }
                 let g = snap.guests.get(vmid)?;
+                let touched = |s: &Selector| {
+                    (tags.is_some() && !s.tags.is_empty()) || (name.is_some() && s.name.is_some())
+                };
+                if !self.may_lose(*vmid, identity, view, touched) {
+                    return None;
+                }
                 let mut after = g.clone();
                 if let Some(t) = tags {
                     after.tags = t.clone();
@@ -92,6 +98,9 @@ impl Policy {
             }
             Change::PoolMembers { pool, vms, remove } => vms.iter().find_map(|v| {
                 let g = snap.guests.get(v)?;
+                if !self.may_lose(*v, identity, view, by_pool) {
+                    return None;
+                }
                 let mut after = g.clone();
                 if *remove {
                     if g.pool.as_deref() == Some(pool.as_str()) {
@@ -102,14 +111,40 @@ impl Policy {
                 }
                 self.lost_selector(g, &after, identity, view)
             }),
-            Change::PoolDelete { pool } => snap.pool_members(pool).find_map(|v| {
-                let g = snap.guests.get(&v)?;
+            Change::PoolDelete { pool } => view.pool_members(pool).iter().find_map(|v| {
+                let g = snap.guests.get(v)?;
+                if !self.may_lose(*v, identity, view, by_pool) {
+                    return None;
+                }
                 let mut after = g.clone();
                 after.pool = None;
                 self.lost_selector(g, &after, identity, view)
             }),
             _ => None,
         }
+    }
+
+    /// Whether a selector rule protects `vmid` against `identity` (no `vmid` rule governing
+    /// it) and looks at a part of the guest the change alters (`touched`). Otherwise the
+    /// change cannot take protection away, and the guest after it is not worth building:
+    /// the rules `vmid` matches matched it as the snapshot has it, so only a part the change
+    /// alters can stop matching.
+    fn may_lose(
+        &self,
+        vmid: Vmid,
+        identity: Option<&str>,
+        view: &Resolved,
+        touched: impl Fn(&Selector) -> bool,
+    ) -> bool {
+        if matches!(self.governing(vmid, Some(view)), Governing::Exact(_)) {
+            return false;
+        }
+        view.matches(vmid).iter().any(|&i| {
+            let r = &self.rules[i as usize];
+            restrictive(r)
+                && !r.exempt.matches(identity)
+                && r.selector.as_ref().is_some_and(&touched)
+        })
     }
 
     /// A selector rule that protects `before` and no longer matches `after`.
@@ -156,6 +191,11 @@ impl Policy {
                 .map(Some),
         }
     }
+}
+
+/// A pool change alters a guest's pool only.
+fn by_pool(s: &Selector) -> bool {
+    s.pool.is_some()
 }
 
 fn restrictive(r: &GuestRule) -> bool {
