@@ -2,7 +2,7 @@
 //! snapshot, the selector rules each guest matches, computed once when either changes so
 //! that a decision is a hash lookup. Also which rules govern a guest (the precedence), and
 //! which guests a rule protects (to know whose configs the inventory must read). It also
-//! holds the [`Uses`] index of the same snapshot (who is in a pool, on a storage, using a
+//! holds the `Uses` index of the same snapshot (who is in a pool, on a storage, using a
 //! mapping or a device), so that resolving a stored selection or a dependency change is a
 //! lookup, not a walk of every guest.
 //!
@@ -69,7 +69,7 @@ impl Resolved {
         Uses::get(&self.uses.usb, device)
     }
 
-    /// Roughly the bytes the [`Uses`] index holds on the heap (keys, lists and table slots).
+    /// Roughly the bytes the `Uses` index holds on the heap (keys, lists and table slots).
     pub fn uses_heap_bytes(&self) -> usize {
         self.uses.heap_bytes()
     }
@@ -200,7 +200,7 @@ pub enum Governing<'a> {
 impl Policy {
     /// Builds the selector matches of `snapshot` for this policy; `policy_key` identifies
     /// the policy for caching.
-    /// The snapshot's [`Uses`] index is built in the same walk of its guests (and one of
+    /// The snapshot's `Uses` index is built in the same walk of its guests (and one of
     /// the guests whose configs were read).
     pub fn resolve(&self, snapshot: Arc<Snapshot>, policy_key: usize) -> Resolved {
         let mut matches = HashMap::new();
