@@ -10,36 +10,120 @@ use std::borrow::Cow;
 use super::change::{Change, Device};
 use super::snapshot::BackupJob;
 use crate::policy::resolve::Resolved;
-use crate::pve::{GuestSet, Operation, Vmid};
+use crate::pve::{GuestSet, Judged, Operation, Vmid};
 
 /// A selection of guests: some, or every guest (including future ones).
-enum Sel {
-    Some(Vec<Vmid>),
+enum Sel<'a> {
+    /// Guests named one by one (sorted, free of duplicates) and the pools or HA groups
+    /// selected whole, as `(members, representatives)` from the index.
+    Some {
+        vmids: Vec<Vmid>,
+        groups: Vec<(&'a [Vmid], &'a [Vmid])>,
+    },
     All,
+}
+
+impl<'a> Sel<'a> {
+    fn vmids(list: Vec<Vmid>) -> Self {
+        Sel::Some {
+            vmids: sorted(list.into_iter()),
+            groups: Vec::new(),
+        }
+    }
+
+    fn group(members: &'a [Vmid], reps: &'a [Vmid]) -> Self {
+        Sel::Some {
+            vmids: Vec::new(),
+            groups: vec![(members, reps)],
+        }
+    }
 }
 
 /// What a job selects. Proxmox keeps one of `vmid`, `pool` and `all` per job; should a job
 /// (or a change) carry several, the union counts, so nothing selected escapes judgement.
-fn job_selection(job: &BackupJob, view: &Resolved) -> Sel {
+fn job_selection<'a>(job: &BackupJob, view: &'a Resolved) -> Sel<'a> {
     if job.all {
         return Sel::All;
     }
-    let mut v = job.vmids.clone();
-    if let Some(p) = &job.pool {
-        v.extend_from_slice(view.pool_members(p));
+    let groups = match &job.pool {
+        Some(p) => vec![(view.pool_members(p), view.pool_judged(p))],
+        None => Vec::new(),
+    };
+    Sel::Some {
+        vmids: sorted(job.vmids.iter().copied()),
+        groups,
     }
-    Sel::Some(v)
 }
 
-fn set_of(sels: &[Sel]) -> GuestSet {
-    let mut g = GuestSet::None;
+/// The guests of `sels` together, and when a pool or HA group is among them, the subset to
+/// judge in their place (the named guests and the groups' representatives).
+fn set_of(sels: &[Sel], view: &Resolved) -> (GuestSet, Option<Judged>) {
+    let mut named: Vec<&[Vmid]> = Vec::new();
+    let mut groups: Vec<(&[Vmid], &[Vmid])> = Vec::new();
     for s in sels {
         match s {
-            Sel::All => return GuestSet::All,
-            Sel::Some(list) => g.extend(list.iter().copied()),
+            Sel::All => return (GuestSet::All, None),
+            Sel::Some { vmids, groups: g } => {
+                named.push(vmids);
+                groups.extend(g.iter().copied());
+            }
         }
     }
-    g
+    let members: Vec<&[Vmid]> = named
+        .iter()
+        .copied()
+        .chain(groups.iter().map(|g| g.0))
+        .collect();
+    let guests = match union(&members) {
+        list if list.is_empty() => GuestSet::None,
+        list => GuestSet::Some(list),
+    };
+    let judged = (!groups.is_empty()).then(|| {
+        let reps: Vec<&[Vmid]> = named
+            .iter()
+            .copied()
+            .chain(groups.iter().map(|g| g.1))
+            .collect();
+        Judged {
+            view: view.id,
+            guests: union(&reps),
+        }
+    });
+    (guests, judged)
+}
+
+/// The union of sorted, duplicate-free lists, sorted and free of duplicates: merged, not
+/// sorted again (a pool selected before and after a change is the same list twice).
+fn union(lists: &[&[Vmid]]) -> Vec<Vmid> {
+    let mut distinct: Vec<&[Vmid]> = Vec::with_capacity(lists.len());
+    for &l in lists {
+        if !l.is_empty() && !distinct.iter().any(|d| std::ptr::eq(*d, l)) {
+            distinct.push(l);
+        }
+    }
+    let mut out: Vec<Vmid> = match distinct.first() {
+        Some(first) => first.to_vec(),
+        None => return Vec::new(),
+    };
+    for l in &distinct[1..] {
+        out = merge(&out, l);
+    }
+    out
+}
+
+/// Two sorted, duplicate-free lists merged into one.
+fn merge(a: &[Vmid], b: &[Vmid]) -> Vec<Vmid> {
+    let mut out = Vec::with_capacity(a.len() + b.len());
+    let (mut i, mut j) = (0, 0);
+    while i < a.len() && j < b.len() {
+        let (x, y) = (a[i], b[j]);
+        out.push(x.min(y));
+        i += usize::from(x <= y);
+        j += usize::from(y <= x);
+    }
+    out.extend_from_slice(&a[i..]);
+    out.extend_from_slice(&b[j..]);
+    out
 }
 
 /// The operation to judge for `op` with `change` in `snap`; `None` when the inventory
@@ -95,18 +179,23 @@ pub fn expand(op: &Operation, change: &Change, view: &Resolved) -> Option<Operat
             )));
         }
         Change::PoolBackup { pool } => {
-            out.guests = set_of(&[Sel::Some(view.pool_members(pool).to_vec())]);
+            let sel = Sel::group(view.pool_members(pool), view.pool_judged(pool));
+            (out.guests, out.judged) = set_of(&[sel], view);
             out.detail = Some(Cow::Owned(format!("pool {pool}: its members now")));
         }
         Change::PoolDelete { pool } => {
-            out.guests.extend(view.pool_members(pool).iter().copied());
+            if !out.guests.is_all() {
+                let named = Sel::vmids(out.guests.listed().to_vec());
+                let sel = Sel::group(view.pool_members(pool), view.pool_judged(pool));
+                (out.guests, out.judged) = set_of(&[named, sel], view);
+            }
         }
         Change::PoolMembers { .. } => return None,
         Change::BackupJob { id, delete, after } => {
             let job = snap.backup_jobs.get(id)?;
             let now = job_selection(job, view);
             let later = if *delete {
-                Sel::Some(Vec::new())
+                Sel::vmids(Vec::new())
             } else {
                 let mut j = job.clone();
                 for k in &after.delete {
@@ -133,7 +222,7 @@ pub fn expand(op: &Operation, change: &Change, view: &Resolved) -> Option<Operat
                 }
                 job_selection(&j, view)
             };
-            out.guests = set_of(&[now, later]);
+            (out.guests, out.judged) = set_of(&[now, later], view);
             out.detail = Some(Cow::Owned(format!(
                 "backup job {id}: the guests it selects now and after the change"
             )));
@@ -149,19 +238,15 @@ pub fn expand(op: &Operation, change: &Change, view: &Resolved) -> Option<Operat
                 (false, Some(r)) => r.clone(),
                 (false, None) => rule.vmids.clone(),
             };
-            out.guests = set_of(&[Sel::Some(rule.vmids.clone()), Sel::Some(later)]);
+            (out.guests, out.judged) =
+                set_of(&[Sel::vmids(rule.vmids.clone()), Sel::vmids(later)], view);
             out.detail = Some(Cow::Owned(format!(
                 "HA rule {id}: the guests it places now and after the change"
             )));
         }
         Change::HaGroup { id } => {
-            let members: Vec<Vmid> = sorted(
-                snap.ha_resources
-                    .iter()
-                    .filter(|(_, g)| g.as_deref() == Some(id.as_str()))
-                    .map(|(&v, _)| v),
-            );
-            out.guests = set_of(&[Sel::Some(members)]);
+            let sel = Sel::group(view.ha_group_members(id), view.ha_group_judged(id));
+            (out.guests, out.judged) = set_of(&[sel], view);
             out.detail = Some(Cow::Owned(format!(
                 "HA group {id}: the guests whose HA resources use it"
             )));
@@ -543,5 +628,229 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// A snapshot of `n` guests spread pseudo-randomly over pools, tags, names, types and
+    /// HA groups, with backup jobs of pools.
+    fn mixed(n: u32, seed: u64) -> Snapshot {
+        let mut x = seed;
+        let mut next = move |m: u64| {
+            x = x
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            (x >> 33) % m
+        };
+        let mut guests = Vec::new();
+        let mut ha = Vec::new();
+        for i in 0..n {
+            let vmid = 1000 + i;
+            let pool = ["core", "lab", "edge", ""][next(4) as usize];
+            let tags = ["prod", "edge", "prod;web", "dev", ""][next(5) as usize];
+            let name = ["db1", "web", "dbx", "app"][next(4) as usize];
+            let kind = ["qemu", "lxc"][next(2) as usize];
+            let mut g = json!({"vmid":vmid,"type":kind,"node":"pve","name":name,"tags":tags});
+            if !pool.is_empty() {
+                g["pool"] = json!(pool);
+            }
+            guests.push(g);
+            match next(3) {
+                0 => ha.push(json!({"sid":format!("vm:{vmid}"),"group":"g1"})),
+                1 => ha.push(json!({"sid":format!("vm:{vmid}"),"group":"g2"})),
+                _ => {}
+            }
+        }
+        let mut s = Snapshot::empty();
+        s.set_resources(&json!(guests)).unwrap();
+        s.set_ha_resources(&json!(ha)).unwrap();
+        s.set_backup_jobs(&json!([
+            {"id":"jcore","pool":"core"},
+            {"id":"jlab","pool":"lab"},
+            {"id":"jlist","vmid":"1003,1100,1001"}
+        ]))
+        .unwrap();
+        s
+    }
+
+    const MIXED_POLICY: &str = r#"
+[[guest]]
+tags = ["prod"]
+access = "readonly"
+allow = ["snapshot.*"]
+exempt = ["ci@pve!*"]
+
+[[guest]]
+pool = "core"
+access = "managed"
+deny = ["destroy", "power.*"]
+approve = ["config.write"]
+
+[[guest]]
+name = "db*"
+access = "readonly"
+approve = ["snapshot.rollback"]
+approvers = 2
+
+[[guest]]
+tags = ["edge"]
+pool = "lab"
+access = "managed"
+deny = ["destroy"]
+
+[[guest]]
+vmids = "1100-1149"
+access = "managed"
+deny = ["migrate"]
+approve = ["power.stop"]
+
+[[guest]]
+vmid = 1007
+access = "managed"
+
+[[guest]]
+type = "lxc"
+access = "managed"
+deny = ["config.write"]
+mode = "shadow"
+"#;
+
+    /// Judging a pool's or HA group's representatives gives what judging every member gives:
+    /// the same verdict naming the same guest and rule, the same approvals, the same sticky
+    /// refusal, for every action and identity tried (the reference clears `judged`).
+    #[test]
+    fn representatives_judge_like_every_member() {
+        use crate::policy::Mode;
+        let p = Policy::from_toml_str("t.toml", MIXED_POLICY).unwrap();
+        let actions = [
+            "destroy",
+            "power.stop",
+            "power.start",
+            "config.write",
+            "snapshot.create",
+            "snapshot.rollback",
+            "migrate",
+            "backup",
+        ];
+        let identities = [None, Some("ci@pve!tofu"), Some("ops@pam")];
+        let mut compared = 0;
+        for seed in 1..=6 {
+            let v = p.resolve(Arc::new(mixed(400, seed)), 0);
+            assert!(v.pool_judged("core").len() < v.pool_members("core").len() / 4);
+            for g in ["g1", "g2", "g3"] {
+                let walk = sorted(
+                    v.snapshot
+                        .ha_resources
+                        .iter()
+                        .filter(|(_, x)| x.as_deref() == Some(g))
+                        .map(|(&vmid, _)| vmid),
+                );
+                assert_eq!(v.ha_group_members(g), walk, "HA group {g}");
+            }
+            let after = |vmids: Option<Vec<Vmid>>, pool: Option<&str>| Selection {
+                vmids,
+                pool: pool.map(Into::into),
+                ..Selection::default()
+            };
+            let changes = [
+                Change::PoolBackup {
+                    pool: "core".into(),
+                },
+                Change::PoolBackup { pool: "lab".into() },
+                Change::PoolBackup {
+                    pool: "none".into(),
+                },
+                Change::PoolDelete {
+                    pool: "edge".into(),
+                },
+                Change::PoolDelete { pool: "lab".into() },
+                Change::HaGroup { id: "g1".into() },
+                Change::HaGroup { id: "g2".into() },
+                Change::BackupJob {
+                    id: "jcore".into(),
+                    delete: false,
+                    after: Selection::default(),
+                },
+                Change::BackupJob {
+                    id: "jcore".into(),
+                    delete: false,
+                    after: after(None, Some("lab")),
+                },
+                Change::BackupJob {
+                    id: "jlist".into(),
+                    delete: false,
+                    after: after(Some(vec![1101, 1002]), Some("edge")),
+                },
+                Change::BackupJob {
+                    id: "jlab".into(),
+                    delete: true,
+                    after: Selection::default(),
+                },
+            ];
+            for ch in &changes {
+                for a in actions {
+                    let o = op_with(a, GuestSet::one(1005));
+                    let fast = expand(&o, ch, &v).unwrap();
+                    let mut walk = fast.clone();
+                    walk.judged = None;
+                    if let Some(j) = &fast.judged {
+                        assert!(j.guests.iter().all(|g| fast.guests.contains(*g)));
+                    }
+                    for id in identities {
+                        assert_eq!(
+                            p.judge_in(&fast, Some(ch), id, Mode::Enforce, Some(&v)),
+                            p.judge_in(&walk, Some(ch), id, Mode::Enforce, Some(&v)),
+                            "{ch:?} {a} {id:?}"
+                        );
+                        assert_eq!(
+                            p.approval_needed_in(&fast, id, Some(&v)),
+                            p.approval_needed_in(&walk, id, Some(&v)),
+                            "{ch:?} {a} {id:?}"
+                        );
+                        compared += 1;
+                    }
+                }
+            }
+            // Pool delete: the representatives' sticky check against every member's.
+            for pool in ["core", "lab", "edge"] {
+                let every = Change::PoolMembers {
+                    pool: pool.into(),
+                    vms: v.pool_members(pool).to_vec(),
+                    remove: true,
+                };
+                let delete = Change::PoolDelete { pool: pool.into() };
+                for id in identities {
+                    assert_eq!(p.sticky(&delete, id, &v), p.sticky(&every, id, &v));
+                }
+            }
+            // A view built again is another view: its judged subset is not trusted.
+            let other = p.resolve(Arc::clone(&v.snapshot), 0);
+            let fast = expand(&op_with("destroy", GuestSet::None), &changes[0], &v).unwrap();
+            assert_eq!(
+                fast.to_judge(fast.guests.listed(), Some(other.id)),
+                fast.guests.listed()
+            );
+        }
+        assert!(compared > 1000);
+    }
+
+    /// The guests whose configs a refresh reads: the same without a view as with one.
+    #[test]
+    fn protected_guests_without_a_view_match_is_protected() {
+        let p = Policy::from_toml_str("t.toml", MIXED_POLICY).unwrap();
+        for seed in 1..=4 {
+            let s = Arc::new(mixed(300, seed));
+            let v = p.resolve(Arc::clone(&s), 0);
+            let walk = sorted(
+                s.guests
+                    .keys()
+                    .copied()
+                    .filter(|&g| p.is_protected(g, Some(&v))),
+            );
+            assert!(!walk.is_empty() && walk.len() < s.guests.len());
+            assert_eq!(p.protected_guests(&s), walk);
+        }
+    }
+
+    fn op_with(action: &str, guests: GuestSet) -> Operation {
+        Operation::new(Route::Unknown, action.parse().unwrap(), guests)
     }
 }

@@ -151,8 +151,8 @@ impl Fetcher {
     }
 
     /// Reads a whole snapshot. `protected` chooses the guests whose configs are read (their
-    /// dependencies matter); it sees the snapshot with guests and stored selections filled in,
-    /// shared so that it can resolve selectors without a copy (it must not keep the `Arc`).
+    /// dependencies matter); it sees the snapshot with guests and stored selections filled in
+    /// (`Policy::protected_guests` in a refresh; it must not keep the `Arc`).
     pub async fn snapshot(
         &self,
         protected: impl Fn(&Arc<Snapshot>) -> Vec<Vmid>,

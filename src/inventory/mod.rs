@@ -204,19 +204,7 @@ impl Inventory {
         let n = self.inner.started.fetch_add(1, Ordering::SeqCst) + 1;
         let p = policy.snapshot();
         let started = Instant::now();
-        let result = fetcher
-            .snapshot(|s| {
-                let r = p.resolve(Arc::clone(s), 0);
-                let mut v: Vec<_> = s
-                    .guests
-                    .keys()
-                    .copied()
-                    .filter(|&v| p.is_protected(v, Some(&r)))
-                    .collect();
-                v.sort_unstable();
-                v
-            })
-            .await;
+        let result = fetcher.snapshot(|s| p.protected_guests(s)).await;
         match result {
             Ok(s) => {
                 tracing::debug!(

@@ -78,7 +78,7 @@ impl Policy {
         match &op.guests {
             GuestSet::None => {}
             GuestSet::Some(list) => {
-                for &v in list.iter() {
+                for &v in op.to_judge(list, view.map(|v| v.id)) {
                     match self.governing(v, view) {
                         super::resolve::Governing::Exact(i) => consider(Some(i)),
                         super::resolve::Governing::Default => consider(None),

@@ -1,7 +1,6 @@
 //! Policy files -> a compiled [`Policy`]: every value validated, every error located
 //! ([`PolicyError`], all of them at once), foot-guns collected as warnings.
 
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use toml::Spanned;
@@ -47,7 +46,7 @@ impl Policy {
     pub fn compile(sources: &[(PathBuf, String)]) -> Result<Policy, PolicyError> {
         let mut policy = Policy {
             rules: Vec::new(),
-            by_vmid: HashMap::new(),
+            by_vmid: Default::default(),
             ranges: Vec::new(),
             selector_rules: Vec::new(),
             default_rule: GuestRule {

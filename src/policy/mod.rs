@@ -33,3 +33,8 @@ pub use judge::{Judgement, Mode};
 pub use policy::Policy;
 pub use rule::{Access, GuestRule};
 pub use store::PolicyStore;
+
+/// The hash map of the decision path's lookups (guest → rule, guest → selector matches,
+/// name → guests): foldhash, several times faster than the standard SipHash on a `u32`, and
+/// seeded per process, so inventory data cannot be shaped into collisions ahead of time.
+pub(crate) type FastMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;

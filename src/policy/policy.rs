@@ -2,7 +2,6 @@
 //! [`compile`](super::compile), decides in [`decide`](super::decide) and is held live by
 //! [`store`](super::store).
 
-use std::collections::HashMap;
 use std::path::PathBuf;
 
 use super::rule::{Access, ActionSet, Exempt, GuestRule};
@@ -13,7 +12,7 @@ use crate::pve::Vmid;
 #[derive(Clone, Debug)]
 pub struct Policy {
     pub(super) rules: Vec<GuestRule>,
-    pub(super) by_vmid: HashMap<Vmid, u32>,
+    pub(super) by_vmid: super::FastMap<Vmid, u32>,
     /// Sorted, non-overlapping ranges -> rule index.
     pub(super) ranges: Vec<(Vmid, Vmid, u32)>,
     /// Indexes of rules with selectors (matched through an inventory snapshot).

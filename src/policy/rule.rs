@@ -168,6 +168,13 @@ pub struct GuestRule {
 }
 
 impl GuestRule {
+    /// Whether this rule refuses some change at all (`readonly`, or a `deny` list): the
+    /// guests it governs are protected.
+    #[inline]
+    pub fn is_restrictive(&self) -> bool {
+        self.access == super::Access::Readonly || self.deny != ActionSet::default()
+    }
+
     /// Whether this rule refuses `action` (reads are never refused; nor are actions it
     /// permits with an approval, see [`GuestRule::approve`]).
     #[inline]

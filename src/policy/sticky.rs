@@ -7,7 +7,7 @@
 use super::decide::{AllowReason, Decision, DenyReason};
 use super::judge::{Judgement, Mode};
 use super::resolve::{Governing, Resolved};
-use super::rule::{ActionSet, GuestRule};
+use super::rule::GuestRule;
 use super::selector::{Part, Selector};
 use super::Policy;
 use crate::inventory::{Change, Guest};
@@ -111,7 +111,9 @@ impl Policy {
                 }
                 self.lost_selector(g, &after, identity, view)
             }),
-            Change::PoolDelete { pool } => view.pool_members(pool).iter().find_map(|v| {
+            // Members governed alike lose alike when only their pool goes: the lowest of
+            // each kind (the pool's representatives) stands for the others.
+            Change::PoolDelete { pool } => view.pool_judged(pool).iter().find_map(|v| {
                 let g = snap.guests.get(v)?;
                 if !self.may_lose(*v, identity, view, by_pool) {
                     return None;
@@ -141,7 +143,7 @@ impl Policy {
         }
         view.matches(vmid).iter().any(|&i| {
             let r = &self.rules[i as usize];
-            restrictive(r)
+            r.is_restrictive()
                 && !r.exempt.matches(identity)
                 && r.selector.as_ref().is_some_and(&touched)
         })
@@ -160,7 +162,7 @@ impl Policy {
         }
         view.matches(before.vmid).iter().find_map(|&i| {
             let r = &self.rules[i as usize];
-            if !restrictive(r) || r.exempt.matches(identity) {
+            if !r.is_restrictive() || r.exempt.matches(identity) {
                 return None;
             }
             let sel = r.selector.as_ref()?;
@@ -179,7 +181,7 @@ impl Policy {
         identity: Option<&str>,
         view: &Resolved,
     ) -> Option<Option<u32>> {
-        let protects = |r: &GuestRule| restrictive(r) && !r.exempt.matches(identity);
+        let protects = |r: &GuestRule| r.is_restrictive() && !r.exempt.matches(identity);
         match self.governing(vmid, Some(view)) {
             Governing::Exact(i) => protects(&self.rules[i as usize]).then_some(Some(i)),
             Governing::Default => protects(&self.default_rule).then_some(None),
@@ -196,10 +198,6 @@ impl Policy {
 /// A pool change alters a guest's pool only.
 fn by_pool(s: &Selector) -> bool {
     s.pool.is_some()
-}
-
-fn restrictive(r: &GuestRule) -> bool {
-    r.access == super::Access::Readonly || r.deny != ActionSet::default()
 }
 
 #[cfg(test)]

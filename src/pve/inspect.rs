@@ -56,6 +56,20 @@ pub struct Operation {
     /// Host-reaching values (host paths, devices, raw `args`, hook scripts): the request
     /// reaches every guest through them and is also decided as `host.access`.
     pub host: Vec<HostUse>,
+    /// Set by `inventory::expand` when it found the guests through a pool or an HA group:
+    /// a subset of `guests` that judges like all of them under one inventory view.
+    pub judged: Option<Judged>,
+}
+
+/// The guests of an [`Operation`] the policy needs to judge in place of all of them: every
+/// guest named directly, plus the representatives of the pools and HA groups it reached
+/// (`policy::resolve`). Valid only with the view it was computed with.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Judged {
+    /// The `id` of the resolved inventory view.
+    pub view: u64,
+    /// Sorted, free of duplicates, a subset of the operation's listed guests.
+    pub guests: Vec<super::Vmid>,
 }
 
 impl Operation {
@@ -67,12 +81,23 @@ impl Operation {
             guests,
             detail: None,
             host: Vec::new(),
+            judged: None,
         }
     }
 
     /// True for [`Route::Unknown`] (an endpoint pvegate has no facts about).
     pub fn is_unknown(&self) -> bool {
         self.route == Route::Unknown
+    }
+
+    /// The listed guests to judge under the view with id `view`: [`Operation::judged`] when
+    /// it was computed with that view, otherwise every listed guest.
+    #[inline]
+    pub fn to_judge<'a>(&'a self, list: &'a [super::Vmid], view: Option<u64>) -> &'a [super::Vmid] {
+        match (&self.judged, view) {
+            (Some(j), Some(id)) if j.view == id => &j.guests,
+            _ => list,
+        }
     }
 }
 
@@ -289,6 +314,7 @@ fn inspect_known(
         guests,
         detail,
         host: host_uses,
+        judged: None,
     })
 }
 
@@ -548,6 +574,7 @@ fn inspect_unknown(
         guests,
         detail: Some(why),
         host: host_uses,
+        judged: None,
     }
 }
 

@@ -20,5 +20,5 @@ pub mod request;
 pub use action::Action;
 pub use auth::Credential;
 pub use guests::{GuestSet, Vmid};
-pub use inspect::{inspect, InspectError, Operation, Route};
+pub use inspect::{inspect, InspectError, Judged, Operation, Route};
 pub use request::{ApiFormat, BodyKind, ParamValue, Params, RequestError, Segment, Target};
