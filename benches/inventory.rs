@@ -435,7 +435,7 @@ fn bench_paths(c: &mut Criterion) {
     inv.install(snap);
     let view: Arc<Resolved> = inv.view(&policy).unwrap();
     eprintln!(
-        "index of pools, storages, mappings and devices: ~{} KiB",
+        "index of pools, HA groups, storages, mappings and devices: ~{} KiB",
         view.uses_heap_bytes() / 1024
     );
     let v = Some(&*view);

@@ -718,6 +718,61 @@ async fn stored_selections_are_judged_by_the_guests_they_select() {
     assert_denied(&sim, &r, "VM 104");
 }
 
+/// A pool whose members are governed by different rules: pool `lab` holds 110 (VM, the pool
+/// rule only) and 120 (LXC, the pool rule and a readonly type rule). Requests that reach the
+/// whole pool are judged by one member per set of rules, and still refuse for the member
+/// that refuses, named.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pool_with_members_under_different_rules_refuses_for_the_protected_one() {
+    let sim = start_sim().await;
+    let policy = format!("{CLUSTER}\n[[guest]]\ntype = \"lxc\"\naccess = \"readonly\"\n");
+    let s = serve(&sim, &policy, INV_SECRET, "");
+    sim.recorder.clear();
+    let lxc = "VM 120 (selected by type = \"lxc\") is readonly: backup refused";
+    let r = raw(
+        s.addr,
+        &form(
+            "POST",
+            "/api2/json/nodes/pve/vzdump",
+            "pool=lab&storage=local",
+        ),
+    )
+    .await;
+    assert_denied(&sim, &r, lxc);
+    let r = raw(
+        s.addr,
+        &form(
+            "PUT",
+            "/api2/json/cluster/backup/backup-lab",
+            "comment=weekly",
+        ),
+    )
+    .await;
+    assert_denied(&sim, &r, lxc);
+    // 110 alone (the pool rule permits backups) passes.
+    let r = raw(
+        s.addr,
+        &form(
+            "POST",
+            "/api2/json/nodes/pve/vzdump",
+            "vmid=110&storage=local",
+        ),
+    )
+    .await;
+    assert_passed(&sim, &r, "/nodes/pve/vzdump");
+    // A job moved from the pool to 110 still selects 120 now: refused.
+    let r = raw(
+        s.addr,
+        &form(
+            "PUT",
+            "/api2/json/cluster/backup/backup-lab",
+            "vmid=110&delete=pool",
+        ),
+    )
+    .await;
+    assert_denied(&sim, &r, lxc);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tags_pools_and_mappings_of_the_simulated_cluster() {
     let sim = start_sim().await;
