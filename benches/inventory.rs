@@ -267,7 +267,7 @@ const CRAFTED: &[Crafted] = &[
 
 /// The 10,000 guests of [`resources_json`] plus [`CRAFTED`], every 13th guest outside pool
 /// core in pool lab (no rule names it), and what the inventory reads besides: two storages
-/// and an unused one, a PCI mapping, backup jobs (a list of 20, pool core, pool lab, all),
+/// and an unused one (and scratch, used by 1,000 guests that permit its removal), a PCI mapping, backup jobs (a list of 20, pool core, pool lab, all),
 /// 500 HA resources in two groups and an HA rule, and the configs of the guests the policy
 /// protects (as `Fetcher::snapshot` reads them): a disk on local-lvm, every 10th a mount on
 /// tank, three with passthrough devices.
@@ -300,7 +300,7 @@ fn full_snapshot(body: &[u8], p: &Policy) -> Snapshot {
     )
     .unwrap();
     s.set_mappings("usb", &json!([])).unwrap();
-    s.set_storages(&json!([{"storage": "local-lvm"}, {"storage": "tank"}, {"storage": "nfs-iso"}]))
+    s.set_storages(&json!([{"storage": "local-lvm"}, {"storage": "tank"}, {"storage": "scratch"}, {"storage": "nfs-iso"}]))
         .unwrap();
     let list: Vec<String> = (0..20).map(|i| (1000 + i * 37).to_string()).collect();
     s.set_backup_jobs(&json!([
@@ -327,10 +327,18 @@ fn full_snapshot(body: &[u8], p: &Policy) -> Snapshot {
         .filter(|&v| p.is_protected(v, Some(&view)))
         .collect();
     protected.sort_unstable();
+    // Storage scratch: 1,000 guests whose rules all permit storage changes (a delete of it
+    // must judge every user, none refuses).
+    let mut scratch = 0;
     for v in protected {
         let mut c = json!({"scsi0": format!("local-lvm:vm-{v}-disk-0,size=32G"), "memory": "4096"});
         if v % 10 == 0 {
             c["mp0"] = format!("tank:subvol-{v}-disk-1,mp=/srv").into();
+        }
+        let write = op_on("storage.write", GuestSet::one(v));
+        if scratch < 1000 && !deny(p.decide_in(&write, None, Some(&view))) {
+            c["mp1"] = format!("scratch:subvol-{v}-disk-2,mp=/tmp/x").into();
+            scratch += 1;
         }
         match v {
             1005 => c["hostpci0"] = "mapping=igpu,pcie=1".into(),
@@ -438,6 +446,7 @@ fn bench_paths(c: &mut Criterion) {
         "index of pools, HA groups, storages, mappings and devices: ~{} KiB",
         view.uses_heap_bytes() / 1024
     );
+    assert_eq!(view.on_storage("scratch").len(), 1000);
     let v = Some(&*view);
     let p = &*policy;
 
@@ -650,6 +659,10 @@ fn bench_paths(c: &mut Criterion) {
         (
             "storage tank deleted",
             inspected(Method::DELETE, "/api2/json/storage/tank", None),
+        ),
+        (
+            "storage scratch deleted (1,000 users, none refuses)",
+            inspected(Method::DELETE, "/api2/json/storage/scratch", None),
         ),
     ];
     let mut g = c.benchmark_group("stored_selections_10k");

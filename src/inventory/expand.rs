@@ -92,6 +92,21 @@ fn set_of(sels: &[Sel], view: &Resolved) -> (GuestSet, Option<Judged>) {
     (guests, judged)
 }
 
+/// Adds a group of guests (`members`, with their representatives `reps`) to the guests
+/// `out` already names.
+fn add_group(out: &mut Operation, members: &[Vmid], reps: &[Vmid], view: &Resolved) {
+    if out.guests.is_all() {
+        return;
+    }
+    if reps.len() == members.len() {
+        // Every member stands for itself (a device's few users): nothing to save.
+        out.guests.extend(members.iter().copied());
+        return;
+    }
+    let named = Sel::vmids(out.guests.listed().to_vec());
+    (out.guests, out.judged) = set_of(&[named, Sel::group(members, reps)], view);
+}
+
 /// The union of sorted, duplicate-free lists, sorted and free of duplicates: merged, not
 /// sorted again (a pool selected before and after a change is the same list twice).
 fn union(lists: &[&[Vmid]]) -> Vec<Vmid> {
@@ -161,7 +176,7 @@ pub fn expand(op: &Operation, change: &Change, view: &Resolved) -> Option<Operat
             if users.is_empty() {
                 return None;
             }
-            out.guests.extend(users.iter().copied());
+            add_group(&mut out, users, view.using_mapping_judged(key), view);
             out.detail = Some(Cow::Owned(format!(
                 "mapping {key} is used by {}",
                 list(users)
@@ -172,7 +187,7 @@ pub fn expand(op: &Operation, change: &Change, view: &Resolved) -> Option<Operat
             if users.is_empty() {
                 return None;
             }
-            out.guests.extend(users.iter().copied());
+            add_group(&mut out, users, view.on_storage_judged(id), view);
             out.detail = Some(Cow::Owned(format!(
                 "storage {id} holds disks of {}",
                 list(users)
@@ -184,11 +199,12 @@ pub fn expand(op: &Operation, change: &Change, view: &Resolved) -> Option<Operat
             out.detail = Some(Cow::Owned(format!("pool {pool}: its members now")));
         }
         Change::PoolDelete { pool } => {
-            if !out.guests.is_all() {
-                let named = Sel::vmids(out.guests.listed().to_vec());
-                let sel = Sel::group(view.pool_members(pool), view.pool_judged(pool));
-                (out.guests, out.judged) = set_of(&[named, sel], view);
-            }
+            add_group(
+                &mut out,
+                view.pool_members(pool),
+                view.pool_judged(pool),
+                view,
+            );
         }
         Change::PoolMembers { .. } => return None,
         Change::BackupJob { id, delete, after } => {
@@ -662,6 +678,21 @@ mod tests {
         let mut s = Snapshot::empty();
         s.set_resources(&json!(guests)).unwrap();
         s.set_ha_resources(&json!(ha)).unwrap();
+        s.set_mappings(
+            "pci",
+            &json!([{"id":"igpu","map":["node=pve,path=0000:00:02.0"]}]),
+        )
+        .unwrap();
+        // Configs read: disks on tank or local, some with the mapped device.
+        for i in (0..n).filter(|i| i % 3 != 1) {
+            let vmid = 1000 + i;
+            let store = ["tank", "local"][next(2) as usize];
+            let mut c = json!({"scsi0": format!("{store}:vm-{vmid}-disk-0")});
+            if next(4) == 0 {
+                c["hostpci0"] = json!("mapping=igpu");
+            }
+            s.set_config(vmid, &c).unwrap();
+        }
         s.set_backup_jobs(&json!([
             {"id":"jcore","pool":"core"},
             {"id":"jlab","pool":"lab"},
@@ -735,6 +766,7 @@ mode = "shadow"
         for seed in 1..=6 {
             let v = p.resolve(Arc::new(mixed(400, seed)), 0);
             assert!(v.pool_judged("core").len() < v.pool_members("core").len() / 4);
+            assert!(v.on_storage_judged("tank").len() < v.on_storage("tank").len() / 4);
             for g in ["g1", "g2", "g3"] {
                 let walk = sorted(
                     v.snapshot
@@ -764,6 +796,11 @@ mode = "shadow"
                 Change::PoolDelete { pool: "lab".into() },
                 Change::HaGroup { id: "g1".into() },
                 Change::HaGroup { id: "g2".into() },
+                Change::Storage { id: "tank".into() },
+                Change::Storage { id: "local".into() },
+                Change::Mapping {
+                    key: "pci/igpu".into(),
+                },
                 Change::BackupJob {
                     id: "jcore".into(),
                     delete: false,

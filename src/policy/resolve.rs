@@ -6,8 +6,9 @@
 //! storage, using a mapping or a device), so that resolving a stored selection or a
 //! dependency change is a lookup, not a walk of every guest.
 //!
-//! For pools and HA groups it also keeps their *representatives*: the lowest member of each
-//! distinct set of governing rules ([`Governing`]). Two guests governed by the same rules
+//! For each of its lists (a pool's members, a storage's users...) it also keeps the
+//! *representatives*: the lowest member of each distinct set of governing rules
+//! ([`Governing`]). Two guests governed by the same rules
 //! get the same verdict, the same approvals and the same sticky check for any action and
 //! identity, so judging the representatives in ascending order refuses exactly when judging
 //! every member would, and names the same (lowest refusing) guest. A pool of 1,431 guests
@@ -21,10 +22,10 @@
 //! 3. a guest no rule matches gets `[settings] default_access`.
 
 use std::collections::HashSet;
-
-use super::FastMap as HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+
+use super::FastMap as HashMap;
 
 use super::rule::GuestRule;
 use super::Policy;
@@ -81,24 +82,34 @@ impl Resolved {
     /// The guests whose configs were read and that use `storage`, sorted
     /// ([`Snapshot::on_storage`], indexed).
     pub fn on_storage(&self, storage: &str) -> &[Vmid] {
-        Uses::get(&self.uses.storages, storage)
+        Group::members(&self.uses.storages, storage)
+    }
+
+    /// The representatives of [`Resolved::on_storage`].
+    pub fn on_storage_judged(&self, storage: &str) -> &[Vmid] {
+        Group::reps(&self.uses.storages, storage)
     }
 
     /// The guests whose configs were read and that use mapping `key` (`pci/<id>`) or one of
     /// its devices raw, sorted ([`Snapshot::using_mapping`], indexed).
     pub fn using_mapping(&self, key: &str) -> &[Vmid] {
-        Uses::get(&self.uses.mappings, key)
+        Group::members(&self.uses.mappings, key)
+    }
+
+    /// The representatives of [`Resolved::using_mapping`].
+    pub fn using_mapping_judged(&self, key: &str) -> &[Vmid] {
+        Group::reps(&self.uses.mappings, key)
     }
 
     /// The guests whose configs were read and that use the host PCI device `address` raw or
     /// through a mapping they name that maps it, sorted.
     pub fn pci_owners(&self, address: &str) -> &[Vmid] {
-        Uses::get(&self.uses.pci, address)
+        Group::members(&self.uses.pci, address)
     }
 
     /// The same for the host USB device `device` (a `host=` value).
     pub fn usb_owners(&self, device: &str) -> &[Vmid] {
-        Uses::get(&self.uses.usb, device)
+        Group::members(&self.uses.usb, device)
     }
 
     /// Roughly the bytes the `Uses` index holds on the heap (keys, lists and table slots).
@@ -107,7 +118,8 @@ impl Resolved {
     }
 }
 
-/// Who uses what in one snapshot, each list sorted and free of duplicates. It lives in
+/// Who uses what in one snapshot, each list sorted and free of duplicates and kept with its
+/// representatives (the module doc). It lives in
 /// [`Resolved`], built with it from one immutable snapshot, and never in the [`Snapshot`]
 /// itself: a snapshot's fields are patched after forwarded writes (`inventory::gate`), and
 /// an index beside them could miss a patch and let a pool's new member escape its rules. A
@@ -119,16 +131,17 @@ struct Uses {
     /// HA group -> the guests whose HA resource uses it.
     ha_groups: HashMap<String, Group>,
     /// Storage -> the guests with a disk on it.
-    storages: HashMap<String, Box<[Vmid]>>,
+    storages: HashMap<String, Group>,
     /// Mapping key (`pci/<id>`) -> the guests naming it or using one of its devices raw.
-    mappings: HashMap<String, Box<[Vmid]>>,
+    mappings: HashMap<String, Group>,
     /// PCI address -> the guests passing it through raw or through a mapping they name.
-    pci: HashMap<String, Box<[Vmid]>>,
+    pci: HashMap<String, Group>,
     /// USB device -> the same.
-    usb: HashMap<String, Box<[Vmid]>>,
+    usb: HashMap<String, Group>,
 }
 
-/// A named group of guests (a pool, an HA group) and its representatives.
+/// The guests of one name in the index (a pool's members, a storage's users...) and their
+/// representatives.
 #[derive(Debug, Default)]
 struct Group {
     /// Every member, sorted.
@@ -186,10 +199,6 @@ fn finish(map: Building) -> HashMap<String, Box<[Vmid]>> {
 }
 
 impl Uses {
-    fn get<'a>(map: &'a HashMap<String, Box<[Vmid]>>, key: &str) -> &'a [Vmid] {
-        map.get(key).map_or(&[], |l| l)
-    }
-
     /// Indexes the uses of `snap` (the pools come from the guest walk of
     /// [`Policy::resolve`], through `pools`). Representatives are left empty.
     fn build(snap: &Snapshot, pools: Building) -> Uses {
@@ -235,38 +244,48 @@ impl Uses {
         Uses {
             pools: Group::of(pools),
             ha_groups: Group::of(ha_groups),
-            storages: finish(storages),
-            mappings: finish(mappings),
-            pci: finish(pci),
-            usb: finish(usb),
+            storages: Group::of(storages),
+            mappings: Group::of(mappings),
+            pci: Group::of(pci),
+            usb: Group::of(usb),
         }
     }
 
+    /// Every list of the index, by kind.
+    fn kinds_mut(&mut self) -> [&mut HashMap<String, Group>; 6] {
+        [
+            &mut self.pools,
+            &mut self.ha_groups,
+            &mut self.storages,
+            &mut self.mappings,
+            &mut self.pci,
+            &mut self.usb,
+        ]
+    }
+
     fn heap_bytes(&self) -> usize {
-        let groups: usize = [&self.pools, &self.ha_groups]
-            .iter()
-            .map(|m| {
-                m.capacity() * (size_of::<(String, Group)>() + 1)
-                    + m.iter()
-                        .map(|(k, g)| {
-                            k.capacity()
-                                + size_of_val::<[Vmid]>(&g.members)
-                                + size_of_val::<[Vmid]>(&g.reps)
-                        })
-                        .sum::<usize>()
-            })
-            .sum();
-        groups
-            + [&self.storages, &self.mappings, &self.pci, &self.usb]
-                .iter()
-                .map(|m| {
-                    // A slot per capacity (key, boxed slice, a control byte), then each key and list.
-                    m.capacity() * (size_of::<(String, Box<[Vmid]>)>() + 1)
-                        + m.iter()
-                            .map(|(k, l)| k.capacity() + size_of_val::<[Vmid]>(l))
-                            .sum::<usize>()
-                })
-                .sum::<usize>()
+        [
+            &self.pools,
+            &self.ha_groups,
+            &self.storages,
+            &self.mappings,
+            &self.pci,
+            &self.usb,
+        ]
+        .iter()
+        .map(|m| {
+            // A slot per capacity (key, two boxed slices, a control byte), then each key and
+            // both lists.
+            m.capacity() * (size_of::<(String, Group)>() + 1)
+                + m.iter()
+                    .map(|(k, g)| {
+                        k.capacity()
+                            + size_of_val::<[Vmid]>(&g.members)
+                            + size_of_val::<[Vmid]>(&g.reps)
+                    })
+                    .sum::<usize>()
+        })
+        .sum()
     }
 }
 
@@ -316,14 +335,23 @@ impl Policy {
             policy_key,
             id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
         };
-        let reps = |groups: &HashMap<String, Group>| -> Vec<(String, Box<[Vmid]>)> {
+        let found: Vec<Vec<(String, Box<[Vmid]>)>> = [
+            &r.uses.pools,
+            &r.uses.ha_groups,
+            &r.uses.storages,
+            &r.uses.mappings,
+            &r.uses.pci,
+            &r.uses.usb,
+        ]
+        .iter()
+        .map(|groups| {
             groups
                 .iter()
                 .map(|(k, g)| (k.clone(), self.representatives(&g.members, &r)))
                 .collect()
-        };
-        let (pools, ha) = (reps(&r.uses.pools), reps(&r.uses.ha_groups));
-        for (groups, found) in [(&mut r.uses.pools, pools), (&mut r.uses.ha_groups, ha)] {
+        })
+        .collect();
+        for (groups, found) in r.uses.kinds_mut().into_iter().zip(found) {
             for (k, list) in found {
                 if let Some(g) = groups.get_mut(&k) {
                     g.reps = list;

@@ -56,14 +56,15 @@ pub struct Operation {
     /// Host-reaching values (host paths, devices, raw `args`, hook scripts): the request
     /// reaches every guest through them and is also decided as `host.access`.
     pub host: Vec<HostUse>,
-    /// Set by `inventory::expand` when it found the guests through a pool or an HA group:
-    /// a subset of `guests` that judges like all of them under one inventory view.
+    /// Set by `inventory::expand` when it found the guests through the inventory's index (a
+    /// pool, an HA group, a storage, a mapping): a subset of `guests` that judges like all
+    /// of them under one inventory view.
     pub judged: Option<Judged>,
 }
 
 /// The guests of an [`Operation`] the policy needs to judge in place of all of them: every
-/// guest named directly, plus the representatives of the pools and HA groups it reached
-/// (`policy::resolve`). Valid only with the view it was computed with.
+/// guest named directly, plus the representatives of the pools, HA groups, storages or
+/// mappings it reached (`policy::resolve`). Valid only with the view it was computed with.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Judged {
     /// The `id` of the resolved inventory view.
