@@ -97,7 +97,7 @@ impl Policy {
         match &op.guests {
             GuestSet::None => Decision::Allow(AllowReason::Permitted),
             GuestSet::Some(list) => {
-                // A pool's or HA group's representatives judge like all its members.
+                // The representatives of a pool, storage... judge like all their members.
                 for &vmid in op.to_judge(list, view.map(|v| v.id)) {
                     if let Some(index) = self.refusing_rule(vmid, op.action, identity, view) {
                         return Decision::Deny(DenyReason::Guest { vmid, rule: index });
