@@ -194,8 +194,15 @@ pub fn expand(op: &Operation, change: &Change, view: &Resolved) -> Option<Operat
             )));
         }
         Change::PoolBackup { pool } => {
-            let sel = Sel::group(view.pool_members(pool), view.pool_judged(pool));
-            (out.guests, out.judged) = set_of(&[sel], view);
+            // The pool is what the backup takes (vzdump reads `pool` before `vmid` and
+            // `all`), so its members replace the request's every-guest reading.
+            out.guests = GuestSet::None;
+            add_group(
+                &mut out,
+                view.pool_members(pool),
+                view.pool_judged(pool),
+                view,
+            );
             out.detail = Some(Cow::Owned(format!("pool {pool}: its members now")));
         }
         Change::PoolDelete { pool } => {
@@ -261,8 +268,13 @@ pub fn expand(op: &Operation, change: &Change, view: &Resolved) -> Option<Operat
             )));
         }
         Change::HaGroup { id } => {
-            let sel = Sel::group(view.ha_group_members(id), view.ha_group_judged(id));
-            (out.guests, out.judged) = set_of(&[sel], view);
+            out.guests = GuestSet::None;
+            add_group(
+                &mut out,
+                view.ha_group_members(id),
+                view.ha_group_judged(id),
+                view,
+            );
             out.detail = Some(Cow::Owned(format!(
                 "HA group {id}: the guests whose HA resources use it"
             )));

@@ -252,6 +252,18 @@ impl Uses {
     }
 
     /// Every list of the index, by kind.
+    fn kinds(&self) -> [&HashMap<String, Group>; 6] {
+        [
+            &self.pools,
+            &self.ha_groups,
+            &self.storages,
+            &self.mappings,
+            &self.pci,
+            &self.usb,
+        ]
+    }
+
+    /// [`Uses::kinds`], to change.
     fn kinds_mut(&mut self) -> [&mut HashMap<String, Group>; 6] {
         [
             &mut self.pools,
@@ -264,28 +276,21 @@ impl Uses {
     }
 
     fn heap_bytes(&self) -> usize {
-        [
-            &self.pools,
-            &self.ha_groups,
-            &self.storages,
-            &self.mappings,
-            &self.pci,
-            &self.usb,
-        ]
-        .iter()
-        .map(|m| {
-            // A slot per capacity (key, two boxed slices, a control byte), then each key and
-            // both lists.
-            m.capacity() * (size_of::<(String, Group)>() + 1)
-                + m.iter()
-                    .map(|(k, g)| {
-                        k.capacity()
-                            + size_of_val::<[Vmid]>(&g.members)
-                            + size_of_val::<[Vmid]>(&g.reps)
-                    })
-                    .sum::<usize>()
-        })
-        .sum()
+        self.kinds()
+            .iter()
+            .map(|m| {
+                // A slot per capacity (key, two boxed slices, a control byte), then each key and
+                // both lists.
+                m.capacity() * (size_of::<(String, Group)>() + 1)
+                    + m.iter()
+                        .map(|(k, g)| {
+                            k.capacity()
+                                + size_of_val::<[Vmid]>(&g.members)
+                                + size_of_val::<[Vmid]>(&g.reps)
+                        })
+                        .sum::<usize>()
+            })
+            .sum()
     }
 }
 
@@ -316,13 +321,7 @@ impl Policy {
             if self.selector_rules.is_empty() {
                 continue;
             }
-            hit.clear();
-            for &i in &self.selector_rules {
-                let sel = self.rules[i as usize].selector.as_ref();
-                if sel.is_some_and(|s| s.matches(g)) {
-                    hit.push(i);
-                }
-            }
+            self.selector_hits(g, &mut hit);
             if !hit.is_empty() {
                 matches.insert(g.vmid, hit.clone().into_boxed_slice());
             }
@@ -335,22 +334,17 @@ impl Policy {
             policy_key,
             id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
         };
-        let found: Vec<Vec<(String, Box<[Vmid]>)>> = [
-            &r.uses.pools,
-            &r.uses.ha_groups,
-            &r.uses.storages,
-            &r.uses.mappings,
-            &r.uses.pci,
-            &r.uses.usb,
-        ]
-        .iter()
-        .map(|groups| {
-            groups
-                .iter()
-                .map(|(k, g)| (k.clone(), self.representatives(&g.members, &r)))
-                .collect()
-        })
-        .collect();
+        let found: Vec<Vec<(String, Box<[Vmid]>)>> = r
+            .uses
+            .kinds()
+            .iter()
+            .map(|groups| {
+                groups
+                    .iter()
+                    .map(|(k, g)| (k.clone(), self.representatives(&g.members, &r)))
+                    .collect()
+            })
+            .collect();
         for (groups, found) in r.uses.kinds_mut().into_iter().zip(found) {
             for (k, list) in found {
                 if let Some(g) = groups.get_mut(&k) {
@@ -431,13 +425,28 @@ impl Policy {
         if let Some(&i) = self.by_vmid.get(&vmid) {
             return Governing::Exact(i);
         }
-        let sel = view.map_or(&[][..], |v| v.matches(vmid));
+        self.matched_or_default(vmid, view.map_or(&[][..], |v| v.matches(vmid)))
+    }
+
+    /// [`Policy::governing`] of a guest no `vmid` rule names, which matches the selector
+    /// rules `sel`.
+    #[inline]
+    fn matched_or_default<'a>(&self, vmid: Vmid, sel: &'a [u32]) -> Governing<'a> {
         let range = self.range_index(vmid);
         if sel.is_empty() && range.is_none() {
             Governing::Default
         } else {
             Governing::Matched(sel, range)
         }
+    }
+
+    /// The selector rules `g` matches, into `hit` (cleared first), in file order.
+    fn selector_hits(&self, g: &crate::inventory::Guest, hit: &mut Vec<u32>) {
+        hit.clear();
+        hit.extend(self.selector_rules.iter().copied().filter(|&i| {
+            let sel = self.rules[i as usize].selector.as_ref();
+            sel.is_some_and(|s| s.matches(g))
+        }));
     }
 
     /// The first governing rule of `vmid` that refuses `action` for `identity`
@@ -466,15 +475,19 @@ impl Policy {
     /// Whether `vmid` is protected at all: some governing rule refuses some change
     /// (ignoring exemptions).
     pub fn is_protected(&self, vmid: Vmid, view: Option<&Resolved>) -> bool {
-        let restrictive = GuestRule::is_restrictive;
-        match self.governing(vmid, view) {
-            Governing::Exact(i) => restrictive(&self.rules[i as usize]),
-            Governing::Default => restrictive(&self.default_rule),
+        self.restrictive(self.governing(vmid, view))
+    }
+
+    /// Whether some rule of `governing` refuses some change (ignoring exemptions).
+    fn restrictive(&self, governing: Governing) -> bool {
+        match governing {
+            Governing::Exact(i) => self.rules[i as usize].is_restrictive(),
+            Governing::Default => self.default_rule.is_restrictive(),
             Governing::Matched(sel, range) => sel
                 .iter()
                 .copied()
                 .chain(range)
-                .any(|i| restrictive(&self.rules[i as usize])),
+                .any(|i| self.rules[i as usize].is_restrictive()),
         }
     }
 
@@ -482,32 +495,22 @@ impl Policy {
     /// configs the inventory reads. One walk of the guests, without building a [`Resolved`]
     /// (its index would be built again once the configs are read).
     pub fn protected_guests(&self, snap: &Snapshot) -> Vec<Vmid> {
-        let mut out = Vec::new();
-        for g in snap.guests.values() {
-            let protected = match self.by_vmid.get(&g.vmid) {
-                Some(&i) => self.rules[i as usize].is_restrictive(),
-                None => {
-                    let mut governed = false;
-                    let mut restrictive = false;
-                    let selected = self.selector_rules.iter().copied().filter(|&i| {
-                        let sel = self.rules[i as usize].selector.as_ref();
-                        sel.is_some_and(|s| s.matches(g))
-                    });
-                    for i in selected.chain(self.range_index(g.vmid)) {
-                        governed = true;
-                        restrictive |= self.rules[i as usize].is_restrictive();
+        let mut hit = Vec::new();
+        let mut out: Vec<Vmid> = snap
+            .guests
+            .values()
+            .filter(|g| {
+                let governing = match self.by_vmid.get(&g.vmid) {
+                    Some(&i) => Governing::Exact(i),
+                    None => {
+                        self.selector_hits(g, &mut hit);
+                        self.matched_or_default(g.vmid, &hit)
                     }
-                    if governed {
-                        restrictive
-                    } else {
-                        self.default_rule.is_restrictive()
-                    }
-                }
-            };
-            if protected {
-                out.push(g.vmid);
-            }
-        }
+                };
+                self.restrictive(governing)
+            })
+            .map(|g| g.vmid)
+            .collect();
         out.sort_unstable();
         out
     }

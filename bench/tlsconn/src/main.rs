@@ -344,38 +344,39 @@ async fn main() {
                 latencies.lock().expect("latencies").extend(mine);
             }));
         }
-    }
-    for _ in 0..a.conns * usize::from(a.rate.is_none()) {
-        let (connector, request, counts, stop, latencies, addr) = (
-            client(),
-            request.clone(),
-            counts.clone(),
-            stop.clone(),
-            latencies.clone(),
-            a.addr.clone(),
-        );
-        tasks.push(tokio::spawn(async move {
-            let mut mine = Vec::new();
-            let mut buf = Vec::with_capacity(4096);
-            while !stop.load(Ordering::Relaxed) {
-                let t = Instant::now();
-                match tokio::time::timeout(
-                    Duration::from_secs(5),
-                    one(&addr, &connector, &request, &counts, &mut buf),
-                )
-                .await
-                {
-                    Ok(Ok(())) => {
-                        mine.push(t.elapsed().as_micros() as u64);
-                        counts.requests.fetch_add(1, Ordering::Relaxed);
-                    }
-                    _ => {
-                        counts.errors.fetch_add(1, Ordering::Relaxed);
+    } else {
+        for _ in 0..a.conns {
+            let (connector, request, counts, stop, latencies, addr) = (
+                client(),
+                request.clone(),
+                counts.clone(),
+                stop.clone(),
+                latencies.clone(),
+                a.addr.clone(),
+            );
+            tasks.push(tokio::spawn(async move {
+                let mut mine = Vec::new();
+                let mut buf = Vec::with_capacity(4096);
+                while !stop.load(Ordering::Relaxed) {
+                    let t = Instant::now();
+                    match tokio::time::timeout(
+                        Duration::from_secs(5),
+                        one(&addr, &connector, &request, &counts, &mut buf),
+                    )
+                    .await
+                    {
+                        Ok(Ok(())) => {
+                            mine.push(t.elapsed().as_micros() as u64);
+                            counts.requests.fetch_add(1, Ordering::Relaxed);
+                        }
+                        _ => {
+                            counts.errors.fetch_add(1, Ordering::Relaxed);
+                        }
                     }
                 }
-            }
-            latencies.lock().expect("latencies").extend(mine);
-        }));
+                latencies.lock().expect("latencies").extend(mine);
+            }));
+        }
     }
     tokio::time::sleep_until((start + Duration::from_secs(a.seconds)).into()).await;
     stop.store(true, Ordering::Relaxed);
