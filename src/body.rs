@@ -1,5 +1,6 @@
 //! The one body type of every request and response in the pipeline ([`Body`]): nothing, a
-//! buffered body, a body streamed from hyper's side of a connection, or any other body boxed.
+//! buffered body, a body streamed from hyper's side of a connection, an answer body streamed
+//! from an upstream connection ([`crate::upstream::h1`]), or any other body boxed.
 //!
 //! An enum rather than one boxed type: the bodies pvegate handles are almost all hyper's own
 //! streams (uploads from the client, answers from Proxmox) or bytes it holds (buffered request
@@ -13,8 +14,10 @@ use std::task::{Context, Poll};
 use bytes::Bytes;
 use http_body::{Frame, SizeHint};
 use http_body_util::combinators::UnsyncBoxBody;
-use http_body_util::{BodyExt, Empty, Full};
+use http_body_util::{BodyExt, Empty};
 use hyper::body::Incoming;
+
+use crate::upstream::h1::Streamed;
 
 /// The error a [`Body`] can yield: whatever its source failed with.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -27,8 +30,10 @@ pub struct Body(Kind);
 #[derive(Debug)]
 enum Kind {
     Empty(Empty<Bytes>),
-    Full(Full<Bytes>),
+    /// Bytes held in memory, until they have been read.
+    Full(Option<Bytes>),
     Incoming(Incoming),
+    Upstream(Streamed),
     Boxed(UnsyncBoxBody<Bytes, BoxError>),
 }
 
@@ -77,14 +82,30 @@ impl Body {
         match &self.0 {
             Kind::Empty(_) => Some(Body::empty()),
             Kind::Full(full) => Some(Body(Kind::Full(full.clone()))),
-            Kind::Incoming(_) | Kind::Boxed(_) => None,
+            Kind::Incoming(_) | Kind::Upstream(_) | Kind::Boxed(_) => None,
+        }
+    }
+
+    /// The bytes of a body held in memory (none or buffered) and not read yet; `None` for a
+    /// streamed one.
+    pub fn in_memory(&self) -> Option<Bytes> {
+        match &self.0 {
+            Kind::Empty(_) => Some(Bytes::new()),
+            Kind::Full(full) => Some(full.clone().unwrap_or_default()),
+            Kind::Incoming(_) | Kind::Upstream(_) | Kind::Boxed(_) => None,
         }
     }
 }
 
 impl From<Bytes> for Body {
     fn from(bytes: Bytes) -> Body {
-        Body(Kind::Full(Full::new(bytes)))
+        Body(Kind::Full((!bytes.is_empty()).then_some(bytes)))
+    }
+}
+
+impl From<Streamed> for Body {
+    fn from(body: Streamed) -> Body {
+        Body(Kind::Upstream(body))
     }
 }
 
@@ -104,8 +125,9 @@ impl http_body::Body for Body {
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         match &mut self.get_mut().0 {
             Kind::Empty(_) => Poll::Ready(None),
-            Kind::Full(b) => Pin::new(b).poll_frame(cx).map_err(|never| match never {}),
+            Kind::Full(b) => Poll::Ready(b.take().map(|b| Ok(Frame::data(b)))),
             Kind::Incoming(b) => Pin::new(b).poll_frame(cx).map_err(Into::into),
+            Kind::Upstream(b) => Pin::new(b).poll_frame(cx).map_err(Into::into),
             Kind::Boxed(b) => Pin::new(b).poll_frame(cx),
         }
     }
@@ -113,8 +135,9 @@ impl http_body::Body for Body {
     fn is_end_stream(&self) -> bool {
         match &self.0 {
             Kind::Empty(_) => true,
-            Kind::Full(b) => b.is_end_stream(),
+            Kind::Full(b) => b.is_none(),
             Kind::Incoming(b) => b.is_end_stream(),
+            Kind::Upstream(b) => b.is_end_stream(),
             Kind::Boxed(b) => b.is_end_stream(),
         }
     }
@@ -122,8 +145,9 @@ impl http_body::Body for Body {
     fn size_hint(&self) -> SizeHint {
         match &self.0 {
             Kind::Empty(_) => SizeHint::with_exact(0),
-            Kind::Full(b) => b.size_hint(),
+            Kind::Full(b) => SizeHint::with_exact(b.as_ref().map_or(0, |b| b.len() as u64)),
             Kind::Incoming(b) => b.size_hint(),
+            Kind::Upstream(b) => b.size_hint(),
             Kind::Boxed(b) => b.size_hint(),
         }
     }

@@ -1,10 +1,11 @@
-//! The HTTP/1.1 client to Proxmox (hyper's client connections, TLS by tokio-rustls) and the
-//! header hygiene around it.
+//! The HTTP/1.1 client to Proxmox (TLS by tokio-rustls) and the header hygiene around it.
 //!
 //! Requests go out with the client's own method, request-target and credentials; hop-by-hop
 //! headers and the Proxmox-internal `PVEDisableProxy`/`PVEClientIP` are stripped both ways.
-//! Each client connection sends its requests over an upstream connection of its own, kept
-//! between requests ([`super::pool`]). Idle connections are dropped before pveproxy's 5 s
+//! A request whose body is in memory (every one but uploads and websockets) is exchanged by
+//! [`super::h1`] in the request's own task; an upload or a websocket by hyper's client, on a
+//! connection of its own. Each client connection sends its requests over an upstream
+//! connection of its own, kept between requests ([`super::pool`]). Idle connections are dropped before pveproxy's 5 s
 //! keep-alive ends; a request an idle connection could not carry (closed before it was
 //! written) goes out on a fresh one, and so does a GET that meets a connection the upstream
 //! closed under it before answering.
@@ -23,8 +24,9 @@ use rustls::pki_types::ServerName;
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 
+use super::h1::{self, Stream};
 use super::link::ClientLink;
-use super::pool::{ConnCache, Pool};
+use super::pool::{ConnCache, Home, Pool};
 use super::tls;
 use super::upgrade::UpgradeSlot;
 use crate::body::Body;
@@ -159,7 +161,7 @@ impl Upstream {
             let res = sender
                 .send_request(req)
                 .await
-                .map_err(|e| self.exchange(&e))?;
+                .map_err(|e| self.failed(&e))?;
             Ok(res.status())
         };
         tokio::time::timeout(timeout, attempt)
@@ -207,15 +209,28 @@ impl Upstream {
                 .insert(header::HOST, self.host_header.clone());
         }
 
+        if !websocket {
+            if let Some(body) = req.body().in_memory() {
+                let (parts, _) = req.into_parts();
+                let cache = link.map(|c| &c.cache);
+                let mut res = self.exchange(&parts, body, cache).await?;
+                strip_hop_by_hop(res.headers_mut(), false);
+                return Ok(res);
+            }
+        }
+
+        // An upload or a websocket: hyper's client, on a connection of its own.
         // The server's slot for the upstream side of a websocket (plain-TCP clients), else
         // hyper's own client-side upgrade (TLS clients).
         let client_upgrade = match link.and_then(|c| c.upgrade.clone()) {
             Some(slot) => websocket.then_some(ClientUpgrade::Slot(slot)),
             None => websocket.then(|| ClientUpgrade::Hyper(hyper::upgrade::on(&mut req))),
         };
-        let cache = link.map(|c| &c.cache);
-        let (res, sender) = self.send(req, cache, websocket).await?;
-        let mut res = res;
+        let mut sender = self.connect().await?;
+        let mut res = sender
+            .send_request(req)
+            .await
+            .map_err(|e| self.failed(&e))?;
         if res.status() == StatusCode::SWITCHING_PROTOCOLS {
             if let Some(client_upgrade) = client_upgrade {
                 let upstream_upgrade = hyper::upgrade::on(&mut res);
@@ -230,87 +245,64 @@ impl Upstream {
                 return Ok(Response::from_parts(parts, Body::empty()));
             }
         }
-        // The connection carries the next request once this answer's body has been read
-        // (`SendRequest::ready` waits for that). A tunnel's connection is never reused.
-        if let (false, Some(cache)) = (websocket, cache) {
-            self.pool.put(sender, cache);
-        }
         let (mut parts, body) = res.into_parts();
         strip_hop_by_hop(&mut parts.headers, false);
         Ok(Response::from_parts(parts, Body::new(body)))
     }
 
-    /// Sends `req` on an idle connection (the client connection's own, else a shared one),
-    /// else on a new one. A request the idle connection turned out to be unable to carry
-    /// (closed before it was written) is sent on a new connection; so is a GET the upstream
-    /// closed the connection under before answering.
-    async fn send(
+    /// Sends a request whose body is in memory on an idle connection (the client connection's
+    /// own, else a shared one), else on a new one ([`h1`]). A request the idle connection did
+    /// not take (nothing of it was written) is sent on a new connection; so is a GET the
+    /// upstream closed the connection under before answering.
+    async fn exchange(
         &self,
-        req: Request<Body>,
+        parts: &http::request::Parts,
+        body: bytes::Bytes,
         cache: Option<&ConnCache>,
-        websocket: bool,
-    ) -> Result<(Response<hyper::body::Incoming>, SendRequest<Body>), ForwardError> {
-        let idle = if websocket {
-            None
-        } else {
-            self.pool.take(cache)
-        };
-        let Some(idle) = idle else {
-            let mut sender = self.connect().await?;
-            let res = sender
-                .send_request(req)
-                .await
-                .map_err(|e| self.exchange(&e))?;
-            return Ok((res, sender));
-        };
-        let mut sender = idle.sender;
-        let retry = (req.method() == http::Method::GET).then(|| clone_bodyless(&req));
-        // Ready at once in practice (the previous answer has been read): then no timer is made
-        // for it. A connection that is not ready within the connect timeout is given up like
-        // a closed one.
-        let ready = if sender.is_ready() {
-            Ok(Ok(()))
-        } else {
-            tokio::time::timeout(self.connect_timeout, sender.ready()).await
-        };
-        let req = match ready {
-            Ok(Ok(())) => match sender.try_send_request(req).await {
-                Ok(res) => return Ok((res, sender)),
-                Err(mut e) => match e.take_message() {
-                    // Never written: safe to send on a fresh connection, whatever the method.
-                    Some(req) => req,
-                    None => match retry {
-                        Some(again) if is_stale(e.error()) => {
-                            tracing::debug!(error = %e.error(), "retrying GET on a fresh upstream connection");
-                            again
-                        }
-                        _ => return Err(self.exchange(e.error())),
-                    },
-                },
-            },
-            // Closed while idle (or stuck): the request was never written.
-            Ok(Err(_)) | Err(_) => req,
-        };
-        let mut sender = self.connect().await?;
-        let res = sender
-            .send_request(req)
+    ) -> Result<Response<Body>, ForwardError> {
+        let req = h1::encode(parts, body).map_err(ForwardError::Build)?;
+        let home = || cache.map(|c| Home::new(&self.pool, c));
+        if let Some(idle) = self.pool.take(cache) {
+            match idle.conn.send(&req, &parts.method, home()).await {
+                Ok(res) => return Ok(res),
+                Err(f) if !f.sent => {}
+                Err(f) if !f.answered && parts.method == http::Method::GET => {
+                    tracing::debug!(error = %f.error, "retrying GET on a fresh upstream connection");
+                }
+                Err(f) => return Err(self.broken(&f.error)),
+            }
+        }
+        let conn = h1::Conn::new(self.open().await?);
+        conn.send(&req, &parts.method, home())
             .await
-            .map_err(|e| self.exchange(&e))?;
-        Ok((res, sender))
+            .map_err(|f| self.broken(&f.error))
     }
 
-    /// Opens a new connection (TCP, TLS when configured, HTTP/1.1) and starts its task.
+    /// Opens a new hyper client connection (for uploads, websockets and the probe).
+    fn connect(
+        &self,
+    ) -> Pin<Box<dyn Future<Output = Result<SendRequest<Body>, ForwardError>> + Send + '_>> {
+        Box::pin(async move {
+            let stream = self.open().await?;
+            handshake(stream)
+                .await
+                .map_err(|detail| ForwardError::Connect {
+                    authority: self.authority.to_string(),
+                    detail,
+                })
+        })
+    }
+
+    /// Opens a new connection (TCP, TLS when configured).
     ///
     /// Boxed: the connect, TLS handshake and timeout futures are kilobytes, and inline they
     /// would grow every request's future (moved into its box on each request) for a step most
     /// requests skip (they find an idle connection).
-    fn connect(
-        &self,
-    ) -> Pin<Box<dyn Future<Output = Result<SendRequest<Body>, ForwardError>> + Send + '_>> {
-        Box::pin(self.connect_now())
+    fn open(&self) -> Pin<Box<dyn Future<Output = Result<Stream, ForwardError>> + Send + '_>> {
+        Box::pin(self.open_now())
     }
 
-    async fn connect_now(&self) -> Result<SendRequest<Body>, ForwardError> {
+    async fn open_now(&self) -> Result<Stream, ForwardError> {
         let attempt = async {
             let tcp = TcpStream::connect(&self.address)
                 .await
@@ -319,18 +311,16 @@ impl Upstream {
             let keepalive = socket2::TcpKeepalive::new().with_time(Duration::from_secs(60));
             let _ = socket2::SockRef::from(&tcp).set_tcp_keepalive(&keepalive);
             match &self.tls {
-                None => handshake(tcp).await,
-                Some((connector, name)) => {
-                    let tls = connector
-                        .connect(name.clone(), tcp)
-                        .await
-                        .map_err(|e| error_chain(&e))?;
-                    handshake(tls).await
-                }
+                None => Ok(Stream::Plain(tcp)),
+                Some((connector, name)) => connector
+                    .connect(name.clone(), tcp)
+                    .await
+                    .map(|tls| Stream::Tls(Box::new(tls)))
+                    .map_err(|e| error_chain(&e)),
             }
         };
         let detail = match tokio::time::timeout(self.connect_timeout, attempt).await {
-            Ok(Ok(sender)) => return Ok(sender),
+            Ok(Ok(stream)) => return Ok(stream),
             Ok(Err(detail)) => detail,
             Err(_) => format!("no connection within {:?}", self.connect_timeout),
         };
@@ -340,7 +330,14 @@ impl Upstream {
         })
     }
 
-    fn exchange(&self, e: &hyper::Error) -> ForwardError {
+    fn broken(&self, e: &std::io::Error) -> ForwardError {
+        ForwardError::Exchange {
+            authority: self.authority.to_string(),
+            detail: e.to_string(),
+        }
+    }
+
+    fn failed(&self, e: &hyper::Error) -> ForwardError {
         if crate::bounded::is_body_timeout(e) {
             return ForwardError::ClientBody(error_chain(e));
         }
@@ -381,21 +378,6 @@ fn error_chain(e: &dyn std::error::Error) -> String {
         src = s.source();
     }
     out
-}
-
-/// The upstream closed a reused connection before answering (it had not seen the request,
-/// or dropped it unanswered): a GET may be sent again.
-fn is_stale(e: &hyper::Error) -> bool {
-    e.is_incomplete_message() || e.is_canceled() || e.is_closed()
-}
-
-fn clone_bodyless(req: &Request<Body>) -> Request<Body> {
-    let mut r = Request::new(Body::empty());
-    *r.method_mut() = req.method().clone();
-    *r.uri_mut() = req.uri().clone();
-    *r.version_mut() = req.version();
-    *r.headers_mut() = req.headers().clone();
-    r
 }
 
 /// Where the client side of a websocket comes from.

@@ -1,37 +1,63 @@
-//! Idle upstream connections, kept in two places: with the client connection that used one
-//! last ([`ConnCache`]), and in a small shared [`Pool`] for client connections that have none.
+//! Idle upstream connections ([`super::h1::Conn`]), kept in two places: with the client
+//! connection that used one last ([`ConnCache`]), and in a small shared [`Pool`] for client
+//! connections that have none.
 //!
 //! A busy client connection therefore sends each request on "its" upstream connection: no
-//! shared lock to contend for, no hash lookup, and the upstream connection's task is woken by
-//! the same runtime thread that serves the client. When a client connection goes idle (it is
+//! shared lock to contend for, no hash lookup. A connection comes back ([`Home`]) once the
+//! answer it carried has been read to its end. When a client connection goes idle (it is
 //! parked or closed), its cache is dropped and the upstream connection moves to the shared
 //! pool, where the next client connection without one picks it up.
 //!
 //! Every idle connection is discarded once it has been idle for `idle_timeout` (pvegate's
 //! `upstream.pool_idle_timeout_ms`, under pveproxy's 5 s keep-alive): reusing one the upstream
-//! is about to close could lose a request that cannot be retried.
+//! is about to close could lose a request that cannot be retried. One the upstream closed, or
+//! sent anything on unasked, is discarded when it is taken.
 
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use hyper::client::conn::http1::SendRequest;
-
-use crate::body::Body;
+use super::h1::Conn;
 
 /// At most this many idle connections wait in the shared pool (as the pooled client before).
 const SHARED_MAX: usize = 256;
 
 /// An upstream connection with no request in flight.
 pub struct Idle {
-    pub sender: SendRequest<Body>,
+    pub conn: Conn,
     since: Instant,
     home: Arc<Pool>,
 }
 
 impl Idle {
-    /// Whether it may carry another request: open, and not idle too long.
-    fn usable(&self) -> bool {
-        !self.sender.is_closed() && self.since.elapsed() < self.home.idle_timeout
+    /// Whether it is not idle too long.
+    fn fresh(&self) -> bool {
+        self.since.elapsed() < self.home.idle_timeout
+    }
+
+    /// Whether it may carry another request: not idle too long, and still open.
+    fn usable(&mut self) -> bool {
+        self.fresh() && self.conn.is_open()
+    }
+}
+
+/// Where a connection goes once the answer it carried has been read: the cache of the client
+/// connection the request came on.
+pub struct Home {
+    pool: Arc<Pool>,
+    cache: ConnCache,
+}
+
+impl Home {
+    pub fn new(pool: &Arc<Pool>, cache: &ConnCache) -> Home {
+        Home {
+            pool: Arc::clone(pool),
+            cache: cache.clone(),
+        }
+    }
+
+    /// Keeps `conn` for the client connection's next request.
+    pub fn keep(self, conn: Conn) {
+        self.pool.put(conn, &self.cache);
     }
 }
 
@@ -56,8 +82,8 @@ impl Pool {
 
     /// An idle connection from `cache` if it has a usable one, else from the shared pool.
     pub fn take(self: &Arc<Self>, cache: Option<&ConnCache>) -> Option<Idle> {
-        if let Some(idle) = cache.and_then(|c| c.take()) {
-            if idle.usable() && Arc::ptr_eq(&idle.home, self) {
+        if let Some(mut idle) = cache.and_then(|c| c.take()) {
+            if Arc::ptr_eq(&idle.home, self) && idle.usable() {
                 return Some(idle);
             }
             // Another cluster node's connection: back to its own node's shared pool.
@@ -68,7 +94,7 @@ impl Pool {
         }
         let mut list = self.lock();
         // Newest first: the oldest are the likeliest to be closed or expired.
-        while let Some(idle) = list.pop() {
+        while let Some(mut idle) = list.pop() {
             if idle.usable() {
                 return Some(idle);
             }
@@ -76,25 +102,25 @@ impl Pool {
         None
     }
 
-    /// Keeps `sender`, whose answer's body may still be on its way, for the client
-    /// connection's next request. Without a client connection (the stack used without the
-    /// server) it is not kept: another request would have to wait for that body.
-    pub fn put(self: &Arc<Self>, sender: SendRequest<Body>, cache: &ConnCache) {
+    /// Keeps `conn`, whose last answer has been read in full, for the client connection's next
+    /// request.
+    pub fn put(self: &Arc<Self>, conn: Conn, cache: &ConnCache) {
         cache.fill(Idle {
-            sender,
+            conn,
             since: Instant::now(),
             home: Arc::clone(self),
         });
     }
 
-    /// Shares a connection its client connection no longer needs, if it can carry a request
-    /// right now (a body still streaming on it would make the next user wait).
-    fn share(&self, idle: Idle) {
-        if !idle.usable() || !idle.sender.is_ready() {
+    /// Shares a connection its client connection no longer needs, if it can still carry a
+    /// request.
+    fn share(&self, mut idle: Idle) {
+        if !idle.usable() {
             return;
         }
         let mut list = self.lock();
-        list.retain(Idle::usable);
+        // Only the clock: each is looked at for closing when it is taken.
+        list.retain(Idle::fresh);
         if list.len() < SHARED_MAX {
             list.push(idle);
         }
@@ -144,38 +170,29 @@ impl Drop for CacheInner {
 
 #[cfg(test)]
 mod tests {
+    use super::super::h1::Stream;
     use super::*;
+    use tokio::net::{TcpListener, TcpStream};
 
-    /// A ready client connection to a tiny in-memory HTTP/1.1 server.
-    async fn sender() -> SendRequest<Body> {
-        let (client, server) = tokio::io::duplex(4096);
-        let service = hyper::service::service_fn(|_req| async {
-            Ok::<_, std::convert::Infallible>(hyper::Response::new(http_body_util::Full::new(
-                bytes::Bytes::from_static(b"ok"),
-            )))
-        });
-        tokio::spawn(
-            hyper::server::conn::http1::Builder::new()
-                .serve_connection(hyper_util::rt::TokioIo::new(server), service),
-        );
-        let (mut sender, conn) =
-            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(client))
-                .await
-                .unwrap();
-        tokio::spawn(conn);
-        sender.ready().await.unwrap();
-        sender
+    /// An upstream connection, and the upstream's end of it.
+    async fn open() -> (Conn, TcpStream) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let client = TcpStream::connect(listener.local_addr().unwrap());
+        let (client, server) = tokio::join!(client, listener.accept());
+        (Conn::new(Stream::Plain(client.unwrap())), server.unwrap().0)
     }
 
     #[tokio::test]
     async fn the_client_connection_keeps_its_own_then_shares_it() {
         let pool = Pool::new(Duration::from_secs(3));
         let cache = ConnCache::default();
-        pool.put(sender().await, &cache);
+        let (first, _up1) = open().await;
+        pool.put(first, &cache);
         assert!(pool.take(Some(&cache)).is_some(), "taken from the cache");
         assert!(pool.take(Some(&cache)).is_none(), "and only once");
 
-        pool.put(sender().await, &cache);
+        let (second, _up2) = open().await;
+        Home::new(&pool, &cache).keep(second);
         assert_eq!(pool.shared_len(), 0);
         drop(cache);
         assert_eq!(pool.shared_len(), 1, "a closed client connection shares it");
@@ -188,32 +205,34 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn connections_idle_too_long_or_closed_are_not_reused() {
+    async fn connections_idle_too_long_closed_or_talking_are_not_reused() {
         let pool = Pool::new(Duration::from_millis(50));
         let cache = ConnCache::default();
-        pool.put(sender().await, &cache);
+        let (expiring, _up) = open().await;
+        pool.put(expiring, &cache);
         tokio::time::sleep(Duration::from_millis(80)).await;
         assert!(pool.take(Some(&cache)).is_none(), "expired");
 
         let pool = Pool::new(Duration::from_secs(3));
-        let cache = ConnCache::default();
-        let (client, server) = tokio::io::duplex(64);
-        let (mut closing, conn) =
-            hyper::client::conn::http1::handshake::<_, Body>(hyper_util::rt::TokioIo::new(client))
-                .await
-                .unwrap();
-        tokio::spawn(conn);
-        closing.ready().await.unwrap();
-        drop(server);
-        for _ in 0..100 {
-            if closing.is_closed() {
-                break;
+        for talk in [false, true] {
+            let cache = ConnCache::default();
+            let (conn, mut up) = open().await;
+            pool.put(conn, &cache);
+            if talk {
+                // Bytes nobody asked for: the connection is out of step.
+                tokio::io::AsyncWriteExt::write_all(&mut up, b"HTTP/1.1 200 OK\r\n")
+                    .await
+                    .unwrap();
+            } else {
+                drop(up);
             }
-            tokio::time::sleep(Duration::from_millis(5)).await;
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            assert!(pool.take(Some(&cache)).is_none(), "talking: {talk}");
+            let (conn, _up) = open().await;
+            pool.put(conn, &cache);
+            assert!(pool.take(Some(&cache)).is_some(), "a quiet one is taken");
         }
-        pool.put(closing, &cache);
-        drop(cache);
-        assert_eq!(pool.shared_len(), 0, "a closed connection is not shared");
+        assert_eq!(pool.shared_len(), 0);
         assert!(pool.take(None).is_none());
     }
 }

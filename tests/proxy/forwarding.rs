@@ -511,6 +511,97 @@ async fn a_get_on_a_stale_pooled_connection_is_retried_once_and_a_post_is_not() 
 }
 
 #[tokio::test]
+async fn answers_of_every_framing_pass_through_and_keep_their_connection_when_they_can() {
+    // An upstream answering in turn: chunked with an extension and a trailer, a 500 with
+    // Proxmox's message as reason phrase, an interim 100 before a 200, a body delimited by
+    // closing the connection, then whatever comes next on a new connection.
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let seen = Arc::new(std::sync::Mutex::new(Vec::<(usize, String, Vec<u8>)>::new()));
+    let log = seen.clone();
+    tokio::spawn(async move {
+        let answers: [(&[u8], bool); 5] = [
+            (b"HTTP/1.1 200 OK\r\nContent-Type: application/json;charset=UTF-8\r\nTransfer-Encoding: chunked\r\n\r\n9;ext=1\r\n{\"data\":[\r\n10\r\n{\"node\":\"pve\"}]}\r\n0\r\nX-Checksum: 1\r\n\r\n", false),
+            (b"HTTP/1.1 500 VM 104 is locked (backup)\r\nContent-Length: 13\r\n\r\n{\"data\":null}", false),
+            (b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 15\r\n\r\n{\"data\":\"UPID\"}", false),
+            (b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nConnection: Keep-Alive\r\n\r\n{\"data\":{\"version\":\"9.1\"}}", true),
+            (b"HTTP/1.1 200 OK\r\nContent-Length: 11\r\n\r\n{\"data\":[]}", false),
+        ];
+        let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let mut conn_no = 0;
+        while let Ok((mut tcp, _)) = listener.accept().await {
+            conn_no += 1;
+            let (log, next) = (log.clone(), next.clone());
+            tokio::spawn(async move {
+                while let Some((head, body)) = read_request(&mut tcp).await {
+                    log.lock().unwrap().push((conn_no, head, body));
+                    let i = next.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    let Some((answer, close)) = answers.get(i) else {
+                        return;
+                    };
+                    tcp.write_all(answer).await.unwrap();
+                    if *close {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    let gate = front_plain(addr).await;
+    let pause = || tokio::time::sleep(Duration::from_millis(50));
+
+    let r = raw(gate.addr, &get("/api2/json/nodes")).await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.json()["data"][0]["node"], "pve");
+    assert_eq!(
+        r.header("content-type"),
+        Some("application/json;charset=UTF-8")
+    );
+    pause().await;
+    let r = raw(gate.addr, &get("/api2/json/cluster/resources")).await;
+    assert_eq!(
+        (r.status, r.reason.as_str()),
+        (500, "VM 104 is locked (backup)")
+    );
+    assert_eq!(r.body, br#"{"data":null}"#);
+    pause().await;
+    let r = raw(
+        gate.addr,
+        &form(
+            "POST",
+            "/api2/json/nodes/pve/qemu/110/status/start",
+            "timeout=5",
+        ),
+    )
+    .await;
+    assert_eq!((r.status, r.reason.as_str()), (200, "OK"));
+    assert_eq!(r.body, br#"{"data":"UPID"}"#);
+    pause().await;
+    let r = raw(gate.addr, &get("/api2/json/version")).await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.json()["data"]["version"], "9.1");
+    pause().await;
+    let r = raw(gate.addr, &get("/api2/json/nodes")).await;
+    assert_eq!(r.body, br#"{"data":[]}"#);
+
+    let seen = seen.lock().unwrap();
+    let conns: Vec<usize> = seen.iter().map(|(c, _, _)| *c).collect();
+    assert_eq!(
+        conns,
+        [1, 1, 1, 1, 2],
+        "one upstream connection until an answer ended it: {seen:?}"
+    );
+    let (_, post, body) = &seen[2];
+    assert!(post.starts_with("POST /api2/json/nodes/pve/qemu/110/status/start HTTP/1.1\r\n"));
+    assert!(
+        post.to_ascii_lowercase()
+            .contains("\r\ncontent-length: 9\r\n"),
+        "{post}"
+    );
+    assert_eq!(body, b"timeout=5");
+}
+
+#[tokio::test]
 async fn gzip_and_host_pass_through_untouched() {
     let g = start().await;
     let path = "/api2/json/nodes/pve/syslog?limit=200";
