@@ -5,10 +5,10 @@
 //! A request whose body is in memory (every one but uploads and websockets) is exchanged by
 //! [`super::h1`] in the request's own task; an upload or a websocket by hyper's client, on a
 //! connection of its own. Each client connection sends its requests over an upstream
-//! connection of its own, kept between requests ([`super::pool`]). Idle connections are dropped before pveproxy's 5 s
-//! keep-alive ends; a request an idle connection could not carry (closed before it was
-//! written) goes out on a fresh one, and so does a GET that meets a connection the upstream
-//! closed under it before answering.
+//! connection of its own, kept between requests ([`super::pool`]). Idle connections are
+//! dropped before pveproxy's 5 s keep-alive ends; a request an idle connection could not
+//! carry (nothing of it was written) goes out on a fresh one, and so does a GET that meets a
+//! connection the upstream closed under it before answering.
 
 use std::future::Future;
 use std::net::SocketAddr;

@@ -178,11 +178,16 @@ async fn tls_sessions_resume_however_many_clients_came_between() {
 }
 
 /// A TLS server that presents `cert` but signs the handshake with `signer`; it answers 200 to
-/// anything it receives after a successful handshake.
+/// anything it receives after a successful handshake. Counts the requests it answered and the
+/// TLS connections it completed.
 async fn tls_server(
     cert: rustls::pki_types::CertificateDer<'static>,
     signer: rustls::pki_types::PrivateKeyDer<'static>,
-) -> (std::net::SocketAddr, Arc<std::sync::atomic::AtomicUsize>) {
+) -> (
+    std::net::SocketAddr,
+    Arc<std::sync::atomic::AtomicUsize>,
+    Arc<std::sync::atomic::AtomicUsize>,
+) {
     #[derive(Debug)]
     struct Fixed(Arc<rustls::sign::CertifiedKey>);
     impl rustls::server::ResolvesServerCert for Fixed {
@@ -206,18 +211,20 @@ async fn tls_server(
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let served = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    let count = served.clone();
+    let handshakes = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let (count, shaken) = (served.clone(), handshakes.clone());
     tokio::spawn(async move {
         loop {
             let Ok((tcp, _)) = listener.accept().await else {
                 return;
             };
             let acceptor = acceptor.clone();
-            let count = count.clone();
+            let (count, shaken) = (count.clone(), shaken.clone());
             tokio::spawn(async move {
                 let Ok(mut tls) = acceptor.accept(tcp).await else {
                     return;
                 };
+                shaken.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
                 while read_request(&mut tls).await.is_some() {
                     count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
                     let body = r#"{"data":{"version":"9.1.1"}}"#;
@@ -232,7 +239,7 @@ async fn tls_server(
             });
         }
     });
-    (addr, served)
+    (addr, served, handshakes)
 }
 
 #[tokio::test]
@@ -282,7 +289,7 @@ async fn upstream_pin_checks_the_whole_handshake() {
         rcgen::KeyPair::generate().unwrap().serialize_der().into(),
     );
     for (signer, honest) in [(own, true), (other, false)] {
-        let (addr, served) = tls_server(pinned.der().clone(), signer).await;
+        let (addr, served, handshakes) = tls_server(pinned.der().clone(), signer).await;
         let gate = front(
             &upstream_cfg(&format!("https://{addr}"), Trust::Fingerprint(pin), idle),
             HOMELAB,
@@ -294,6 +301,15 @@ async fn upstream_pin_checks_the_whole_handshake() {
         if honest {
             assert_eq!(r.status, 200, "{} {}", r.status, r.reason);
             assert_eq!(served, 1);
+            // The TLS 1.3 session tickets the server sent after the handshake are still unread
+            // on the idle connection: it is taken up again, not mistaken for a closed one.
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            gets_on_one_connection(gate.addr, "/api2/json/version", 5).await;
+            assert_eq!(
+                handshakes.load(std::sync::atomic::Ordering::SeqCst),
+                1,
+                "six requests, one upstream TLS connection"
+            );
         } else {
             assert_eq!(r.status, 502, "{} {}", r.status, r.reason);
             assert!(
