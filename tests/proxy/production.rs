@@ -462,6 +462,37 @@ async fn sigterm_during_an_upload_lets_it_finish_and_exits_0() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_closes_a_busy_keep_alive_connection_after_its_answer() {
+    // A keep-alive connection busy with an upload when the shutdown begins: the upload is
+    // answered, then the connection is closed at once (not held open until drain_secs ends).
+    let sim = pvegate_sim::start(pvegate_sim::SimConfig::demo())
+        .await
+        .unwrap();
+    let mut served = serve(&sim.url, "drain_secs = 20", "", "");
+    let (head, parts, total) = upload_parts(1024);
+    let head = head.replace("Connection: close\r\n", "");
+    let mut s = start_upload(served.addr, &head).await;
+    s.write_all(&parts[0]).await.unwrap();
+    served.signal("-TERM");
+    served.wait_log("shutting down");
+    for p in &parts[1..] {
+        s.write_all(p).await.unwrap();
+    }
+    let started = std::time::Instant::now();
+    let mut buf = Vec::new();
+    tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut buf))
+        .await
+        .expect("answered and closed well before drain_secs")
+        .unwrap();
+    let r = parse_response(&buf);
+    assert_eq!(r.status, 200, "{} {}", r.status, r.reason);
+    assert_eq!(r.header("connection"), Some("close"));
+    assert_eq!(sim.recorder.last().unwrap().body_len, total as u64);
+    assert!(started.elapsed() < Duration::from_secs(5));
+    assert_eq!(served.exit_code(), Some(0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_with_a_websocket_open_closes_it_last_and_exits_0() {
     let sim = pvegate_sim::start(pvegate_sim::SimConfig::demo())
         .await
