@@ -226,8 +226,21 @@ mod tests {
             } else {
                 drop(up);
             }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-            assert!(pool.take(Some(&cache)).is_none(), "talking: {talk}");
+            // Refused once pvegate's side has seen it (bounded wait, looked at every 5 ms).
+            let mut refused = false;
+            for _ in 0..400 {
+                match pool.take(Some(&cache)) {
+                    None => {
+                        refused = true;
+                        break;
+                    }
+                    Some(idle) => {
+                        pool.put(idle.conn, &cache);
+                        tokio::time::sleep(Duration::from_millis(5)).await;
+                    }
+                }
+            }
+            assert!(refused, "talking: {talk}");
             let (conn, _up) = open().await;
             pool.put(conn, &cache);
             assert!(pool.take(Some(&cache)).is_some(), "a quiet one is taken");

@@ -65,11 +65,39 @@ async fn read_request<S: tokio::io::AsyncRead + Unpin>(s: &mut S) -> Option<(Str
     Some((head, body))
 }
 
-/// Reads a response whose head says `Content-Length` (keep-alive safe).
+/// Reads a response framed by `Content-Length` or chunked (keep-alive safe).
 async fn read_response<S: tokio::io::AsyncRead + Unpin>(s: &mut S) -> RawResponse {
     let (head, body) = read_request(s).await.expect("a response");
-    let mut all = head.into_bytes();
+    let mut all = head.clone().into_bytes();
     all.extend_from_slice(&body);
+    if head
+        .to_ascii_lowercase()
+        .contains("\r\ntransfer-encoding: chunked\r\n")
+    {
+        // Chunk by chunk up to the last one and the end of the (empty) trailer section.
+        let mut line = Vec::new();
+        let mut byte = [0u8; 1];
+        loop {
+            line.clear();
+            while !line.ends_with(b"\r\n") {
+                s.read_exact(&mut byte).await.expect("a chunk-size line");
+                line.push(byte[0]);
+            }
+            all.extend_from_slice(&line);
+            let size = usize::from_str_radix(
+                std::str::from_utf8(&line[..line.len() - 2]).unwrap().trim(),
+                16,
+            )
+            .unwrap();
+            let mut chunk = vec![0u8; size + 2];
+            s.read_exact(&mut chunk).await.expect("a chunk");
+            all.extend_from_slice(&chunk);
+            if size == 0 {
+                assert_eq!(&chunk, b"\r\n", "no trailers from pvegate");
+                break;
+            }
+        }
+    }
     parse_response(&all)
 }
 
@@ -301,14 +329,15 @@ async fn upstream_pin_checks_the_whole_handshake() {
         if honest {
             assert_eq!(r.status, 200, "{} {}", r.status, r.reason);
             assert_eq!(served, 1);
-            // The TLS 1.3 session tickets the server sent after the handshake are still unread
-            // on the idle connection: it is taken up again, not mistaken for a closed one.
-            tokio::time::sleep(Duration::from_millis(100)).await;
+            // An idle TLS connection is seen to be open (nothing to read is not a close) and
+            // carries the next requests. The first of them may come before the closed client
+            // connection has handed its upstream connection to the shared pool: then it opens
+            // a second one, which the other four use.
             gets_on_one_connection(gate.addr, "/api2/json/version", 5).await;
-            assert_eq!(
-                handshakes.load(std::sync::atomic::Ordering::SeqCst),
-                1,
-                "six requests, one upstream TLS connection"
+            let handshakes = handshakes.load(std::sync::atomic::Ordering::SeqCst);
+            assert!(
+                (1..=2).contains(&handshakes),
+                "six requests, {handshakes} upstream TLS connections"
             );
         } else {
             assert_eq!(r.status, 502, "{} {}", r.status, r.reason);
@@ -564,26 +593,31 @@ async fn answers_of_every_framing_pass_through_and_keep_their_connection_when_th
         }
     });
     let gate = front_plain(addr).await;
-    let pause = || tokio::time::sleep(Duration::from_millis(50));
+    // One keep-alive client connection: its upstream connection stays its own.
+    let mut c = TcpStream::connect(gate.addr).await.unwrap();
+    async fn ask(c: &mut TcpStream, req: String) -> RawResponse {
+        c.write_all(req.as_bytes()).await.unwrap();
+        tokio::time::timeout(Duration::from_secs(10), read_response(c))
+            .await
+            .expect("answered in time")
+    }
 
-    let r = raw(gate.addr, &get("/api2/json/nodes")).await;
+    let r = ask(&mut c, get("/api2/json/nodes")).await;
     assert_eq!(r.status, 200);
     assert_eq!(r.json()["data"][0]["node"], "pve");
     assert_eq!(
         r.header("content-type"),
         Some("application/json;charset=UTF-8")
     );
-    pause().await;
-    let r = raw(gate.addr, &get("/api2/json/cluster/resources")).await;
+    let r = ask(&mut c, get("/api2/json/cluster/resources")).await;
     assert_eq!(
         (r.status, r.reason.as_str()),
         (500, "VM 104 is locked (backup)")
     );
     assert_eq!(r.body, br#"{"data":null}"#);
-    pause().await;
-    let r = raw(
-        gate.addr,
-        &form(
+    let r = ask(
+        &mut c,
+        form(
             "POST",
             "/api2/json/nodes/pve/qemu/110/status/start",
             "timeout=5",
@@ -592,12 +626,10 @@ async fn answers_of_every_framing_pass_through_and_keep_their_connection_when_th
     .await;
     assert_eq!((r.status, r.reason.as_str()), (200, "OK"));
     assert_eq!(r.body, br#"{"data":"UPID"}"#);
-    pause().await;
-    let r = raw(gate.addr, &get("/api2/json/version")).await;
+    let r = ask(&mut c, get("/api2/json/version")).await;
     assert_eq!(r.status, 200);
     assert_eq!(r.json()["data"]["version"], "9.1");
-    pause().await;
-    let r = raw(gate.addr, &get("/api2/json/nodes")).await;
+    let r = ask(&mut c, get("/api2/json/nodes")).await;
     assert_eq!(r.body, br#"{"data":[]}"#);
 
     let seen = seen.lock().unwrap();
