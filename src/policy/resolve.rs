@@ -36,7 +36,7 @@ use crate::pve::{Action, Vmid};
 #[derive(Debug)]
 pub struct Resolved {
     /// Guest -> indexes of the selector rules it matches (file order).
-    matches: HashMap<Vmid, Box<[u32]>>,
+    matches: Matches,
     /// Who uses what in `snapshot`.
     uses: Uses,
     /// The snapshot it was built from.
@@ -47,6 +47,9 @@ pub struct Resolved {
     /// this view names it, so representatives are never used with another view.
     pub id: u64,
 }
+
+/// Guest -> the selector rules it matches, in file order.
+type Matches = HashMap<Vmid, Box<[u32]>>;
 
 /// The source of [`Resolved::id`].
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
@@ -326,42 +329,29 @@ impl Policy {
                 matches.insert(g.vmid, hit.clone().into_boxed_slice());
             }
         }
-        let uses = Uses::build(&snapshot, pools);
-        let mut r = Resolved {
+        let mut uses = Uses::build(&snapshot, pools);
+        for groups in uses.kinds_mut() {
+            for g in groups.values_mut() {
+                g.reps = self.representatives(&g.members, &matches);
+            }
+        }
+        Resolved {
             matches,
             uses,
             snapshot,
             policy_key,
             id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
-        };
-        let found: Vec<Vec<(String, Box<[Vmid]>)>> = r
-            .uses
-            .kinds()
-            .iter()
-            .map(|groups| {
-                groups
-                    .iter()
-                    .map(|(k, g)| (k.clone(), self.representatives(&g.members, &r)))
-                    .collect()
-            })
-            .collect();
-        for (groups, found) in r.uses.kinds_mut().into_iter().zip(found) {
-            for (k, list) in found {
-                if let Some(g) = groups.get_mut(&k) {
-                    g.reps = list;
-                }
-            }
         }
-        r
     }
 
     /// The lowest of `members` (sorted) for each distinct set of rules governing them.
-    fn representatives(&self, members: &[Vmid], view: &Resolved) -> Box<[Vmid]> {
+    /// `matches` is the view's guest -> selector rules being built.
+    fn representatives(&self, members: &[Vmid], matches: &Matches) -> Box<[Vmid]> {
         let mut seen: HashSet<Governing, foldhash::fast::RandomState> = HashSet::default();
         let mut default_seen = false;
         let mut reps = Vec::new();
         for &v in members {
-            let fresh = match self.governing(v, Some(view)) {
+            let fresh = match self.governing_in(v, Some(matches)) {
                 // Most members of a big pool: no rule, or the same few.
                 Governing::Default => !std::mem::replace(&mut default_seen, true),
                 g => seen.insert(g),
@@ -422,10 +412,16 @@ impl Policy {
     /// The rules that govern `vmid` (see the module doc for the precedence).
     #[inline]
     pub fn governing<'a>(&self, vmid: Vmid, view: Option<&'a Resolved>) -> Governing<'a> {
+        self.governing_in(vmid, view.map(|v| &v.matches))
+    }
+
+    /// [`Policy::governing`] with the selector matches of a view (none without one).
+    fn governing_in<'a>(&self, vmid: Vmid, matches: Option<&'a Matches>) -> Governing<'a> {
         if let Some(&i) = self.by_vmid.get(&vmid) {
             return Governing::Exact(i);
         }
-        self.matched_or_default(vmid, view.map_or(&[][..], |v| v.matches(vmid)))
+        let sel = matches.and_then(|m| m.get(&vmid)).map_or(&[][..], |m| m);
+        self.matched_or_default(vmid, sel)
     }
 
     /// [`Policy::governing`] of a guest no `vmid` rule names, which matches the selector

@@ -812,29 +812,33 @@ mod tests {
 
     #[test]
     fn requests_are_written_as_they_came_with_a_length_for_a_body() {
-        let e = encode(
-            &parts("POST", &[("host", "pve")]),
-            Bytes::from_static(b"a=1"),
-        )
-        .unwrap();
-        assert_eq!(
-            String::from_utf8(e.head).unwrap(),
-            "POST /api2/json/nodes?x=1 HTTP/1.1\r\nhost: pve\r\ncontent-length: 3\r\n\r\na=1"
-        );
-        let e = encode(&parts("GET", &[("host", "pve")]), Bytes::new()).unwrap();
-        assert_eq!(
-            String::from_utf8(e.head).unwrap(),
-            "GET /api2/json/nodes?x=1 HTTP/1.1\r\nhost: pve\r\n\r\n"
-        );
-        let e = encode(
-            &parts("PUT", &[("content-length", "3")]),
-            Bytes::from_static(b"a=1"),
-        )
-        .unwrap();
-        assert_eq!(
-            String::from_utf8(e.head).unwrap(),
-            "PUT /api2/json/nodes?x=1 HTTP/1.1\r\ncontent-length: 3\r\n\r\na=1"
-        );
+        // (method, headers, body, the bytes written)
+        type Case<'a> = (&'a str, &'a [(&'a str, &'a str)], &'a [u8], &'a str);
+        let cases: &[Case] = &[
+            (
+                "POST",
+                &[("host", "pve")],
+                b"a=1",
+                "POST /api2/json/nodes?x=1 HTTP/1.1\r\nhost: pve\r\ncontent-length: 3\r\n\r\na=1",
+            ),
+            (
+                "GET",
+                &[("host", "pve")],
+                b"",
+                "GET /api2/json/nodes?x=1 HTTP/1.1\r\nhost: pve\r\n\r\n",
+            ),
+            (
+                "PUT",
+                &[("content-length", "3")],
+                b"a=1",
+                "PUT /api2/json/nodes?x=1 HTTP/1.1\r\ncontent-length: 3\r\n\r\na=1",
+            ),
+        ];
+        for (method, headers, body, wire) in cases {
+            let e = encode(&parts(method, headers), Bytes::from_static(body)).unwrap();
+            assert_eq!(String::from_utf8(e.head).unwrap(), *wire);
+            assert!(e.body.is_empty(), "a small body goes with the head");
+        }
         let big = Bytes::from(vec![b'x'; INLINE_BODY + 1]);
         let e = encode(&parts("POST", &[]), big.clone()).unwrap();
         assert!(String::from_utf8(e.head)
