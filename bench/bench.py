@@ -63,8 +63,12 @@ PORTS = {
     "pvegate": (19001, 19002),
     "nginx": (19101, 19102),
     "haproxy": (19201, 19202),
+    "pvegate-b": (19301, 19302),
 }
+# "pvegate-b" (only with --targets, and PVEGATE_BIN_B naming a second pvegate binary): another
+# build of pvegate in the same rounds, for before/after comparisons on a noisy machine.
 TARGETS = ["direct", "pvegate", "nginx", "haproxy"]
+ALL_TARGETS = TARGETS + ["pvegate-b"]
 # name -> (tls, connections, lua script, or "tlsconn"/"tlsconn-full": bench/tlsconn, a new TLS
 # connection per request with `Connection: close`, resuming sessions or only full handshakes,
 # or "rate:R": bench/tlsconn's open loop, R requests/s in all over keep-alive connections, so
@@ -661,7 +665,7 @@ def report(results: list[dict], meta: dict) -> str:
                   "| target | requests/s | p50 ms | p99 ms | proxy CPU µs/req | CPU0/CPU1 busy % | non-2xx % |"
                   + extra_head,
                   "|---|---|---|---|---|---|---|" + extra_rule]
-        for t in TARGETS:
+        for t in ALL_TARGETS:
             rr = [r for r in rows if r["target"] == t]
             if not rr:
                 continue
@@ -678,13 +682,14 @@ def report(results: list[dict], meta: dict) -> str:
                 f"{statistics.median([r['cpu_busy'][1] for r in rr]):.0f} "
                 f"| {statistics.median([r['non2xx_share'] * 100 for r in rr]):.1f} |" + extra)
         resumed = [f"{t} {statistics.median([r['resumed'] / max(r['requests'], 1) * 100 for r in rows if r['target'] == t]):.0f} %"
-                   for t in TARGETS if any(r["target"] == t and "resumed" in r for r in rows)]
+                   for t in ALL_TARGETS if any(r["target"] == t and "resumed" in r for r in rows)]
         if resumed:
             lines += ["", "Handshakes that resumed a session (median): " + ", ".join(resumed) + "."]
         lines.append("")
     lines += ["### pvegate ratios (same round; min/median/max over rounds)", "",
-              "| workload | rps pvegate/nginx | rps pvegate/haproxy | p99 pvegate/nginx | p99 pvegate/haproxy |",
-              "|---|---|---|---|---|"]
+              "| workload | rps pvegate/nginx | rps pvegate/haproxy | rps pvegate/pvegate-b "
+              "| p99 pvegate/nginx | p99 pvegate/haproxy | p99 pvegate/pvegate-b |",
+              "|---|---|---|---|---|---|---|"]
     for wl in WORKLOADS:
         by = {}
         for r in results:
@@ -692,7 +697,7 @@ def report(results: list[dict], meta: dict) -> str:
                 by.setdefault(r["round"], {})[r["target"]] = r
         cols = []
         for key in ("rps", "p99_us"):
-            for other in ("nginx", "haproxy"):
+            for other in ("nginx", "haproxy", "pvegate-b"):
                 v = [rd["pvegate"][key] / rd[other][key] for rd in by.values()
                      if "pvegate" in rd and other in rd and rd[other][key] > 0]
                 cols.append(mmm(v, "{:.2f}"))
@@ -726,7 +731,8 @@ def main() -> None:
                     help="--proxy-bound quota as a share of one CPU, 0.1 to 1 (default 0.5)")
     ap.add_argument("--only", choices=["rps", "mem"])
     ap.add_argument("--workloads", help="comma-separated subset of " + ",".join(WORKLOADS))
-    ap.add_argument("--targets", help="comma-separated subset of " + ",".join(TARGETS))
+    ap.add_argument("--targets", help="comma-separated subset of " + ",".join(ALL_TARGETS)
+                    + " (pvegate-b: the binary PVEGATE_BIN_B, for before/after comparisons)")
     args = ap.parse_args()
     if args.proxy_bound and args.no_pin:
         ap.error("--proxy-bound pins the proxy to CPU 0; it cannot be combined with --no-pin")
@@ -741,8 +747,8 @@ def main() -> None:
     groups: dict[str, CpuGroup] = {}
     if args.proxy_bound and args.only != "mem":
         targets = args.targets.split(",") if args.targets else TARGETS
-        names = (["pvegate-plain", "pvegate-tls"] if "pvegate" in targets else []) + \
-            [t for t in ("nginx", "haproxy") if t in targets]
+        names = [f"{t}-{k}" for t in ("pvegate", "pvegate-b") if t in targets
+                 for k in ("plain", "tls")] + [t for t in ("nginx", "haproxy") if t in targets]
         groups = make_groups(names, args.proxy_cpu)
         signal.signal(signal.SIGTERM, interrupt)
     stamp = time.strftime("%Y%m%d-%H%M%S")
@@ -826,19 +832,20 @@ def run_rps(args, procs, res, certs, pvegate_bin, pin, workers, proxy_cpus, side
     logs: dict[str, Path] = {}
     policy = ROOT / "policies" / "homelab.toml"
     env = {"TOKIO_WORKER_THREADS": str(workers)}
-    for name, port, url, c in (
-        ("pvegate-plain", PORTS["pvegate"][0], f"http://127.0.0.1:{PORTS['upstream'][0]}", None),
-        ("pvegate-tls", PORTS["pvegate"][1], f"https://127.0.0.1:{PORTS['upstream'][1]}", certs),
-    ):
-        if "pvegate" not in targets:
-            break
-        conf = pvegate_conf(res, name, port, url, c, policy)
-        if url.startswith("https") and c is None:
-            raise AssertionError
-        logs[name] = res / f"{name}.log"
-        pids[name] = procs.start(name, [pvegate_bin, "serve", "--config", str(conf)], logs[name],
-                                 env=env, cpus=proxy_cpus, group=groups.get(name))
-        wait_port(port, pids[name], name)
+    for target, binary in (("pvegate", pvegate_bin), ("pvegate-b", os.environ.get("PVEGATE_BIN_B"))):
+        if target not in targets:
+            continue
+        if not binary:
+            raise SystemExit("the pvegate-b target needs PVEGATE_BIN_B (a second pvegate binary)")
+        for name, port, url, c in (
+            (f"{target}-plain", PORTS[target][0], f"http://127.0.0.1:{PORTS['upstream'][0]}", None),
+            (f"{target}-tls", PORTS[target][1], f"https://127.0.0.1:{PORTS['upstream'][1]}", certs),
+        ):
+            conf = pvegate_conf(res, name, port, url, c, policy)
+            logs[name] = res / f"{name}.log"
+            pids[name] = procs.start(name, [binary, "serve", "--config", str(conf)], logs[name],
+                                     env=env, cpus=proxy_cpus, group=groups.get(name))
+            wait_port(port, pids[name], name)
     if "nginx" in targets:
         logs["nginx"] = res / "nginx-access.log"
         pids["nginx"] = procs.start(
@@ -863,7 +870,7 @@ def run_rps(args, procs, res, certs, pvegate_bin, pin, workers, proxy_cpus, side
     def proc_for(target: str, tls: bool):
         if target == "direct":
             return None, None, None
-        name = ("pvegate-tls" if tls else "pvegate-plain") if target == "pvegate" else target
+        name = f"{target}-{'tls' if tls else 'plain'}" if target.startswith("pvegate") else target
         return pids[name], logs[name], groups.get(name)
 
     wrk_threads = 1 if pin else (os.cpu_count() or 1)

@@ -54,6 +54,7 @@ pub mod crypto;
 #[cfg(feature = "demo")]
 pub mod demo;
 pub mod early;
+pub mod fast;
 pub mod inventory;
 pub mod layer;
 pub mod logsink;

@@ -1,57 +1,67 @@
-//! Listeners and connections: TCP, optional TLS (rustls, TLS 1.2/1.3, ALPN http/1.1), hyper
-//! HTTP/1.1 serving with upgrades, policy reload on SIGHUP, graceful shutdown.
+//! Listeners and connections: TCP, optional TLS (rustls, TLS 1.2/1.3, ALPN http/1.1), HTTP/1.1
+//! serving (pvegate's own fast path for the common request, hyper for the rest, with
+//! upgrades), policy reload on SIGHUP, graceful shutdown.
 //!
 //! # Bounds and shutdown
 //!
 //! - At most `listen.max_connections` connections: the accept loop takes a semaphore slot
 //!   before accepting, so at the limit new clients wait in the kernel's listen queue. A
 //!   connection (and, for plain TCP, its websocket tunnel) holds its slot until it ends.
-//! - Every request body is read under `listen.body_timeout_secs` of allowed silence
-//!   ([`crate::bounded`]).
+//! - Every request body hyper reads is read under `listen.body_timeout_secs` of allowed
+//!   silence ([`crate::bounded`]); the fast path reads only bodies already received.
 //! - hyper's own answers to heads it cannot parse are rewritten into Proxmox's shape
 //!   ([`crate::early`]).
-//! - [`Listener::serve_until`] drains on shutdown: the listener is closed, idle (parked)
-//!   connections close, busy ones get `graceful_shutdown` (their current message finishes,
-//!   then they close), all within `listen.drain_secs`; websocket tunnels are closed last.
+//! - [`Listener::serve_until`] drains on shutdown: the listener is closed, idle connections
+//!   close, busy ones finish the request in progress (its answer says `Connection: close`)
+//!   and then close, all within `listen.drain_secs`; websocket tunnels are closed last.
 //!
-//! # Idle plain-TCP connections are parked outside hyper
+//! # Who reads a request
 //!
-//! hyper keeps an 8 KiB read and an 8 KiB write buffer for as long as it serves a connection.
-//! For plain-TCP clients, pvegate therefore hands a connection to hyper only while it is in
-//! use:
+//! Every connection starts in `serve_fast`: a request whose head and body are already in
+//! the read buffer and that needs nothing of hyper's machinery is read, judged and answered
+//! there ([`crate::fast`]), pipelined ones in order. Any other request (a head or body still
+//! arriving, HTTP/1.0, `Transfer-Encoding`, `Expect`, an upgrade, a head httparse or `http`
+//! refuses) goes to hyper with the bytes read so far, which reads it as before, with its
+//! header read timeout and its error answers.
 //!
-//! - A parked connection is the socket and a small task waiting for it to become readable.
-//!   Nothing readable for 30 s (`IDLE_TIMEOUT`, the keep-alive limit; it was hyper's header
-//!   read timeout before) closes it.
-//! - Once readable, the socket goes to a fresh `http1::Builder::serve_connection` (without
-//!   hyper's upgrade support), driven with `poll_without_shutdown`.
-//! - Requests are counted from the service call until hyper drops the response body. When
-//!   nothing is in flight and no request started or finished for one tick of `PARK_AFTER`
-//!   (100 ms; so a connection parks 100 to 200 ms after its last answer, and connections in
-//!   steady use never do), and the round has answered at least one request, the connection is
-//!   parked:
+//! - Plain TCP: hyper serves the connection only while it is in use, then hands it back
+//!   (below); the connection returns to the fast path.
+//! - TLS: hyper serves the rest of the connection (rustls holds decrypted bytes hyper may not
+//!   have asked for yet, so the connection is not handed back).
+//!
+//! # Idle connections hold nothing but their socket
+//!
+//! - In the fast path, a connection keeps its 8 KiB read buffer and its [`ClientConn`] (with
+//!   the upstream connection it used last) while requests come. After 100 to 200 ms
+//!   (`PARK_AFTER`) without one, both go and the connection waits holding only its socket
+//!   (plain TCP: until it is readable; TLS: in a read into a fresh buffer). Nothing to read
+//!   for 30 s (`IDLE_TIMEOUT`, the keep-alive limit) closes it.
+//! - hyper keeps an 8 KiB read and an 8 KiB write buffer for as long as it serves a
+//!   connection, so for plain TCP it serves one only while it is in use: the socket goes to
+//!   a fresh `http1::Builder::serve_connection` (without hyper's upgrade support), driven
+//!   with `poll_without_shutdown`.
+//! - hyper's requests are counted from the service call until hyper drops the response body.
+//!   When nothing is in flight and no request started or finished for one tick of
+//!   `PARK_AFTER`, and the round has answered at least one request, hyper lets go:
 //!   `graceful_shutdown` on a hyper connection idle between messages closes its state at once
 //!   without writing anything or shutting the socket down; `into_parts` hands back the socket
-//!   and any bytes hyper had read but not parsed, which are replayed first in the next round.
+//!   and any bytes hyper had read but not parsed, which the fast path reads first.
 //! - If hyper is not between messages at that point (a response still being flushed to a slow
 //!   reader, or an unread request body being drained), `graceful_shutdown` only turns
 //!   keep-alive off: hyper finishes that message, then the connection is closed rather than
-//!   parked. A request whose head arrives in that window is answered with
+//!   handed back. A request whose head arrives in that window is answered with
 //!   `Connection: close` and the connection closed after it; it is neither lost nor answered
-//!   twice. A request racing a park of an idle connection is not lost either: its bytes are
-//!   either unread (the socket becomes readable again) or in hyper's read buffer (replayed).
+//!   twice. A request racing a hand-back of an idle connection is not lost either: its bytes
+//!   are either unread (the socket becomes readable again) or in hyper's read buffer
+//!   (replayed).
 //! - A request head that is still incomplete stays with hyper under its header read timeout;
-//!   if one straddles a park, the time already spent waiting counts against the next round's
-//!   timeout, so a head must still arrive within 30 s.
+//!   if one straddles a hand-back, the time already spent waiting counts against the next
+//!   round's timeout, so a head must still arrive within 30 s.
 //! - Websockets: every request carries an [`UpgradeSlot`] (in its [`ClientConn`], with the
 //!   client connection's upstream connection); after the upstream's `101` the
 //!   forwarder leaves the upstream's pending upgrade in it, hyper writes the `101` and hands
 //!   the socket back, and the connection task splices the two (client bytes hyper read past
 //!   the `101` go first), with no idle timeout.
-//!
-//! TLS connections are served by hyper for their whole life: rustls may hold
-//! decrypted bytes hyper has not asked for yet and its own buffers, so parking them would need
-//! rustls's buffers to be released as well; that is not done.
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -333,7 +343,17 @@ async fn accept(
                 _ = ctx.stop.cancelled() => return,
             };
             match stream {
-                Ok(Ok(s)) => serve_connection(s, peer, ctx).await,
+                Ok(Ok(mut s)) => {
+                    let mut buf = BytesMut::new();
+                    let mut gate = ctx.gate.clone();
+                    let mut partial = None;
+                    let fast =
+                        serve_fast(&mut s, &mut buf, peer, &ctx, &mut gate, None, &mut partial);
+                    if let Fast::Hyper = fast.await {
+                        let pre = buf.freeze();
+                        serve_connection(Replay { pre, io: s }, peer, ctx).await;
+                    }
+                }
                 Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
                 Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
             }
@@ -341,7 +361,7 @@ async fn accept(
     }
 }
 
-/// Serves a TLS connection with hyper for its whole life (buffers included).
+/// Serves the rest of a TLS connection with hyper (buffers included).
 async fn serve_connection<I>(io: I, peer: SocketAddr, ctx: Arc<ConnCtx>)
 where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
@@ -452,20 +472,21 @@ impl http_body::Body for Tracked {
     }
 }
 
-/// The client socket with the bytes hyper had read but not used replayed in front of it.
-struct Replay {
+/// The client connection with bytes already read from it (by hyper, or by the fast path)
+/// replayed in front of it.
+struct Replay<I = TcpStream> {
     pre: Bytes,
-    tcp: TcpStream,
+    io: I,
 }
 
-impl Replay {
-    /// The socket and whatever of `pre` has not been read yet.
-    fn into_parts(self) -> (TcpStream, Bytes) {
-        (self.tcp, self.pre)
+impl<I> Replay<I> {
+    /// The connection and whatever of `pre` has not been read yet.
+    fn into_parts(self) -> (I, Bytes) {
+        (self.io, self.pre)
     }
 }
 
-impl AsyncRead for Replay {
+impl<I: AsyncRead + Unpin> AsyncRead for Replay<I> {
     fn poll_read(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -476,17 +497,17 @@ impl AsyncRead for Replay {
             buf.put_slice(&self.pre.split_to(n));
             return Poll::Ready(Ok(()));
         }
-        Pin::new(&mut self.tcp).poll_read(cx, buf)
+        Pin::new(&mut self.io).poll_read(cx, buf)
     }
 }
 
-impl AsyncWrite for Replay {
+impl<I: AsyncWrite + Unpin> AsyncWrite for Replay<I> {
     fn poll_write(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<std::io::Result<usize>> {
-        Pin::new(&mut self.tcp).poll_write(cx, buf)
+        Pin::new(&mut self.io).poll_write(cx, buf)
     }
 
     fn poll_write_vectored(
@@ -494,19 +515,19 @@ impl AsyncWrite for Replay {
         cx: &mut Context<'_>,
         bufs: &[std::io::IoSlice<'_>],
     ) -> Poll<std::io::Result<usize>> {
-        Pin::new(&mut self.tcp).poll_write_vectored(cx, bufs)
+        Pin::new(&mut self.io).poll_write_vectored(cx, bufs)
     }
 
     fn is_write_vectored(&self) -> bool {
-        self.tcp.is_write_vectored()
+        self.io.is_write_vectored()
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.tcp).poll_flush(cx)
+        Pin::new(&mut self.io).poll_flush(cx)
     }
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.tcp).poll_shutdown(cx)
+        Pin::new(&mut self.io).poll_shutdown(cx)
     }
 }
 
@@ -523,36 +544,29 @@ enum Round {
     Rejected(Replay),
 }
 
-/// Serves a plain-TCP connection, holding hyper (and its two 8 KiB buffers) only while the
-/// connection is in use; see the module documentation.
+/// Serves a plain-TCP connection: requests the fast path reads ([`crate::fast`]) are served
+/// here; for any other, hyper (and its two 8 KiB buffers) takes the connection until it has
+/// been idle for `PARK_AFTER`; see the module documentation.
 async fn serve_parking(mut tcp: TcpStream, peer: SocketAddr, ctx: Arc<ConnCtx>, hold: Hold) {
     let activity = Arc::new(Activity::default());
     let slot = UpgradeSlot::default();
-    let mut pre = Bytes::new();
+    let mut gate = ctx.gate.clone();
+    let mut buf = BytesMut::new();
     // When the unparsed bytes held across parks started to accumulate: a request head still
     // has the same 30 s to arrive in full, parks or not.
     let mut partial_since: Option<Instant> = None;
     loop {
-        if pre.is_empty() {
-            let readable = tokio::select! {
-                biased;
-                _ = ctx.stop.cancelled() => {
-                    tracing::debug!(%peer, "idle connection closed: shutting down");
-                    return;
-                }
-                r = tokio::time::timeout(IDLE_TIMEOUT, tcp.readable()) => r,
-            };
-            match readable {
-                Ok(Ok(())) => {}
-                Ok(Err(e)) => {
-                    tracing::debug!(%peer, error = %e, "idle connection failed");
-                    return;
-                }
-                Err(_) => {
-                    tracing::debug!(%peer, "idle connection timed out");
-                    return;
-                }
-            }
+        let fast = serve_fast(
+            &mut tcp,
+            &mut buf,
+            peer,
+            &ctx,
+            &mut gate,
+            Some(&slot),
+            &mut partial_since,
+        );
+        if let Fast::Closed = fast.await {
+            return;
         }
         let header_read_timeout = match partial_since {
             Some(since) => match IDLE_TIMEOUT.checked_sub(since.elapsed()) {
@@ -565,8 +579,9 @@ async fn serve_parking(mut tcp: TcpStream, peer: SocketAddr, ctx: Arc<ConnCtx>, 
             None => IDLE_TIMEOUT,
         };
         let events_before = activity.events.load(Ordering::Relaxed);
+        let pre = std::mem::take(&mut buf).freeze();
         let round = Box::pin(serve_round(
-            Replay { pre, tcp },
+            Replay { pre, io: tcp },
             header_read_timeout,
             peer,
             Arc::clone(&ctx),
@@ -577,13 +592,15 @@ async fn serve_parking(mut tcp: TcpStream, peer: SocketAddr, ctx: Arc<ConnCtx>, 
         match round {
             Round::Parked(socket, rest) => {
                 tcp = socket;
-                pre = rest;
-                if pre.is_empty() {
+                if rest.is_empty() {
                     partial_since = None;
-                } else if partial_since.is_none()
-                    || activity.events.load(Ordering::Relaxed) != events_before
-                {
-                    partial_since = Some(Instant::now());
+                } else {
+                    buf = BytesMut::from(&rest[..]);
+                    if partial_since.is_none()
+                        || activity.events.load(Ordering::Relaxed) != events_before
+                    {
+                        partial_since = Some(Instant::now());
+                    }
                 }
             }
             Round::Ended(mut io, rest) => {
@@ -597,8 +614,161 @@ async fn serve_parking(mut tcp: TcpStream, peer: SocketAddr, ctx: Arc<ConnCtx>, 
             }
             Round::Failed => return,
             Round::Rejected(io) => {
-                linger(io.tcp).await;
+                linger(io.io).await;
                 return;
+            }
+        }
+    }
+}
+
+/// Bytes read at a time by the fast path.
+const READ_SIZE: usize = 8 * 1024;
+
+/// How the fast path left a connection.
+enum Fast {
+    /// Closed: by the client, an error, the idle timeout, `Connection: close` or a shutdown.
+    Closed,
+    /// The read buffer starts with a request for hyper to read.
+    Hyper,
+}
+
+/// A client connection the fast path can wait on without holding a read buffer.
+trait IdleRead: AsyncRead + AsyncWrite + Unpin + Send {
+    /// Waits until the client has sent something, then reads it into `buf` (0: closed).
+    fn read_idle<'a>(
+        &'a mut self,
+        buf: &'a mut BytesMut,
+    ) -> impl std::future::Future<Output = std::io::Result<usize>> + Send + 'a;
+}
+
+impl IdleRead for TcpStream {
+    async fn read_idle(&mut self, buf: &mut BytesMut) -> std::io::Result<usize> {
+        loop {
+            self.readable().await?;
+            buf.reserve(READ_SIZE);
+            match self.try_read_buf(buf) {
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
+                res => return res,
+            }
+        }
+    }
+}
+
+impl IdleRead for tokio_rustls::server::TlsStream<TcpStream> {
+    async fn read_idle(&mut self, buf: &mut BytesMut) -> std::io::Result<usize> {
+        // rustls holds its own buffers for the connection's life: nothing to gain by waiting
+        // for readiness first.
+        buf.reserve(READ_SIZE);
+        tokio::io::AsyncReadExt::read_buf(self, buf).await
+    }
+}
+
+/// Serves the requests [`crate::fast`] reads, one after the other (pipelined ones in order),
+/// until one needs hyper or the connection closes.
+///
+/// While requests come, the connection keeps its read buffer and its [`ClientConn`] (with the
+/// upstream connection it used last). After `PARK_AFTER` to twice that without one, both go:
+/// the connection then waits for its next bytes holding nothing but the socket, for at most
+/// `IDLE_TIMEOUT`. A shutdown closes it at once while it waits; a request being answered is
+/// answered first, with `Connection: close`.
+async fn serve_fast<I: IdleRead>(
+    io: &mut I,
+    buf: &mut BytesMut,
+    peer: SocketAddr,
+    ctx: &ConnCtx,
+    gate: &mut Gate,
+    upgrade: Option<&UpgradeSlot>,
+    partial_since: &mut Option<Instant>,
+) -> Fast {
+    use tokio::io::AsyncReadExt;
+    let mut conn: Option<ClientConn> = None;
+    let mut stopped = Stop::new(ctx);
+    // Some while the connection is in use (its look for idleness), None while it waits idle.
+    let mut tick: Option<crate::rearm::Ticker> = None;
+    let mut served = false;
+    loop {
+        while !buf.is_empty() {
+            match crate::fast::parse(buf) {
+                crate::fast::Parsed::Request { mut req, close } => {
+                    *partial_since = None;
+                    served = true;
+                    let conn = conn.get_or_insert_with(|| ClientConn::new(peer, upgrade.cloned()));
+                    req.extensions_mut().insert(conn.clone());
+                    let method = req.method().clone();
+                    let res = match gate.call(req).await {
+                        Ok(res) => res,
+                        Err(never) => match never {},
+                    };
+                    let keep_alive = !close && !ctx.stopping.load(Ordering::Acquire);
+                    match crate::fast::respond(io, res, &method, keep_alive).await {
+                        Ok(true) => {}
+                        Ok(false) => {
+                            let _ = io.shutdown().await;
+                            return Fast::Closed;
+                        }
+                        Err(e) => {
+                            tracing::debug!(%peer, error = %e, "writing an answer failed");
+                            return Fast::Closed;
+                        }
+                    }
+                }
+                crate::fast::Parsed::Partial => {
+                    partial_since.get_or_insert_with(Instant::now);
+                    return Fast::Hyper;
+                }
+                crate::fast::Parsed::Hyper => return Fast::Hyper,
+            }
+        }
+        let Some(ticker) = tick.as_mut() else {
+            // Idle: nothing held but the socket.
+            let read = tokio::select! {
+                biased;
+                _ = &mut stopped => {
+                    tracing::debug!(%peer, "idle connection closed: shutting down");
+                    return Fast::Closed;
+                }
+                r = tokio::time::timeout(IDLE_TIMEOUT, io.read_idle(buf)) => r,
+            };
+            match read {
+                Ok(Ok(1..)) => {
+                    tick = Some(crate::rearm::Ticker::new(PARK_AFTER));
+                    served = false;
+                    continue;
+                }
+                Ok(Ok(0)) => return Fast::Closed,
+                Ok(Err(e)) => {
+                    tracing::debug!(%peer, error = %e, "idle connection failed");
+                    return Fast::Closed;
+                }
+                Err(_) => {
+                    tracing::debug!(%peer, "idle connection timed out");
+                    return Fast::Closed;
+                }
+            }
+        };
+        if buf.capacity() - buf.len() < READ_SIZE / 4 {
+            buf.reserve(READ_SIZE);
+        }
+        tokio::select! {
+            biased;
+            r = io.read_buf(buf) => match r {
+                Ok(1..) => {}
+                Ok(0) => return Fast::Closed,
+                Err(e) => {
+                    tracing::debug!(%peer, error = %e, "connection failed");
+                    return Fast::Closed;
+                }
+            },
+            _ = &mut stopped => return Fast::Closed,
+            _ = ticker.tick() => {
+                if !served {
+                    // Idle for a tick: the upstream connection goes to the shared pool, the
+                    // buffer to the allocator.
+                    conn = None;
+                    tick = None;
+                    *buf = BytesMut::new();
+                }
+                served = false;
             }
         }
     }

@@ -147,3 +147,105 @@ async fn websocket_on_a_parked_connection() {
     assert_eq!(echo, last);
     ws.close(None).await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_fast_path_and_hyper_take_turns_on_one_connection() {
+    // Requests pvegate reads itself (src/fast.rs) and requests it leaves to hyper (a body
+    // announced with Expect, a head arriving in pieces, HTTP/1.0) on one keep-alive
+    // connection, pipelined or not: each is answered once, in order, and only the allowed
+    // ones reach Proxmox, byte for byte.
+    let g = start().await;
+    let mut s = TcpStream::connect(g.addr).await.unwrap();
+    let mut buf = Vec::new();
+    let config = "/api2/json/nodes/pve/qemu/110/config";
+    let denied = "/api2/json/nodes/pve/qemu/104/config";
+
+    s.write_all(get(STATUS).as_bytes()).await.unwrap();
+    let r = read_response(&mut s, &mut buf).await;
+    assert_eq!(r.status, 200, "{} {}", r.status, r.reason);
+    assert!(r.header("date").is_some());
+    assert_eq!(g.sim.recorder.len(), 1);
+
+    // Pipelined in one write, read by the fast path: allowed, denied, allowed.
+    let three = format!(
+        "{}{}{}",
+        get(STATUS),
+        form("PUT", denied, "description=no"),
+        form("PUT", config, "description=after")
+    );
+    s.write_all(three.as_bytes()).await.unwrap();
+    let answers = [
+        read_response(&mut s, &mut buf).await,
+        read_response(&mut s, &mut buf).await,
+        read_response(&mut s, &mut buf).await,
+    ];
+    let statuses: Vec<u16> = answers.iter().map(|r| r.status).collect();
+    assert_eq!(statuses, [200, 403, 200]);
+    let reached: Vec<String> = g.sim.recorder.requests()[1..]
+        .iter()
+        .map(|r| format!("{} {}", r.method, r.path()))
+        .collect();
+    assert_eq!(reached, [format!("GET {STATUS}"), format!("PUT {config}")]);
+    assert_eq!(
+        g.sim.recorder.last().unwrap().body_text(),
+        "description=after"
+    );
+
+    // Expect: 100-continue is hyper's: the interim answer, then the real one. hyper keeps the
+    // connection until it has been idle a while; the rest goes to hyper too.
+    let put = form("PUT", config, "description=turns")
+        .replace("Content-Length", "Expect: 100-continue\r\nContent-Length");
+    let (head, body) = put.split_at(put.find("\r\n\r\n").unwrap() + 4);
+    s.write_all(head.as_bytes()).await.unwrap();
+    let interim = read_response(&mut s, &mut buf).await;
+    assert_eq!(interim.status, 100);
+    s.write_all(body.as_bytes()).await.unwrap();
+    let r = read_response(&mut s, &mut buf).await;
+    assert_eq!(r.status, 200, "{} {}", r.status, r.reason);
+    let rec = g.sim.recorder.last().unwrap();
+    assert_eq!(
+        (rec.method.as_str(), rec.body_text()),
+        ("PUT", "description=turns".into())
+    );
+
+    // A head in two writes.
+    let req = get(STATUS);
+    let (first, second) = req.split_at(25);
+    s.write_all(first.as_bytes()).await.unwrap();
+    s.flush().await.unwrap();
+    s.write_all(second.as_bytes()).await.unwrap();
+    let r = read_response(&mut s, &mut buf).await;
+    assert_eq!(r.status, 200, "{} {}", r.status, r.reason);
+
+    // On a new connection (the fast path's): a HEAD (refused: pveproxy answers it 501) is
+    // answered with the length of the message and no body; Connection: close ends the
+    // connection after its answer, which says so.
+    let mut s = TcpStream::connect(g.addr).await.unwrap();
+    let mut buf = Vec::new();
+    let head_req = get(STATUS).replacen("GET", "HEAD", 1);
+    let last = get(STATUS).replace("\r\n\r\n", "\r\nConnection: close\r\n\r\n");
+    s.write_all(format!("{head_req}{last}").as_bytes())
+        .await
+        .unwrap();
+    let mut rest = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut rest))
+        .await
+        .expect("closed after the last answer")
+        .unwrap();
+    buf.extend_from_slice(&rest);
+    let text = String::from_utf8_lossy(&buf).into_owned();
+    let head_end = text.find("\r\n\r\n").unwrap() + 4;
+    let head_answer = parse_response(&buf[..head_end]);
+    assert_eq!(head_answer.status, 501, "{}", head_answer.reason);
+    assert_ne!(head_answer.header("content-length"), Some("0"));
+    assert!(head_answer.header("content-length").is_some());
+    let r = parse_response(&buf[head_end..]);
+    assert_eq!(r.status, 200, "{} {}", r.status, r.reason);
+    assert_eq!(r.header("connection"), Some("close"));
+    assert!(String::from_utf8_lossy(&r.body).contains("version"));
+    assert_eq!(
+        text.matches("HTTP/1.1 ").count(),
+        2,
+        "two answers, then the end"
+    );
+}

@@ -493,6 +493,60 @@ async fn sigterm_closes_a_busy_keep_alive_connection_after_its_answer() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_answers_the_request_in_flight_with_connection_close() {
+    // A small request (read by pvegate's fast path, not hyper) waiting for Proxmox when the
+    // shutdown begins: it is answered, its answer says Connection: close, and the keep-alive
+    // connection closes right after it.
+    let (arrived_tx, arrived_rx) = tokio::sync::mpsc::unbounded_channel::<()>();
+    let release = std::sync::Arc::new(tokio::sync::Notify::new());
+    let upstream_release = std::sync::Arc::clone(&release);
+    let url = fake_upstream(move |mut s| {
+        let arrived = arrived_tx.clone();
+        let release = std::sync::Arc::clone(&upstream_release);
+        async move {
+            read_head(&mut s).await;
+            let _ = arrived.send(());
+            release.notified().await;
+            let body = r#"{"data":{"version":"8.3.0"}}"#;
+            let _ = s
+                .write_all(
+                    format!(
+                        "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+                        body.len()
+                    )
+                    .as_bytes(),
+                )
+                .await;
+            let mut rest = Vec::new();
+            let _ = s.read_to_end(&mut rest).await;
+        }
+    })
+    .await;
+    let mut served = serve(&url, "drain_secs = 20", "", "");
+    let mut s = TcpStream::connect(served.addr).await.unwrap();
+    s.write_all(get("/api2/json/version").as_bytes())
+        .await
+        .unwrap();
+    let mut arrived_rx = arrived_rx;
+    tokio::time::timeout(Duration::from_secs(10), arrived_rx.recv())
+        .await
+        .expect("the request reached the upstream");
+    served.signal("-TERM");
+    served.wait_log("shutting down");
+    release.notify_one();
+    let mut buf = Vec::new();
+    tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut buf))
+        .await
+        .expect("answered and closed well before drain_secs")
+        .unwrap();
+    let r = parse_response(&buf);
+    assert_eq!(r.status, 200, "{} {}", r.status, r.reason);
+    assert_eq!(r.header("connection"), Some("close"));
+    assert!(String::from_utf8_lossy(&r.body).contains("8.3.0"));
+    assert_eq!(served.exit_code(), Some(0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_with_a_websocket_open_closes_it_last_and_exits_0() {
     let sim = pvegate_sim::start(pvegate_sim::SimConfig::demo())
         .await
