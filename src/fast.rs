@@ -150,7 +150,8 @@ fn build(
 ) -> Option<Request<Body>> {
     let slice = |at: u16, len: u16| head.slice(at as usize..at as usize + len as usize);
     let uri = Uri::from_maybe_shared(slice(target.0, target.1)).ok()?;
-    let mut headers = HeaderMap::with_capacity(lines.len());
+    // Room for the X-Forwarded-For the forwarder adds, so the map does not grow for it.
+    let mut headers = HeaderMap::with_capacity(lines.len() + 1);
     for &(name_at, name_len, value_at, value_len) in lines {
         let name = HeaderName::from_bytes(&head[name_at as usize..][..name_len as usize]).ok()?;
         let value = HeaderValue::from_maybe_shared(slice(value_at, value_len)).ok()?;

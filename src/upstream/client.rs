@@ -78,19 +78,26 @@ pub struct Upstream {
 
 /// Whether `name` is a hop-by-hop header: `Connection`, `Keep-Alive`, `Proxy-Connection`,
 /// `TE`, `Trailer`, `Transfer-Encoding`, `Proxy-Authorization`, `Proxy-Authenticate`, and
-/// `Upgrade` unless it is kept. Compared as text: an array of `HeaderName` constants is built
-/// and dropped again at every use.
+/// `Upgrade` unless it is kept. The standard names compare as `http`'s constants (no text
+/// comparison); only a name of another length than every standard one here can be
+/// `keep-alive` (10 bytes) or `proxy-connection` (16), which are compared as text.
 fn is_hop_by_hop(name: &HeaderName, keep_upgrade: bool) -> bool {
-    match name.as_str() {
-        "connection"
-        | "keep-alive"
-        | "proxy-connection"
-        | "te"
-        | "trailer"
-        | "transfer-encoding"
-        | "proxy-authorization"
-        | "proxy-authenticate" => true,
-        "upgrade" => !keep_upgrade,
+    if name == header::CONNECTION
+        || name == header::TE
+        || name == header::TRAILER
+        || name == header::TRANSFER_ENCODING
+        || name == header::PROXY_AUTHORIZATION
+        || name == header::PROXY_AUTHENTICATE
+    {
+        return true;
+    }
+    if name == header::UPGRADE {
+        return !keep_upgrade;
+    }
+    let text = name.as_str();
+    match text.len() {
+        10 => text == "keep-alive",
+        16 => text == "proxy-connection",
         _ => false,
     }
 }
@@ -529,6 +536,33 @@ mod tests {
         assert_eq!(names.len(), 2, "{names:?}");
         assert_eq!(h["x-forwarded-for"], "10.1.2.3");
         assert_eq!(h[header::AUTHORIZATION], "PVEAPIToken=a@pam!t=s");
+    }
+
+    #[test]
+    fn names_of_the_same_length_as_hop_by_hop_ones_stay() {
+        for name in [
+            "set-cookie",
+            "user-agent",
+            "keep-alivf",
+            "content-location",
+            "proxy-connectio1",
+            "x-te",
+            "tE",
+        ] {
+            let name = HeaderName::from_bytes(name.as_bytes()).unwrap();
+            let hop = name.as_str() == "te";
+            assert_eq!(is_hop_by_hop(&name, false), hop, "{name}");
+        }
+        for name in [
+            "Keep-Alive",
+            "PROXY-CONNECTION",
+            "Connection",
+            "TE",
+            "Upgrade",
+        ] {
+            let name = HeaderName::from_bytes(name.as_bytes()).unwrap();
+            assert!(is_hop_by_hop(&name, false), "{name}");
+        }
     }
 
     #[test]

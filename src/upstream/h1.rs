@@ -400,10 +400,19 @@ enum Chunk {
 
 /// Parses the head at the start of `buf` if it is complete, and removes it from `buf`.
 fn parse_head(buf: &mut BytesMut, method: &Method) -> Result<Option<Parsed>, io::Error> {
-    let mut lines = [httparse::EMPTY_HEADER; MAX_HEADERS];
-    let mut res = httparse::Response::new(&mut lines);
-    let len = match res.parse(buf) {
-        Ok(httparse::Status::Complete(len)) => len,
+    let mut lines =
+        [const { std::mem::MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS];
+    let mut res = httparse::Response::new(&mut []);
+    let len = match httparse::ParserConfig::default()
+        .parse_response_with_uninit_headers(&mut res, buf, &mut lines)
+    {
+        Ok(httparse::Status::Complete(len)) if len <= usize::from(u16::MAX) => len,
+        Ok(httparse::Status::Complete(_)) => {
+            return Err(invalid(format!(
+                "answer head longer than {} KiB",
+                MAX_HEAD / 1024
+            )))
+        }
         Ok(httparse::Status::Partial) => return Ok(None),
         Err(e) => return Err(invalid(format!("unreadable answer head: {e}"))),
     };
@@ -427,16 +436,17 @@ fn parse_head(buf: &mut BytesMut, method: &Method) -> Result<Option<Parsed>, io:
         .reason
         .filter(|r| Some(*r) != status.canonical_reason())
         .and_then(|r| hyper::ext::ReasonPhrase::try_from(r.as_bytes()).ok());
-    // Each header's name, and where its value sits in the head (the values share its bytes).
+    // Where each header's name and value sit in the head (the values share its bytes). The
+    // head is at most MAX_HEAD bytes, so u16 offsets do.
     let base = buf.as_ptr() as usize;
-    let mut fields = Vec::with_capacity(res.headers.len());
+    let at = |part: &[u8]| (part.as_ptr() as usize - base) as u16;
+    let mut fields = [(0u16, 0u16, 0u16, 0u16); MAX_HEADERS];
+    let count = res.headers.len();
     let mut keep = version == Version::HTTP_11;
     let (mut length, mut coded, mut chunked) = (None::<u64>, false, false);
-    for line in res.headers.iter() {
-        let name = HeaderName::from_bytes(line.name.as_bytes())
-            .map_err(|_| invalid("unreadable header name in the answer".into()))?;
-        let value = line.value;
-        if name == header::CONTENT_LENGTH {
+    for (line, field) in res.headers.iter().zip(fields.iter_mut()) {
+        let (name, value) = (line.name.as_bytes(), line.value);
+        if name.eq_ignore_ascii_case(b"content-length") {
             let n = parse_length(value)
                 .ok_or_else(|| invalid("unreadable Content-Length in the answer".into()))?;
             if length.is_some_and(|l| l != n) {
@@ -445,28 +455,31 @@ fn parse_head(buf: &mut BytesMut, method: &Method) -> Result<Option<Parsed>, io:
                 ));
             }
             length = Some(n);
-        } else if name == header::TRANSFER_ENCODING {
+        } else if name.eq_ignore_ascii_case(b"transfer-encoding") {
             coded = true;
             // Only the last coding counts: it says whether the body is chunked.
             chunked = value
                 .rsplit(|&b| b == b',')
                 .next()
                 .is_some_and(|t| t.trim_ascii().eq_ignore_ascii_case(b"chunked"));
-        } else if name == header::CONNECTION
+        } else if name.eq_ignore_ascii_case(b"connection")
             && value
                 .split(|&b| b == b',')
                 .any(|t| t.trim_ascii().eq_ignore_ascii_case(b"close"))
         {
             keep = false;
         }
-        let at = value.as_ptr() as usize - base;
-        fields.push((name, at, at + value.len()));
+        *field = (at(name), name.len() as u16, at(value), value.len() as u16);
     }
     let head = buf.split_to(len).freeze();
-    let mut headers = HeaderMap::with_capacity(fields.len());
-    for (name, start, end) in fields {
-        let value = HeaderValue::from_maybe_shared(head.slice(start..end))
-            .map_err(|_| invalid("unreadable header value in the answer".into()))?;
+    let mut headers = HeaderMap::with_capacity(count);
+    for &(name_at, name_len, value_at, value_len) in &fields[..count] {
+        let (name_at, value_at) = (usize::from(name_at), usize::from(value_at));
+        let name = HeaderName::from_bytes(&head[name_at..name_at + usize::from(name_len)])
+            .map_err(|_| invalid("unreadable header name in the answer".into()))?;
+        let value =
+            HeaderValue::from_maybe_shared(head.slice(value_at..value_at + usize::from(value_len)))
+                .map_err(|_| invalid("unreadable header value in the answer".into()))?;
         headers.append(name, value);
     }
     let bodiless = *method == Method::HEAD
@@ -974,6 +987,26 @@ mod tests {
             let f = res.expect_err(&what);
             assert!(f.sent && f.answered, "{what}: {f:?}");
             assert!(!home, "{what}");
+        }
+        // A head of up to 64 KiB is read (its values share its bytes); a longer one is not.
+        for (size, ok) in [(60_000, true), (65_600, false), (70_000, false)] {
+            let answer = format!(
+                "HTTP/1.1 200 OK\r\nX-Long: {}\r\nContent-Length: 2\r\n\r\nok",
+                "a".repeat(size)
+            );
+            let answer: &'static [u8] = Box::leak(answer.into_bytes().into_boxed_slice());
+            let (addr, _seen) = scripted(vec![(answer, true)]).await;
+            let (res, _) = exchange(addr).await;
+            match res {
+                Ok((res, body)) if ok => assert_eq!(
+                    (res.headers()["x-long"].len(), &body[..]),
+                    (size, &b"ok"[..])
+                ),
+                Err(f) if !ok => {
+                    assert!(f.error.to_string().contains("longer than 64 KiB"), "{f:?}")
+                }
+                other => panic!("{size}: {other:?}"),
+            }
         }
         // Closed with no answer at all: sent, nothing answered (a GET may go again).
         let (addr, _seen) = scripted(vec![]).await;
