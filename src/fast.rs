@@ -221,6 +221,10 @@ where
     I: AsyncWrite + Unpin,
 {
     let (mut parts, mut body) = res.into_parts();
+    if parts.status.is_informational() {
+        // Answered as a 500 without a body (`encode`), as hyper does.
+        body = Body::empty();
+    }
     let length = if body.is_end_stream() {
         BodyLength::None
     } else {
@@ -231,7 +235,9 @@ where
     };
     let mut head = Vec::with_capacity(256);
     let Some((framing, last)) = encode(&mut parts, length, method, keep_alive, &mut head) else {
-        // A header the answer cannot be framed by (hyper refuses those too): 500, and close.
+        // A header the answer cannot be framed by: hyper writes nothing and closes; a 500
+        // before closing tells the client what happened. (Unreachable from Proxmox's answers:
+        // the upstream reader refuses such a length first.)
         let mut res = Response::new(Body::empty());
         *res.status_mut() = StatusCode::INTERNAL_SERVER_ERROR;
         let (mut parts, _) = res.into_parts();
@@ -367,14 +373,16 @@ fn encode(
     dst: &mut Vec<u8>,
 ) -> Option<(Framing, bool)> {
     let mut last = !keep_alive;
-    if parts.status.is_informational() {
+    let informational = parts.status.is_informational();
+    if informational {
         // hyper's server answers no 1xx of a service (its 101 goes through hyper's upgrade
-        // path, not this one): 500, as hyper does.
+        // path, not this one): a bare 500, and the connection closes (hyper says nothing
+        // about that in the head).
         parts.status = StatusCode::INTERNAL_SERVER_ERROR;
+        parts.version = Version::HTTP_11;
         parts.headers.clear();
-        last = true;
-    }
-    if last
+        parts.extensions.clear();
+    } else if last
         && !parts
             .headers
             .get_all(header::CONNECTION)
@@ -508,7 +516,7 @@ fn encode(
         dst.extend_from_slice(b"\r\n");
     }
     dst.extend_from_slice(b"\r\n");
-    Some((framing, last))
+    Some((framing, last || informational))
 }
 
 /// Whether the last element of the comma-separated list `value` is `token` (any case).
@@ -858,6 +866,19 @@ mod tests {
                     let mut res = with(200, &[], stream(&["old"]));
                     *res.version_mut() = Version::HTTP_10;
                     res
+                },
+                false,
+            ),
+            case(
+                "a 1xx from the service",
+                Method::GET,
+                false,
+                || {
+                    with(
+                        103,
+                        &[("link", "</a>")],
+                        Body::from(Bytes::from_static(b"early")),
+                    )
                 },
                 false,
             ),
