@@ -1,7 +1,7 @@
 //! pvegate: a policy-enforcing reverse proxy for the Proxmox VE API.
 //!
 //! ```text
-//! client ──TLS──▶ server (hyper HTTP/1.1) ──▶ inspect ──▶ authorize ──▶ forward ──TLS(pinned)──▶ pveproxy
+//! client ──TLS──▶ server (HTTP/1.1: fast path, else hyper) ──▶ inspect ──▶ authorize ──▶ forward ──TLS(pinned)──▶ pveproxy
 //!                                              │            │             └ upstream: a connection per client connection, header hygiene, websocket splice
 //!                                              │            └ policy: Policy::decide on an ArcSwap snapshot, audit event
 //!                                              └ pve: target + parameters read exactly as pveproxy does,

@@ -1,6 +1,8 @@
-//! Idle plain-TCP client connections are parked outside hyper (see `src/server.rs`) and
-//! come back transparently: requests after a park, a request head split across a park,
-//! pipelined requests after a park and a websocket opened on a parked connection all work.
+//! Idle plain-TCP client connections are parked (holding only their socket, see
+//! `src/server.rs`) and come back transparently: requests after a park, a request head split
+//! across a park, pipelined requests after a park and a websocket opened on a parked
+//! connection all work; and requests pvegate's fast path reads and requests it leaves to hyper
+//! take turns on one connection.
 
 use crate::common;
 
