@@ -2,10 +2,10 @@
 //!
 //! ```text
 //! client ──TLS──▶ server (HTTP/1.1: fast path, else hyper) ──▶ inspect ──▶ authorize ──▶ forward ──TLS(pinned)──▶ pveproxy
-//!                                              │            │             └ upstream: a connection per client connection, header hygiene, websocket splice
-//!                                              │            └ policy: Policy::decide on an ArcSwap snapshot, audit event
-//!                                              └ pve: target + parameters read exactly as pveproxy does,
-//!                                                     endpoint catalogue → Operation { route, action, guests }
+//!                                                               │            │             └ upstream: a connection per client connection, header hygiene, websocket splice
+//!                                                               │            └ policy: Policy::decide on an ArcSwap snapshot, audit event
+//!                                                               └ pve: target + parameters read exactly as pveproxy does,
+//!                                                                      endpoint catalogue → Operation { route, action, guests }
 //! ```
 //!
 //! A request is read once, the way pveproxy reads it: its head against pveproxy's framing
