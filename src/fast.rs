@@ -31,9 +31,13 @@ use http_body::Body as _;
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 
 use crate::body::Body;
+use crate::upstream::h1::{ends_with_token, has_token, offset, parse_length};
 
 /// Header lines read here at most (hyper's default limit); a request with more goes to hyper.
 const MAX_HEADERS: usize = 100;
+
+/// A body at most this long is copied behind its head (or chunk line) and written with it.
+const INLINE_BODY: usize = 16 * 1024;
 
 /// What [`parse`] made of the start of a connection's read buffer.
 // The request is moved once, to the caller; boxing it would cost an allocation per request.
@@ -165,29 +169,13 @@ fn build(
     Some(req)
 }
 
-/// Where `part` (a slice of `whole`) starts in `whole`.
-fn offset(whole: &[u8], part: &[u8]) -> u16 {
-    (part.as_ptr() as usize - whole.as_ptr() as usize) as u16
-}
-
-/// A decimal number of digits only (hyper's reading of one `Content-Length` value).
+/// A `Content-Length` value of digits only, as hyper reads one; a list or anything else is
+/// hyper's to read.
 fn digits(value: &[u8]) -> Option<usize> {
-    if value.is_empty() || value.len() > 15 || !value.iter().all(u8::is_ascii_digit) {
+    if !value.iter().all(u8::is_ascii_digit) {
         return None;
     }
-    Some(
-        value
-            .iter()
-            .fold(0usize, |n, d| n * 10 + usize::from(d - b'0')),
-    )
-}
-
-/// Whether the comma-separated list `value` holds `token` (any case), as hyper reads
-/// `Connection`.
-fn has_token(value: &[u8], token: &[u8]) -> bool {
-    value
-        .split(|&b| b == b',')
-        .any(|t| t.trim_ascii().eq_ignore_ascii_case(token))
+    parse_length(value).and_then(|n| usize::try_from(n).ok())
 }
 
 /// How an answer's body goes on the wire.
@@ -233,7 +221,12 @@ where
             None => BodyLength::Unknown,
         }
     };
-    let mut head = Vec::with_capacity(256);
+    // Room for a body small enough to go out in the same write (`write_parts`).
+    let inline = match length {
+        BodyLength::Known(n) if n <= INLINE_BODY as u64 => n as usize,
+        _ => 0,
+    };
+    let mut head = Vec::with_capacity(256 + inline);
     let Some((framing, last)) = encode(&mut parts, length, method, keep_alive, &mut head) else {
         // A header the answer cannot be framed by: hyper writes nothing and closes; a 500
         // before closing tells the client what happened. (Unreachable from Proxmox's answers:
@@ -302,7 +295,7 @@ where
                     }
                     Framing::Chunked => {
                         let mut chunk = format!("{:X}\r\n", data.len()).into_bytes();
-                        if data.len() <= 16 * 1024 {
+                        if data.len() <= INLINE_BODY {
                             chunk.extend_from_slice(&data);
                             chunk.extend_from_slice(b"\r\n");
                             io.write_all(&chunk).await?;
@@ -330,7 +323,7 @@ async fn write_parts<I>(io: &mut I, head: &mut Vec<u8>, body: &[u8]) -> std::io:
 where
     I: AsyncWrite + Unpin,
 {
-    if body.len() <= 16 * 1024 {
+    if body.len() <= INLINE_BODY {
         head.extend_from_slice(body);
         return io.write_all(head).await;
     }
@@ -464,7 +457,7 @@ fn encode(
                     continue;
                 }
                 te_written = true;
-                chunked_last = has_token_last(value.as_bytes(), b"chunked");
+                chunked_last = ends_with_token(value.as_bytes(), b"chunked");
                 framing = Some(Framing::Chunked);
             }
             header::CONNECTION => last |= has_token(value.as_bytes(), b"close"),
@@ -517,14 +510,6 @@ fn encode(
     }
     dst.extend_from_slice(b"\r\n");
     Some((framing, last || informational))
-}
-
-/// Whether the last element of the comma-separated list `value` is `token` (any case).
-fn has_token_last(value: &[u8], token: &[u8]) -> bool {
-    value
-        .rsplit(|&b| b == b',')
-        .next()
-        .is_some_and(|t| t.trim_ascii().eq_ignore_ascii_case(token))
 }
 
 thread_local! {

@@ -438,8 +438,6 @@ fn parse_head(buf: &mut BytesMut, method: &Method) -> Result<Option<Parsed>, io:
         .and_then(|r| hyper::ext::ReasonPhrase::try_from(r.as_bytes()).ok());
     // Where each header's name and value sit in the head (the values share its bytes). The
     // head is at most MAX_HEAD bytes, so u16 offsets do.
-    let base = buf.as_ptr() as usize;
-    let at = |part: &[u8]| (part.as_ptr() as usize - base) as u16;
     let mut fields = [(0u16, 0u16, 0u16, 0u16); MAX_HEADERS];
     let count = res.headers.len();
     let mut keep = version == Version::HTTP_11;
@@ -458,18 +456,16 @@ fn parse_head(buf: &mut BytesMut, method: &Method) -> Result<Option<Parsed>, io:
         } else if name.eq_ignore_ascii_case(b"transfer-encoding") {
             coded = true;
             // Only the last coding counts: it says whether the body is chunked.
-            chunked = value
-                .rsplit(|&b| b == b',')
-                .next()
-                .is_some_and(|t| t.trim_ascii().eq_ignore_ascii_case(b"chunked"));
-        } else if name.eq_ignore_ascii_case(b"connection")
-            && value
-                .split(|&b| b == b',')
-                .any(|t| t.trim_ascii().eq_ignore_ascii_case(b"close"))
-        {
+            chunked = ends_with_token(value, b"chunked");
+        } else if name.eq_ignore_ascii_case(b"connection") && has_token(value, b"close") {
             keep = false;
         }
-        *field = (at(name), name.len() as u16, at(value), value.len() as u16);
+        *field = (
+            offset(buf, name),
+            name.len() as u16,
+            offset(buf, value),
+            value.len() as u16,
+        );
     }
     let head = buf.split_to(len).freeze();
     let mut headers = HeaderMap::with_capacity(count);
@@ -513,8 +509,31 @@ fn parse_head(buf: &mut BytesMut, method: &Method) -> Result<Option<Parsed>, io:
     })))
 }
 
+/// Whether the comma-separated list `value` holds `token` (any case), as `Connection` is read
+/// (by hyper and here, on both sides).
+pub fn has_token(value: &[u8], token: &[u8]) -> bool {
+    value
+        .split(|&b| b == b',')
+        .any(|t| t.trim_ascii().eq_ignore_ascii_case(token))
+}
+
+/// Whether the last element of the comma-separated list `value` is `token` (any case): only
+/// the last transfer coding says whether a body is chunked.
+pub fn ends_with_token(value: &[u8], token: &[u8]) -> bool {
+    value
+        .rsplit(|&b| b == b',')
+        .next()
+        .is_some_and(|t| t.trim_ascii().eq_ignore_ascii_case(token))
+}
+
+/// Where `part`, a slice of the message head `whole`, starts in it. Heads read here are at
+/// most 64 KiB, so the offset fits.
+pub fn offset(whole: &[u8], part: &[u8]) -> u16 {
+    (part.as_ptr() as usize - whole.as_ptr() as usize) as u16
+}
+
 /// A `Content-Length` value: decimal digits, or a list of equal ones.
-fn parse_length(value: &[u8]) -> Option<u64> {
+pub fn parse_length(value: &[u8]) -> Option<u64> {
     let mut found = None;
     for part in value.split(|&b| b == b',') {
         let part = part.trim_ascii();
