@@ -30,6 +30,9 @@ pub struct PolicyStore {
     status: Arc<ReloadStatus>,
     /// Whether `[inventory]` is configured (else a reload to selector rules fails).
     inventory: bool,
+    /// How the files looked when the policy in force at start was read: the watcher starts
+    /// from these, so an edit made before it runs (during startup) is not missed.
+    loaded: Arc<Vec<Stamp>>,
 }
 
 struct ReloadStatus {
@@ -53,7 +56,9 @@ impl PolicyStore {
     /// A store holding `policy` (generation 1), reloadable from `files`.
     pub fn new(mut policy: Policy, files: Vec<PathBuf>) -> Self {
         policy.generation = 1;
+        let loaded = Arc::new(files.iter().map(|f| stamp(f)).collect());
         PolicyStore {
+            loaded,
             current: Arc::new(ArcSwap::from_pointee(policy)),
             files: Arc::new(files),
             mode: Mode::Enforce,
@@ -75,8 +80,12 @@ impl PolicyStore {
 
     /// Loads `files` and builds a store from them.
     pub fn load(files: Vec<PathBuf>) -> Result<Self, PolicyError> {
+        // Looked at before reading: a change while they are read is then a change to reload.
+        let stamps = files.iter().map(|f| stamp(f)).collect();
         let policy = Policy::load(&files)?;
-        Ok(Self::new(policy, files))
+        let mut store = Self::new(policy, files);
+        store.loaded = Arc::new(stamps);
+        Ok(store)
     }
 
     /// The same store with `[policy] mode` set (shadow: nothing is refused, only logged).
@@ -189,7 +198,7 @@ impl PolicyStore {
     /// Polls the files every `every` and reloads once a change has settled ([`SETTLE`]).
     /// Runs until dropped.
     pub async fn watch(self, every: Duration) {
-        let mut applied = self.stamps();
+        let mut applied = self.loaded.to_vec();
         let mut seen: Option<(Vec<Stamp>, Instant)> = None;
         let mut tick = tokio::time::interval(every);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -245,6 +254,29 @@ mod tests {
         assert_eq!(store.generation(), 2);
         assert!(store.last_reload_ok());
         assert_eq!(store.snapshot().rules()[0].vmids.0, 105);
+    }
+
+    #[tokio::test]
+    async fn an_edit_made_before_the_watcher_starts_is_applied() {
+        // `serve` starts the watcher after the inventory's first fetch; an edit in between
+        // counts as an edit.
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("p.toml");
+        std::fs::write(&f, "[[guest]]\nvmid = 104\naccess = \"readonly\"\n").unwrap();
+        let store = PolicyStore::load(vec![f.clone()]).unwrap();
+        std::fs::write(
+            &f,
+            "[[guest]]\nvmid = 105\naccess = \"readonly\"\n# edited\n",
+        )
+        .unwrap();
+        let watcher = tokio::spawn(store.clone().watch(Duration::from_millis(50)));
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while store.generation() < 2 {
+            assert!(Instant::now() < deadline, "the edit was never applied");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert_eq!(store.snapshot().rules()[0].vmids.0, 105);
+        watcher.abort();
     }
 
     #[tokio::test]
