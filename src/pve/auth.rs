@@ -132,7 +132,7 @@ pub fn joined_header<K: AsHeaderName>(headers: &HeaderMap, name: K) -> Option<Co
 
 /// Formatter.pm `extract_auth_value`: `($header =~ /(?:^|\s)\Q$key\E(?:=| )([^;]*)/)[0]`,
 /// then `uri_unescape` (only when the raw value is true).
-fn extract_auth_value(header: &[u8], key: &str) -> Option<Vec<u8>> {
+fn extract_auth_value<'h>(header: &'h [u8], key: &str) -> Option<Cow<'h, [u8]>> {
     if !perl_true(header) {
         return None;
     }
@@ -146,11 +146,14 @@ fn extract_auth_value(header: &[u8], key: &str) -> Option<Vec<u8>> {
     })?;
     let value = &header[start + key.len() + 1..];
     let value = &value[..value.iter().position(|b| *b == b';').unwrap_or(value.len())];
-    Some(if perl_true(value) {
-        uri_unescape(value)
-    } else {
-        value.to_vec()
-    })
+    // Most values (token ids, tickets) hold no `%`: they are their own unescaping.
+    Some(
+        if perl_true(value) && memchr::memchr(b'%', value).is_some() {
+            Cow::Owned(uri_unescape(value))
+        } else {
+            Cow::Borrowed(value)
+        },
+    )
 }
 
 /// Removes one final `"\n"`, where Perl's `$` also matches.

@@ -258,7 +258,7 @@ impl HeadFacts {
                 f.content_lengths += 1;
             } else if *name == header::CONTENT_TYPE {
                 f.content_types += 1;
-            } else if f.underscore.is_none() && name.as_str().contains('_') {
+            } else if f.underscore.is_none() && name.as_str().as_bytes().contains(&b'_') {
                 f.underscore = Some(name.clone());
             }
         }
