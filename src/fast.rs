@@ -31,7 +31,7 @@ use http_body::Body as _;
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 
 use crate::body::Body;
-use crate::upstream::h1::{ends_with_token, has_token, offset, parse_length};
+use crate::upstream::h1::{ends_with_token, has_token, offset, parse_length, AsSent, RawFields};
 
 /// Header lines read here at most (hyper's default limit); a request with more goes to hyper.
 const MAX_HEADERS: usize = 100;
@@ -166,6 +166,8 @@ fn build(
     *req.uri_mut() = uri;
     *req.version_mut() = Version::HTTP_11;
     *req.headers_mut() = headers;
+    // The answer's header lines may come back as Proxmox sent them (`encode` writes them).
+    req.extensions_mut().insert(AsSent);
     Some(req)
 }
 
@@ -367,6 +369,23 @@ fn encode(
 ) -> Option<(Framing, bool)> {
     let mut last = !keep_alive;
     let informational = parts.status.is_informational();
+    let raw = parts.extensions.remove::<RawFields>();
+    let raw = match raw {
+        Some(raw) if lines_fit(parts, &raw, length, method) => Some(raw),
+        Some(raw) => {
+            // Anything else about the answer changed after it was read: its lines go into the
+            // map, ahead of what was added there, and are written the usual way.
+            let added = std::mem::take(&mut parts.headers);
+            parts.headers = lines_to_map(&raw.lines)?;
+            for (name, value) in added {
+                if let Some(name) = name {
+                    parts.headers.append(name, value);
+                }
+            }
+            None
+        }
+        None => None,
+    };
     if informational {
         // hyper's server answers no 1xx of a service (its 101 goes through hyper's upgrade
         // path, not this one): a bare 500, and the connection closes (hyper says nothing
@@ -376,6 +395,7 @@ fn encode(
         parts.headers.clear();
         parts.extensions.clear();
     } else if last
+        && raw.is_none()
         && !parts
             .headers
             .get_all(header::CONNECTION)
@@ -412,6 +432,19 @@ fn encode(
     let mut date = false;
     let mut chunked_last = true;
     let mut te_written = false;
+    if let Some(raw) = &raw {
+        // Checked by `lines_fit`: no framing line but at most one `Content-Length` that agrees
+        // with the body, so the lines go out as they are, as the map's loop would write them.
+        dst.extend_from_slice(&raw.lines);
+        if last {
+            dst.extend_from_slice(b"connection: close\r\n");
+        }
+        date = raw.date;
+        if let Some(n) = raw.length {
+            declared = Some(n);
+            framing = Some(Framing::Length(n));
+        }
+    }
     for (name, value) in parts.headers.iter() {
         match *name {
             header::CONTENT_LENGTH => {
@@ -510,6 +543,41 @@ fn encode(
     }
     dst.extend_from_slice(b"\r\n");
     Some((framing, last || informational))
+}
+
+/// Whether an answer's [`RawFields`] can be written as they are: the answer is still the
+/// plain HTTP/1.1 answer with a body that `h1` made (nothing added to its map, a body that
+/// agrees with its `Content-Length`).
+fn lines_fit(
+    parts: &http::response::Parts,
+    raw: &RawFields,
+    length: BodyLength,
+    method: &Method,
+) -> bool {
+    let agrees = match (raw.length, length) {
+        (Some(n), BodyLength::Known(k)) => n == k,
+        (Some(n), BodyLength::None) => n == 0,
+        (Some(_), BodyLength::Unknown) | (None, _) => true,
+    };
+    agrees
+        && parts.headers.is_empty()
+        && parts.version == Version::HTTP_11
+        && can_have_body(method, parts.status)
+}
+
+/// The header map of [`RawFields`] lines (`Name: value` and CRLF each); `None` if one is not.
+fn lines_to_map(lines: &Bytes) -> Option<HeaderMap> {
+    let mut map = HeaderMap::new();
+    let mut at = 0;
+    while at < lines.len() {
+        let end = at + memchr::memchr(b'\r', &lines[at..])?;
+        let colon = at + memchr::memchr(b':', &lines[at..end])?;
+        let name = HeaderName::from_bytes(&lines[at..colon]).ok()?;
+        let value = HeaderValue::from_maybe_shared(lines.slice(colon + 2..end)).ok()?;
+        map.append(name, value);
+        at = end + 2;
+    }
+    Some(map)
 }
 
 thread_local! {
@@ -924,6 +992,125 @@ mod tests {
                 .unwrap();
             assert_eq!(dateless(&got), dateless(&want), "{}", case.name);
             assert_eq!(reusable, case.reusable, "{}", case.name);
+        }
+    }
+
+    /// `Content-Type` for `content-type`: a spelling of Proxmox's, which the map would not keep.
+    fn title_case(name: &str) -> String {
+        name.split('-')
+            .map(|w| w[..1].to_ascii_uppercase() + &w[1..])
+            .collect::<Vec<_>>()
+            .join("-")
+    }
+
+    /// `raw` with the header names of its head in lower case.
+    fn lower_names(raw: &str) -> String {
+        let (head, body) = raw.split_once("\r\n\r\n").unwrap_or((raw, ""));
+        let mut lines = head.split("\r\n");
+        let mut out = lines.next().unwrap_or("").to_string();
+        for line in lines {
+            let (name, value) = line.split_once(':').unwrap();
+            out += &format!("\r\n{}:{value}", name.to_ascii_lowercase());
+        }
+        format!("{out}\r\n\r\n{body}")
+    }
+
+    /// `res` with its header lines moved into [`RawFields`], as `h1` hands on a plain answer.
+    fn as_sent(mut res: Response<Body>) -> Response<Body> {
+        let mut lines = Vec::new();
+        for (name, value) in res.headers() {
+            lines.extend_from_slice(title_case(name.as_str()).as_bytes());
+            lines.extend_from_slice(b": ");
+            lines.extend_from_slice(value.as_bytes());
+            lines.extend_from_slice(b"\r\n");
+        }
+        let raw = RawFields {
+            lines: lines.into(),
+            length: res
+                .headers()
+                .get(header::CONTENT_LENGTH)
+                .map(|v| v.to_str().unwrap().parse().unwrap()),
+            date: res.headers().contains_key(header::DATE),
+        };
+        res.headers_mut().clear();
+        res.extensions_mut().insert(raw);
+        res
+    }
+
+    #[tokio::test]
+    async fn answer_lines_as_sent_are_written_as_hyper_writes_the_map() {
+        // Every case h1 can hand on as lines (no framing or connection line, at most one
+        // length): the same bytes as hyper's but for the names' spelling. Those that cannot go
+        // out as they are (HEAD, 204, 304) are written from the map.
+        let (mut tried, mut as_they_are) = (0, 0);
+        for case in cases() {
+            let res = (case.res)();
+            let h = res.headers();
+            if [
+                header::CONNECTION,
+                header::TRANSFER_ENCODING,
+                header::TRAILER,
+            ]
+            .iter()
+            .any(|n| h.contains_key(n))
+                || h.get_all(header::CONTENT_LENGTH).iter().count() > 1
+                || res.status().is_informational()
+                || res.version() != Version::HTTP_11
+            {
+                continue;
+            }
+            let spelled = h.keys().next().map(|k| title_case(k.as_str()) + ": ");
+            let want = hyper_writes(&case).await;
+            let mut got = Vec::new();
+            let reusable = respond(&mut got, as_sent(res), &case.method, !case.close)
+                .await
+                .unwrap();
+            let text = String::from_utf8_lossy(&got).into_owned();
+            assert_eq!(
+                dateless(lower_names(&text).as_bytes()),
+                dateless(lower_names(&String::from_utf8_lossy(&want)).as_bytes()),
+                "{}",
+                case.name
+            );
+            assert_eq!(reusable, case.reusable, "{}", case.name);
+            tried += 1;
+            as_they_are += usize::from(spelled.is_some_and(|s| text.contains(&s)));
+        }
+        assert!(tried >= 10 && as_they_are >= 5, "{tried} {as_they_are}");
+    }
+
+    #[tokio::test]
+    async fn answer_lines_that_no_longer_fit_the_answer_go_through_the_map() {
+        // A body that disagrees with the lines' length, or a header added after the answer
+        // was read: written exactly as the same answer with a map would be.
+        let changed = [
+            || {
+                with(
+                    200,
+                    &[("content-length", "5"), ("x-a", "1")],
+                    Body::from(Bytes::from_static(b"abc")),
+                )
+            },
+            || with(200, &[("x-a", "1")], Body::from(Bytes::from_static(b"abc"))),
+        ];
+        for (i, make) in changed.into_iter().enumerate() {
+            let mut want = Vec::new();
+            respond(&mut want, make(), &Method::GET, true)
+                .await
+                .unwrap();
+            let mut res = as_sent(make());
+            if i == 1 {
+                res.headers_mut()
+                    .append("x-added", HeaderValue::from_static("2"));
+                want.clear();
+                let mut map = make();
+                map.headers_mut()
+                    .append("x-added", HeaderValue::from_static("2"));
+                respond(&mut want, map, &Method::GET, true).await.unwrap();
+            }
+            let mut got = Vec::new();
+            respond(&mut got, res, &Method::GET, true).await.unwrap();
+            assert_eq!(dateless(&got), dateless(&want), "{i}");
         }
     }
 

@@ -66,41 +66,82 @@ where
     fn call(&mut self, req: Request<B>) -> Self::Future {
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
-        Box::pin(async move {
-            match prepare(req).await {
-                Ok(req) => inner.call(req).await,
-                Err((rejection, client, method, path)) => {
-                    let res = rejection.response();
-                    audit::Outcome::begin(
-                        audit::Facts {
-                            client,
-                            identity: None,
-                            method: method.as_str(),
-                            path: &path,
-                            endpoint: "-",
-                            action: None,
-                            guests: &GuestSet::None,
-                            decision: audit::AuditDecision::Deny,
-                            rule: std::borrow::Cow::Borrowed("invalid request"),
-                            message: Some(&rejection.reason()),
-                            generation: None,
-                            exemption: None,
-                            approval: None,
-                            waiver: None,
-                        },
-                        std::time::Instant::now(),
-                    )
-                    .finish(audit::Ending::Answered(res.status()));
-                    Ok(res)
+        match prepare(req) {
+            // Most requests (no body to buffer) are read here and now: the next layer's future
+            // is the whole of this one, not wrapped in a state machine of its own.
+            Prepared::Ready(req) => Box::pin(inner.call(req)),
+            Prepared::Refused(rejected) => Box::pin(std::future::ready(Ok(refuse(rejected)))),
+            Prepared::Body(waiting) => Box::pin(async move {
+                match waiting.read().await {
+                    Ok(req) => inner.call(req).await,
+                    Err(rejected) => Ok(refuse(rejected)),
                 }
-            }
-        })
+            }),
+        }
     }
 }
 
 type Rejected = (Rejection, SocketAddr, Method, String);
 
-async fn prepare<B>(req: Request<B>) -> Result<Request<Body>, Rejected>
+/// The answer to a refused request, with its audit line.
+fn refuse((rejection, client, method, path): Rejected) -> Response<Body> {
+    let res = rejection.response();
+    audit::Outcome::begin(
+        audit::Facts {
+            client,
+            identity: None,
+            method: method.as_str(),
+            path: &path,
+            endpoint: "-",
+            action: None,
+            guests: &GuestSet::None,
+            decision: audit::AuditDecision::Deny,
+            rule: std::borrow::Cow::Borrowed("invalid request"),
+            message: Some(&rejection.reason()),
+            generation: None,
+            exemption: None,
+            approval: None,
+            waiver: None,
+        },
+        std::time::Instant::now(),
+    )
+    .finish(audit::Ending::Answered(res.status()));
+    res
+}
+
+/// What [`prepare`] made of a request's head.
+// Moved once, to `call`; boxing the request would cost an allocation per request.
+#[allow(clippy::large_enum_variant)]
+enum Prepared<B> {
+    /// Read, with [`Inspected`] attached.
+    Ready(Request<Body>),
+    Refused(Rejected),
+    /// A body to buffer before the request can be read.
+    Body(Box<Waiting<B>>),
+}
+
+/// A request whose head passed, waiting for its body.
+struct Waiting<B> {
+    client: SocketAddr,
+    parts: http::request::Parts,
+    body: B,
+    target: Target,
+    query: Option<String>,
+    plan: BodyPlan,
+}
+
+/// What a refusal logs.
+fn rejected(r: Rejection, client: SocketAddr, parts: &http::request::Parts) -> Rejected {
+    (
+        r,
+        client,
+        parts.method.clone(),
+        parts.uri.path().to_string(),
+    )
+}
+
+/// Reads the head of `req`, and the whole request when it has no body to buffer.
+fn prepare<B>(req: Request<B>) -> Prepared<B>
 where
     B: http_body::Body<Data = Bytes> + Send + 'static,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
@@ -117,48 +158,85 @@ where
             &rebuilt
         }
     };
-    // What a refusal logs; built only when there is one.
-    let reject = |r: Rejection| {
-        (
-            r,
-            client,
-            parts.method.clone(),
-            parts.uri.path().to_string(),
-        )
+    let (target, query, plan) = match read_head(&parts.method, raw, &parts.headers) {
+        Ok(head) => head,
+        Err(r) => return Prepared::Refused(rejected(r.into(), client, &parts)),
     };
-    let (target, query, plan) =
-        read_head(&parts.method, raw, &parts.headers).map_err(|r| reject(r.into()))?;
-    let (bytes, body) = match plan {
+    let body = match plan {
         BodyPlan::Buffer(_) => {
-            let format = match &target {
-                Target::Api { format, .. } => Some(*format),
-                Target::Other { .. } => None,
-            };
-            // One contiguous buffer: memory follows the bytes received, not the reads.
-            let bytes = crate::bounded::read_to_limit(body, MAX_BODY)
-                .await
-                .map_err(|e| match e {
-                    crate::bounded::ReadError::TooLarge(_) => reject(too_large(format).into()),
-                    crate::bounded::ReadError::Timeout(t) => reject(Rejection::new(
+            let query = query.map(str::to_owned);
+            return Prepared::Body(Box::new(Waiting {
+                client,
+                parts,
+                body,
+                target,
+                query,
+                plan,
+            }));
+        }
+        BodyPlan::Empty => Body::empty(),
+        BodyPlan::Stream => Body::new(body),
+    };
+    match inspect_request(&parts.method, target, query, &plan, &[], &parts.headers) {
+        Ok(inspected) => {
+            parts.extensions.insert(inspected);
+            Prepared::Ready(Request::from_parts(parts, body))
+        }
+        Err(r) => Prepared::Refused(rejected(r.into(), client, &parts)),
+    }
+}
+
+impl<B> Waiting<B>
+where
+    B: http_body::Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    /// Buffers the body (within its size and time bounds), then reads the request.
+    async fn read(self) -> Result<Request<Body>, Rejected> {
+        let Waiting {
+            client,
+            mut parts,
+            body,
+            target,
+            query,
+            plan,
+        } = self;
+        let format = match &target {
+            Target::Api { format, .. } => Some(*format),
+            Target::Other { .. } => None,
+        };
+        // One contiguous buffer: memory follows the bytes received, not the reads.
+        let bytes = match crate::bounded::read_to_limit(body, MAX_BODY).await {
+            Ok(bytes) => bytes,
+            Err(e) => {
+                let r = match e {
+                    crate::bounded::ReadError::TooLarge(_) => too_large(format).into(),
+                    crate::bounded::ReadError::Timeout(t) => Rejection::new(
                         Kind::Refused(StatusCode::REQUEST_TIMEOUT),
                         format,
                         t.to_string(),
-                    )),
+                    ),
                     crate::bounded::ReadError::Failed(m) => {
-                        reject(Rejection::new(Kind::Unreadable, format, m))
+                        Rejection::new(Kind::Unreadable, format, m)
                     }
-                })?;
-            parts.headers.remove(header::TRANSFER_ENCODING);
-            parts
-                .headers
-                .insert(header::CONTENT_LENGTH, bytes.len().into());
-            (bytes.clone(), Body::from(bytes))
-        }
-        BodyPlan::Empty => (Bytes::new(), Body::empty()),
-        BodyPlan::Stream => (Bytes::new(), Body::new(body)),
-    };
-    let inspected = inspect_request(&parts.method, target, query, &plan, &bytes, &parts.headers)
-        .map_err(|r| reject(r.into()))?;
-    parts.extensions.insert(inspected);
-    Ok(Request::from_parts(parts, body))
+                };
+                return Err(rejected(r, client, &parts));
+            }
+        };
+        parts.headers.remove(header::TRANSFER_ENCODING);
+        parts
+            .headers
+            .insert(header::CONTENT_LENGTH, bytes.len().into());
+        let inspected = inspect_request(
+            &parts.method,
+            target,
+            query.as_deref(),
+            &plan,
+            &bytes,
+            &parts.headers,
+        )
+        .map_err(|r| rejected(r.into(), client, &parts))?;
+        parts.extensions.insert(inspected);
+        Ok(Request::from_parts(parts, Body::from(bytes)))
+    }
 }

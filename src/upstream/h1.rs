@@ -26,6 +26,10 @@
 //!
 //! An answer whose body has already arrived with its head (most API answers) is handed on as
 //! bytes, and its connection is back in the pool before the client has seen the answer.
+//!
+//! A request marked [`AsSent`] (pvegate's own client side, `fast.rs`, marks the ones it reads)
+//! gets a plain answer's header lines as [`RawFields`], written back to the client as they
+//! are, instead of a header map that would be built here and taken apart there.
 
 use std::io;
 use std::pin::Pin;
@@ -135,6 +139,8 @@ pub struct Failed {
 pub struct Encoded {
     head: Vec<u8>,
     body: Bytes,
+    /// The request was marked [`AsSent`].
+    as_sent: bool,
 }
 
 /// Encodes a request for the upstream: `method target HTTP/1.1`, the header lines as they are,
@@ -183,7 +189,11 @@ pub fn encode(head: &http::request::Parts, body: Bytes) -> Result<Encoded, Strin
     } else {
         body
     };
-    Ok(Encoded { head: out, body })
+    Ok(Encoded {
+        head: out,
+        body,
+        as_sent: head.extensions.get::<AsSent>().is_some(),
+    })
 }
 
 /// An HTTP/1.1 connection to the upstream with no exchange in progress.
@@ -227,7 +237,7 @@ impl Conn {
     ) -> Result<Response<Body>, Failed> {
         self.write(req).await?;
         let head = loop {
-            match self.read_head(method).await? {
+            match self.read_head(method, req.as_sent).await? {
                 Parsed::Interim => continue,
                 Parsed::Head(head) => break head,
             }
@@ -237,6 +247,7 @@ impl Conn {
             version,
             reason,
             headers,
+            raw,
             framing,
             keep,
         } = head;
@@ -268,6 +279,9 @@ impl Conn {
         *res.headers_mut() = headers;
         if let Some(reason) = reason {
             res.extensions_mut().insert(reason);
+        }
+        if let Some(raw) = raw {
+            res.extensions_mut().insert(raw);
         }
         Ok(res)
     }
@@ -307,7 +321,7 @@ impl Conn {
     }
 
     /// Reads until a whole answer head is in the buffer, and takes it.
-    async fn read_head(&mut self, method: &Method) -> Result<Parsed, Failed> {
+    async fn read_head(&mut self, method: &Method, as_sent: bool) -> Result<Parsed, Failed> {
         let answered = |error| Failed {
             error,
             sent: true,
@@ -315,7 +329,9 @@ impl Conn {
         };
         loop {
             if !self.buf.is_empty() {
-                if let Some(parsed) = parse_head(&mut self.buf, method).map_err(answered)? {
+                if let Some(parsed) =
+                    parse_head(&mut self.buf, method, as_sent).map_err(answered)?
+                {
                     return Ok(parsed);
                 }
                 if self.buf.len() >= MAX_HEAD {
@@ -360,6 +376,8 @@ fn invalid(detail: String) -> io::Error {
 }
 
 /// What one complete head in the buffer was.
+// Moved once, to the caller; boxing the head would cost an allocation per answer.
+#[allow(clippy::large_enum_variant)]
 enum Parsed {
     /// A `1xx` interim answer, consumed; the real one follows.
     Interim,
@@ -371,9 +389,30 @@ struct Head {
     version: Version,
     reason: Option<hyper::ext::ReasonPhrase>,
     headers: HeaderMap,
+    raw: Option<RawFields>,
     framing: Framing,
     /// The connection may carry another request once the body has been read.
     keep: bool,
+}
+
+/// A request extension: the client side writes answer header lines back as they are, so a
+/// plain answer may come as [`RawFields`] instead of a header map.
+#[derive(Clone, Copy, Debug)]
+pub struct AsSent;
+
+/// A response extension: the answer's header lines, in Proxmox's order and spelling, each
+/// written out as `Name: value` and CRLF, hop-by-hop lines left out. The response's header map
+/// is then empty. Only a plain answer comes this way: HTTP/1.1, not to HEAD, not 1xx, 204 or
+/// 304, at most one `Content-Length`, no `Transfer-Encoding`, and a `Connection` that names no
+/// other header. Its values passed httparse, whose value bytes are exactly those
+/// `HeaderValue` accepts.
+#[derive(Clone, Debug)]
+pub struct RawFields {
+    pub lines: Bytes,
+    /// The `Content-Length` value, if the answer gave one.
+    pub length: Option<u64>,
+    /// Whether the answer has a `Date` line.
+    pub date: bool,
 }
 
 /// How an answer's body is delimited, and how much of it is left.
@@ -399,7 +438,12 @@ enum Chunk {
 }
 
 /// Parses the head at the start of `buf` if it is complete, and removes it from `buf`.
-fn parse_head(buf: &mut BytesMut, method: &Method) -> Result<Option<Parsed>, io::Error> {
+/// With `as_sent`, a plain answer's lines come as [`RawFields`] and its header map is empty.
+fn parse_head(
+    buf: &mut BytesMut,
+    method: &Method,
+    as_sent: bool,
+) -> Result<Option<Parsed>, io::Error> {
     let mut lines =
         [const { std::mem::MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS];
     let mut res = httparse::Response::new(&mut []);
@@ -442,6 +486,10 @@ fn parse_head(buf: &mut BytesMut, method: &Method) -> Result<Option<Parsed>, io:
     let count = res.headers.len();
     let mut keep = version == Version::HTTP_11;
     let (mut length, mut coded, mut chunked) = (None::<u64>, false, false);
+    // Hop-by-hop lines (this hop's framing and connection options) are left out of the map
+    // here, unless `Connection` names other headers: then the forwarder removes all of them.
+    let (mut hops, mut names_others) = (false, false);
+    let (mut lengths, mut date, mut bytes) = (0, false, 0);
     for (line, field) in res.headers.iter().zip(fields.iter_mut()) {
         let (name, value) = (line.name.as_bytes(), line.value);
         if name.eq_ignore_ascii_case(b"content-length") {
@@ -453,13 +501,21 @@ fn parse_head(buf: &mut BytesMut, method: &Method) -> Result<Option<Parsed>, io:
                 ));
             }
             length = Some(n);
+            lengths += 1;
         } else if name.eq_ignore_ascii_case(b"transfer-encoding") {
             coded = true;
             // Only the last coding counts: it says whether the body is chunked.
             chunked = ends_with_token(value, b"chunked");
-        } else if name.eq_ignore_ascii_case(b"connection") && has_token(value, b"close") {
-            keep = false;
+        } else if name.eq_ignore_ascii_case(b"connection") {
+            keep &= !has_token(value, b"close");
+            names_others |= !value.split(|&b| b == b',').all(|t| {
+                let t = t.trim_ascii();
+                t.eq_ignore_ascii_case(b"close") || t.eq_ignore_ascii_case(b"keep-alive")
+            });
         }
+        hops |= is_hop_by_hop(name);
+        date |= name.eq_ignore_ascii_case(b"date");
+        bytes += name.len() + value.len() + 4;
         *field = (
             offset(buf, name),
             name.len() as u16,
@@ -468,9 +524,37 @@ fn parse_head(buf: &mut BytesMut, method: &Method) -> Result<Option<Parsed>, io:
         );
     }
     let head = buf.split_to(len).freeze();
-    let mut headers = HeaderMap::with_capacity(count);
+    let drop_hops = hops && !names_others;
+    let bodiless = *method == Method::HEAD
+        || status == StatusCode::NO_CONTENT
+        || status == StatusCode::NOT_MODIFIED;
+    let plain = !names_others && !coded && lengths <= 1 && version == Version::HTTP_11;
+    let raw = (as_sent && plain && !bodiless).then(|| {
+        let mut lines = BytesMut::with_capacity(bytes);
+        for &(name_at, name_len, value_at, value_len) in &fields[..count] {
+            let name = &head[usize::from(name_at)..][..usize::from(name_len)];
+            if !is_hop_by_hop(name) {
+                lines.extend_from_slice(name);
+                lines.extend_from_slice(b": ");
+                lines.extend_from_slice(&head[usize::from(value_at)..][..usize::from(value_len)]);
+                lines.extend_from_slice(b"\r\n");
+            }
+        }
+        RawFields {
+            lines: lines.freeze(),
+            length,
+            date,
+        }
+    });
+    let mut headers = HeaderMap::with_capacity(if raw.is_some() { 0 } else { count });
     for &(name_at, name_len, value_at, value_len) in &fields[..count] {
+        if raw.is_some() {
+            break;
+        }
         let (name_at, value_at) = (usize::from(name_at), usize::from(value_at));
+        if drop_hops && is_hop_by_hop(&head[name_at..name_at + usize::from(name_len)]) {
+            continue;
+        }
         let name = HeaderName::from_bytes(&head[name_at..name_at + usize::from(name_len)])
             .map_err(|_| invalid("unreadable header name in the answer".into()))?;
         let value =
@@ -478,9 +562,6 @@ fn parse_head(buf: &mut BytesMut, method: &Method) -> Result<Option<Parsed>, io:
                 .map_err(|_| invalid("unreadable header value in the answer".into()))?;
         headers.append(name, value);
     }
-    let bodiless = *method == Method::HEAD
-        || status == StatusCode::NO_CONTENT
-        || status == StatusCode::NOT_MODIFIED;
     let framing = if bodiless {
         Framing::Length(0)
     } else if coded {
@@ -504,9 +585,26 @@ fn parse_head(buf: &mut BytesMut, method: &Method) -> Result<Option<Parsed>, io:
         version,
         reason,
         headers,
+        raw,
         framing,
         keep,
     })))
+}
+
+/// Whether a header of this name is for one hop only (RFC 9110 7.6.1, and the names HTTP/1.0
+/// proxies used), in any case. The forwarder's `strip_hop_by_hop` removes the same names.
+fn is_hop_by_hop(name: &[u8]) -> bool {
+    let is = |hop: &[u8]| name.eq_ignore_ascii_case(hop);
+    match name.len() {
+        2 => is(b"te"),
+        7 => is(b"trailer") || is(b"upgrade"),
+        10 => is(b"connection") || is(b"keep-alive"),
+        16 => is(b"proxy-connection"),
+        17 => is(b"transfer-encoding"),
+        18 => is(b"proxy-authenticate"),
+        19 => is(b"proxy-authorization"),
+        _ => false,
+    }
 }
 
 /// Whether the comma-separated list `value` holds `token` (any case), as `Connection` is read
@@ -986,6 +1084,113 @@ mod tests {
             assert_eq!(&got[..], *body, "{what}");
             assert_eq!(home, *kept, "{what}");
         }
+    }
+
+    #[test]
+    fn hop_by_hop_lines_are_left_out_unless_connection_names_others() {
+        let names = |answer: &str| -> Vec<String> {
+            let mut buf = BytesMut::from(answer.as_bytes());
+            match parse_head(&mut buf, &Method::GET, false) {
+                Ok(Some(Parsed::Head(head))) => {
+                    head.headers.keys().map(|k| k.to_string()).collect()
+                }
+                _ => panic!("no head in {answer:?}"),
+            }
+        };
+        let every_hop = "Connection: Keep-Alive\r\nKEEP-ALIVE: timeout=5\r\nTE: trailers\r\nTrailer: X-T\r\nUpgrade: h2c\r\nProxy-Connection: x\r\nProxy-Authenticate: Basic\r\nProxy-Authorization: Basic eA==\r\nTransfer-Encoding: chunked\r\n";
+        assert_eq!(
+            names(&format!(
+                "HTTP/1.1 200 OK\r\nServer: pve\r\n{every_hop}X-Te: 1\r\n\r\n"
+            )),
+            ["server", "x-te"]
+        );
+        // Names of the same lengths as hop-by-hop ones stay.
+        let alike = [
+            "tx",
+            "trailed",
+            "set-cookie",
+            "proxy-connectiox",
+            "transfer-encodinx",
+            "proxy-authenticatx",
+            "proxy-authorizatiox",
+        ];
+        let lines: String = alike.iter().map(|n| format!("{n}: 1\r\n")).collect();
+        assert_eq!(
+            names(&format!(
+                "HTTP/1.1 200 OK\r\n{lines}Connection: keep-alive\r\nContent-Length: 0\r\n\r\n"
+            )),
+            [&alike[..], &["content-length"]].concat()
+        );
+        assert_eq!(
+            names("HTTP/1.1 200 OK\r\nConnection: close, keep-alive\r\nContent-Length: 0\r\n\r\n"),
+            ["content-length"]
+        );
+        // A named header: every line stays for the forwarder, which removes the named ones too.
+        assert_eq!(
+            names("HTTP/1.1 200 OK\r\nConnection: keep-alive, X-Private\r\nX-Private: 1\r\nKeep-Alive: timeout=5\r\nContent-Length: 0\r\n\r\n"),
+            ["connection", "x-private", "keep-alive", "content-length"]
+        );
+    }
+
+    #[test]
+    fn plain_answers_come_as_lines_for_a_request_marked_as_sent() {
+        let head = |answer: &str, method: Method, as_sent: bool| -> Head {
+            let mut buf = BytesMut::from(answer.as_bytes());
+            match parse_head(&mut buf, &method, as_sent) {
+                Ok(Some(Parsed::Head(head))) => head,
+                _ => panic!("no head in {answer:?}"),
+            }
+        };
+        let plain = "HTTP/1.1 200 OK\r\nConnection: Keep-Alive\r\nServer: pve-api-daemon/3.0\r\nX-Spaced:   1\r\nContent-Type: application/json;charset=UTF-8\r\nKeep-Alive: timeout=5\r\nDate: Tue, 01 Dec 2026 10:00:00 GMT\r\nContent-Length: 2\r\n\r\nok";
+        let h = head(plain, Method::GET, true);
+        let raw = h.raw.expect("lines");
+        assert_eq!(
+            raw.lines,
+            "Server: pve-api-daemon/3.0\r\nX-Spaced: 1\r\nContent-Type: application/json;charset=UTF-8\r\nDate: Tue, 01 Dec 2026 10:00:00 GMT\r\nContent-Length: 2\r\n"
+        );
+        assert_eq!((raw.length, raw.date), (Some(2), true));
+        assert!(h.headers.is_empty());
+        // Without a length or a date; a POST.
+        let raw = head(
+            "HTTP/1.1 500 VM locked\r\nX-A: 1\r\n\r\n",
+            Method::POST,
+            true,
+        )
+        .raw;
+        let raw = raw.expect("lines");
+        assert_eq!(
+            (&raw.lines[..], raw.length, raw.date),
+            (&b"X-A: 1\r\n"[..], None, false)
+        );
+        // A request not marked, and answers that are not plain, get a map.
+        let not_plain = [
+            (plain, Method::HEAD),
+            ("HTTP/1.1 204 No Content\r\nX-A: 1\r\n\r\n", Method::GET),
+            ("HTTP/1.1 304 Not Modified\r\nX-A: 1\r\n\r\n", Method::GET),
+            (
+                "HTTP/1.0 200 OK\r\nContent-Length: 2\r\n\r\nok",
+                Method::GET,
+            ),
+            (
+                "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nX-A: 1\r\n\r\n",
+                Method::GET,
+            ),
+            (
+                "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Length: 2\r\n\r\nok",
+                Method::GET,
+            ),
+            (
+                "HTTP/1.1 200 OK\r\nConnection: X-A\r\nX-A: 1\r\nContent-Length: 2\r\n\r\nok",
+                Method::GET,
+            ),
+        ];
+        for (answer, method) in not_plain {
+            let h = head(answer, method, true);
+            assert!(h.raw.is_none() && !h.headers.is_empty(), "{answer:?}");
+        }
+        let h = head(plain, Method::GET, false);
+        assert!(h.raw.is_none());
+        assert_eq!(h.headers.len(), 5);
     }
 
     #[tokio::test]

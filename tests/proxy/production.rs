@@ -500,6 +500,55 @@ async fn sigterm_closes_a_busy_keep_alive_connection_after_its_answer() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_answers_hop_by_hop_headers_stay_on_the_upstream_hop() {
+    // Proxmox's answers: the first with only hop-by-hop options (left out while the answer is
+    // read), the second with a Connection that names a header of its own (removed with it).
+    const ANSWERS: [&str; 2] = [
+        "Connection: keep-alive\r\nKeep-Alive: timeout=5, max=100\r\nProxy-Connection: keep-alive\r\nTrailer: X-T\r\nX-Kept: a\r\n",
+        "Connection: keep-alive, X-Private\r\nX-Private: secret\r\nKeep-Alive: timeout=5\r\nX-Kept: b\r\n",
+    ];
+    let next = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let url = fake_upstream(move |mut s| {
+        let next = std::sync::Arc::clone(&next);
+        async move {
+            loop {
+                read_head(&mut s).await;
+                let i = next.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                let Some(lines) = ANSWERS.get(i) else { return };
+                let answer = format!(
+                    "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n{lines}Content-Length: 13\r\n\r\n{{\"data\":null}}"
+                );
+                if s.write_all(answer.as_bytes()).await.is_err() {
+                    return;
+                }
+            }
+        }
+    })
+    .await;
+    let served = serve(&url, "", "", "");
+    for kept in ["a", "b"] {
+        let r = raw(served.addr, &get("/api2/json/version")).await;
+        assert_eq!(r.status, 200);
+        assert_eq!(r.header("x-kept"), Some(kept), "{:?}", r.headers);
+        for hop in ["keep-alive", "proxy-connection", "trailer", "x-private"] {
+            assert_eq!(
+                r.header(hop),
+                None,
+                "{hop} reached the client: {:?}",
+                r.headers
+            );
+        }
+        // pvegate's own connection option towards the client, not Proxmox's.
+        assert_eq!(r.header("connection"), Some("close"), "{:?}", r.headers);
+        assert_eq!(r.body, b"{\"data\":null}");
+        // The plain answer's lines reach the client spelled as Proxmox spelled them; the one
+        // whose Connection names a header went through a header map.
+        let spelled = r.headers.iter().any(|(k, _)| k == "X-Kept");
+        assert_eq!(spelled, kept == "a", "{:?}", r.headers);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_answers_the_request_in_flight_with_connection_close() {
     // A small request (read by pvegate's fast path, not hyper) waiting for Proxmox when the
     // shutdown begins: it is answered, its answer says Connection: close, and the keep-alive
