@@ -14,6 +14,10 @@
 //! for `HEAD`, 204 and 304, a `Date` when there is none, and `Connection: close` when the
 //! connection closes after the answer.
 //!
+//! Requests read here are marked [`AsSent`]: a plain answer from Proxmox then comes with its
+//! header lines as Proxmox wrote them ([`RawFields`], hop-by-hop lines left out), which
+//! [`respond`] writes as they are instead of a header map, names in Proxmox's spelling.
+//!
 //! Everything else — a head or body still arriving, HTTP/1.0, a head httparse or `http`
 //! refuses, an upload, a websocket — is [`Parsed::Hyper`]: the server hands the connection
 //! and the bytes read so far to hyper, which reads them as it always did (with its timeouts
@@ -1076,7 +1080,9 @@ mod tests {
             tried += 1;
             as_they_are += usize::from(spelled.is_some_and(|s| text.contains(&s)));
         }
-        assert!(tried >= 10 && as_they_are >= 5, "{tried} {as_they_are}");
+        // 14 of the 17 cases qualify. In 5 the first name's spelling shows the lines went out
+        // as they are; the rest have no header line, or went through the map (HEAD, 204, 304).
+        assert_eq!((tried, as_they_are), (14, 5));
     }
 
     #[tokio::test]

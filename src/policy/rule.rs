@@ -101,8 +101,8 @@ impl Exempt {
         if self.exact.iter().any(|e| e == id) {
             return true;
         }
-        match id.split_once('!') {
-            Some((user, _)) => self.token_users.iter().any(|u| u == user),
+        match id.bytes().position(|b| b == b'!') {
+            Some(at) => self.token_users.iter().any(|u| *u == id[..at]),
             None => false,
         }
     }

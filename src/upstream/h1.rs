@@ -482,7 +482,7 @@ fn parse_head(
         .and_then(|r| hyper::ext::ReasonPhrase::try_from(r.as_bytes()).ok());
     // Where each header's name and value sit in the head (the values share its bytes). The
     // head is at most MAX_HEAD bytes, so u16 offsets do.
-    let mut fields = [(0u16, 0u16, 0u16, 0u16); MAX_HEADERS];
+    let mut fields = [(0u16, 0u16, 0u16, 0u16, Line::Other); MAX_HEADERS];
     let count = res.headers.len();
     let mut keep = version == Version::HTTP_11;
     let (mut length, mut coded, mut chunked) = (None::<u64>, false, false);
@@ -492,7 +492,8 @@ fn parse_head(
     let (mut lengths, mut date, mut bytes) = (0, false, 0);
     for (line, field) in res.headers.iter().zip(fields.iter_mut()) {
         let (name, value) = (line.name.as_bytes(), line.value);
-        if name.eq_ignore_ascii_case(b"content-length") {
+        let kind = Line::of(name);
+        if kind == Line::ContentLength {
             let n = parse_length(value)
                 .ok_or_else(|| invalid("unreadable Content-Length in the answer".into()))?;
             if length.is_some_and(|l| l != n) {
@@ -502,25 +503,26 @@ fn parse_head(
             }
             length = Some(n);
             lengths += 1;
-        } else if name.eq_ignore_ascii_case(b"transfer-encoding") {
+        } else if kind == Line::TransferEncoding {
             coded = true;
             // Only the last coding counts: it says whether the body is chunked.
             chunked = ends_with_token(value, b"chunked");
-        } else if name.eq_ignore_ascii_case(b"connection") {
+        } else if kind == Line::Connection {
             keep &= !has_token(value, b"close");
             names_others |= !value.split(|&b| b == b',').all(|t| {
                 let t = t.trim_ascii();
                 t.eq_ignore_ascii_case(b"close") || t.eq_ignore_ascii_case(b"keep-alive")
             });
         }
-        hops |= is_hop_by_hop(name);
-        date |= name.eq_ignore_ascii_case(b"date");
+        hops |= kind.hop();
+        date |= kind == Line::Date;
         bytes += name.len() + value.len() + 4;
         *field = (
             offset(buf, name),
             name.len() as u16,
             offset(buf, value),
             value.len() as u16,
+            kind,
         );
     }
     let head = buf.split_to(len).freeze();
@@ -531,10 +533,9 @@ fn parse_head(
     let plain = !names_others && !coded && lengths <= 1 && version == Version::HTTP_11;
     let raw = (as_sent && plain && !bodiless).then(|| {
         let mut lines = BytesMut::with_capacity(bytes);
-        for &(name_at, name_len, value_at, value_len) in &fields[..count] {
-            let name = &head[usize::from(name_at)..][..usize::from(name_len)];
-            if !is_hop_by_hop(name) {
-                lines.extend_from_slice(name);
+        for &(name_at, name_len, value_at, value_len, kind) in &fields[..count] {
+            if !kind.hop() {
+                lines.extend_from_slice(&head[usize::from(name_at)..][..usize::from(name_len)]);
                 lines.extend_from_slice(b": ");
                 lines.extend_from_slice(&head[usize::from(value_at)..][..usize::from(value_len)]);
                 lines.extend_from_slice(b"\r\n");
@@ -547,12 +548,12 @@ fn parse_head(
         }
     });
     let mut headers = HeaderMap::with_capacity(if raw.is_some() { 0 } else { count });
-    for &(name_at, name_len, value_at, value_len) in &fields[..count] {
+    for &(name_at, name_len, value_at, value_len, kind) in &fields[..count] {
         if raw.is_some() {
             break;
         }
         let (name_at, value_at) = (usize::from(name_at), usize::from(value_at));
-        if drop_hops && is_hop_by_hop(&head[name_at..name_at + usize::from(name_len)]) {
+        if drop_hops && kind.hop() {
             continue;
         }
         let name = HeaderName::from_bytes(&head[name_at..name_at + usize::from(name_len)])
@@ -591,19 +592,43 @@ fn parse_head(
     })))
 }
 
-/// Whether a header of this name is for one hop only (RFC 9110 7.6.1, and the names HTTP/1.0
-/// proxies used), in any case. The forwarder's `strip_hop_by_hop` removes the same names.
-fn is_hop_by_hop(name: &[u8]) -> bool {
-    let is = |hop: &[u8]| name.eq_ignore_ascii_case(hop);
-    match name.len() {
-        2 => is(b"te"),
-        7 => is(b"trailer") || is(b"upgrade"),
-        10 => is(b"connection") || is(b"keep-alive"),
-        16 => is(b"proxy-connection"),
-        17 => is(b"transfer-encoding"),
-        18 => is(b"proxy-authenticate"),
-        19 => is(b"proxy-authorization"),
-        _ => false,
+/// What an answer's header line is to this reader, by its name in any case (looked at once).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Line {
+    ContentLength,
+    TransferEncoding,
+    Connection,
+    Date,
+    /// Any other line for one hop only.
+    OtherHop,
+    Other,
+}
+
+impl Line {
+    fn of(name: &[u8]) -> Line {
+        let is = |known: &[u8]| name.eq_ignore_ascii_case(known);
+        match name.len() {
+            2 if is(b"te") => Line::OtherHop,
+            4 if is(b"date") => Line::Date,
+            7 if is(b"trailer") || is(b"upgrade") => Line::OtherHop,
+            10 if is(b"connection") => Line::Connection,
+            10 if is(b"keep-alive") => Line::OtherHop,
+            14 if is(b"content-length") => Line::ContentLength,
+            16 if is(b"proxy-connection") => Line::OtherHop,
+            17 if is(b"transfer-encoding") => Line::TransferEncoding,
+            18 if is(b"proxy-authenticate") => Line::OtherHop,
+            19 if is(b"proxy-authorization") => Line::OtherHop,
+            _ => Line::Other,
+        }
+    }
+
+    /// Whether the line is for one hop only (RFC 9110 7.6.1, and the names HTTP/1.0 proxies
+    /// used). The forwarder's `strip_hop_by_hop` removes the same names.
+    fn hop(self) -> bool {
+        matches!(
+            self,
+            Line::Connection | Line::TransferEncoding | Line::OtherHop
+        )
     }
 }
 

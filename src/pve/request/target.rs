@@ -113,11 +113,13 @@ pub fn parse_target(raw: &str) -> Result<(Target, Option<&str>), RequestError> {
         return Err(RequestError::TargetForm);
     };
 
-    let (raw_path, query) = match path_and_query.split_once('?') {
-        Some((p, q)) => (p, Some(q)),
+    // The first `?` of the target is the path's: an absolute URL's authority ends before any.
+    let start = raw.len() - path_and_query.len();
+    let (raw_path, query) = match scan.query {
+        Some(at) => (&raw[start..at], Some(&raw[at + 1..])),
         None => (path_and_query, None),
     };
-    if !raw_path.contains('%') {
+    if !scan.percent {
         // Nothing to decode: the path is its own decoding, and the scan found only visible
         // ASCII in it (no NUL, newline or other control character to look for).
         return Ok((route(raw_path, Decoded::Visible)?, query));
@@ -133,9 +135,13 @@ struct Scan {
     hash: bool,
     /// An `@` before the first `/`.
     at_before_slash: bool,
+    /// Where the first `?` is.
+    query: Option<usize>,
+    /// A `%` before the first `?`.
+    percent: bool,
 }
 
-/// The bytes [`Scan`] stops at: 1 outside visible ASCII, 2 `#`, 3 `@`, 4 `/`.
+/// The bytes [`Scan`] stops at: 1 outside visible ASCII, 2 `#`, 3 `@`, 4 `/`, 5 `?`, 6 `%`.
 const CLASS: [u8; 256] = {
     let mut table = [1u8; 256];
     let mut b = 0x21;
@@ -146,6 +152,8 @@ const CLASS: [u8; 256] = {
     table[b'#' as usize] = 2;
     table[b'@' as usize] = 3;
     table[b'/' as usize] = 4;
+    table[b'?' as usize] = 5;
+    table[b'%' as usize] = 6;
     table
 };
 
@@ -154,15 +162,23 @@ impl Scan {
         let mut scan = Scan {
             hash: false,
             at_before_slash: false,
+            query: None,
+            percent: false,
         };
         let mut slash = false;
-        for &b in raw {
+        for (i, &b) in raw.iter().enumerate() {
             match CLASS[usize::from(b)] {
                 0 => {}
                 1 => return Err(RequestError::TargetCharacter),
                 2 => scan.hash = true,
                 3 => scan.at_before_slash |= !slash,
-                _ => slash = true,
+                4 => slash = true,
+                5 => {
+                    if scan.query.is_none() {
+                        scan.query = Some(i);
+                    }
+                }
+                _ => scan.percent |= scan.query.is_none(),
             }
         }
         Ok(scan)
